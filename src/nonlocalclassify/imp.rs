@@ -1,0 +1,1008 @@
+//! GStreamer glue of `nonlocalclassify`: properties, caps, events and the inference worker.
+//!
+//! The streaming thread only converts and scales the frames that clips sample (see
+//! [`crate::sampling`]) and hands finished clips to a worker thread through a bounded queue
+//! (`max-pending`). The worker packs tensors, runs the shared [`Engine`], and posts results as
+//! element messages; the streaming thread attaches finished results as `NonLocalClassifyMeta` to
+//! the next buffer it pushes.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use gst::glib;
+use gst::prelude::MulDiv;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+
+use super::{Crops, ExecutionProvider};
+use crate::config::{ClipConfig, InputType, Overrides};
+use crate::engine::{Batch, Engine, ProviderChoice};
+use crate::labels;
+use crate::meta::NonLocalClassifyMeta;
+use crate::preprocess::{
+    pack_clip, CropPosition, FrameView, PixelFormat, ScaledFrame, Scaler, TensorElement, YuvMatrix,
+    YuvRange,
+};
+use crate::results::{clip_scores, ClipResult, Smoother, Summary, MESSAGE_NAME};
+use crate::sampling::{Clip, ClipSampler, FrameTiming, Sampling};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "nonlocalclassify",
+        gst::DebugColorFlags::empty(),
+        Some("Non-local network action classifier"),
+    )
+});
+
+const DEFAULT_TOP_K: u32 = 5;
+const DEFAULT_SMOOTHING: u32 = 1;
+const DEFAULT_DEVICE_ID: i32 = 0;
+const DEFAULT_MAX_PENDING: u32 = 2;
+const DEFAULT_POST_MESSAGES: bool = true;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model: Option<String>,
+    labels: Option<String>,
+    clip_length: u32,
+    frame_stride: u32,
+    clip_stride: u32,
+    top_k: u32,
+    crops: Crops,
+    smoothing: u32,
+    execution_provider: ExecutionProvider,
+    device_id: i32,
+    max_pending: u32,
+    post_messages: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model: None,
+            labels: None,
+            clip_length: 0,
+            frame_stride: 0,
+            clip_stride: 0,
+            top_k: DEFAULT_TOP_K,
+            crops: Crops::Center,
+            smoothing: DEFAULT_SMOOTHING,
+            execution_provider: ExecutionProvider::Auto,
+            device_id: DEFAULT_DEVICE_ID,
+            max_pending: DEFAULT_MAX_PENDING,
+            post_messages: DEFAULT_POST_MESSAGES,
+        }
+    }
+}
+
+/// The opened model, from NULL→READY to READY→NULL.
+struct Loaded {
+    engine: Arc<Engine>,
+    config: ClipConfig,
+    labels: Arc<Vec<String>>,
+}
+
+/// A clip on its way to the worker.
+struct Job {
+    clip: Clip<ScaledFrame>,
+    generation: u64,
+    stream_time: Option<u64>,
+    running_time: Option<u64>,
+    arrived: Instant,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// The worker is running a job.
+    busy: bool,
+    flushing: bool,
+    stop: bool,
+    /// Bumped by every flush: results of older generations are discarded.
+    generation: u64,
+}
+
+/// Per-stream result state, touched by the worker and reset by flushes.
+struct Post {
+    smoother: Smoother,
+    summary: Summary,
+}
+
+/// What the streaming thread and the worker share.
+struct Shared {
+    queue: Mutex<Queue>,
+    cond: Condvar,
+    post: Mutex<Post>,
+    ready: Mutex<Vec<ClipResult>>,
+    dropped: AtomicU64,
+    failed: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked while holding it; the data is still
+    // consistent for our uses (queues and counters), so keep going rather than panic here too.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the worker needs, fixed for one READY→PAUSED→READY cycle.
+struct WorkerConfig {
+    engine: Arc<Engine>,
+    config: ClipConfig,
+    labels: Arc<Vec<String>>,
+    crops: Vec<CropPosition>,
+    top_k: usize,
+    post_messages: bool,
+}
+
+/// Streaming state, from READY→PAUSED to PAUSED→READY.
+struct State {
+    info: Option<gst_video::VideoInfo>,
+    sampler: ClipSampler<ScaledFrame>,
+    scaler: Scaler,
+    scale_size: u32,
+    live: Option<bool>,
+    max_pending: usize,
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+pub struct NonLocalClassify {
+    settings: Mutex<Settings>,
+    loaded: Mutex<Option<Loaded>>,
+    state: Mutex<Option<State>>,
+}
+
+fn pixel_format(format: gst_video::VideoFormat) -> Option<PixelFormat> {
+    use gst_video::VideoFormat as V;
+    Some(match format {
+        V::Rgb => PixelFormat::Rgb,
+        V::Bgr => PixelFormat::Bgr,
+        V::Rgbx => PixelFormat::Rgbx,
+        V::Bgrx => PixelFormat::Bgrx,
+        V::Xrgb => PixelFormat::Xrgb,
+        V::Xbgr => PixelFormat::Xbgr,
+        V::Rgba => PixelFormat::Rgba,
+        V::Bgra => PixelFormat::Bgra,
+        V::Argb => PixelFormat::Argb,
+        V::Abgr => PixelFormat::Abgr,
+        V::I420 => PixelFormat::I420,
+        V::Nv12 => PixelFormat::Nv12,
+        _ => return None,
+    })
+}
+
+const FORMATS: &[gst_video::VideoFormat] = &[
+    gst_video::VideoFormat::Rgb,
+    gst_video::VideoFormat::Bgr,
+    gst_video::VideoFormat::Rgbx,
+    gst_video::VideoFormat::Bgrx,
+    gst_video::VideoFormat::Xrgb,
+    gst_video::VideoFormat::Xbgr,
+    gst_video::VideoFormat::Rgba,
+    gst_video::VideoFormat::Bgra,
+    gst_video::VideoFormat::Argb,
+    gst_video::VideoFormat::Abgr,
+    gst_video::VideoFormat::I420,
+    gst_video::VideoFormat::Nv12,
+];
+
+impl NonLocalClassify {
+    /// NULL→READY: open the model and resolve the clip configuration.
+    fn load(&self) -> Result<Loaded, gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        let Some(model) = settings.model.clone() else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ["No model set: set the 'model' property to the path of an .onnx file"]
+            ));
+        };
+        let choice = match settings.execution_provider {
+            ExecutionProvider::Auto => ProviderChoice::Auto,
+            ExecutionProvider::Cuda => ProviderChoice::Cuda,
+            ExecutionProvider::Cpu => ProviderChoice::Cpu,
+        };
+        let engine =
+            Engine::shared(&PathBuf::from(&model), choice, settings.device_id).map_err(|e| {
+                use crate::engine::EngineError as E;
+                let kind = match e {
+                    E::ModelUnreadable { .. } => gst::ResourceError::OpenRead,
+                    E::RuntimeMissing { .. } | E::CudaUnavailable { .. } => {
+                        gst::ResourceError::Failed
+                    }
+                    _ => gst::ResourceError::Settings,
+                };
+                gst::error_msg!(kind, ["{}", e])
+            })?;
+        let config = ClipConfig::resolve(
+            &engine.metadata,
+            &engine.io,
+            Overrides {
+                clip_length: settings.clip_length,
+                frame_stride: settings.frame_stride,
+                clip_stride: settings.clip_stride,
+            },
+        )
+        .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["model '{}': {}", model, e]))?;
+        let (labels, source) = labels::resolve(
+            settings.labels.as_deref().map(std::path::Path::new),
+            engine.metadata.labels.as_deref(),
+            config.num_classes,
+        )
+        .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{}", e]))?;
+
+        if let Some(reason) = &engine.fallback_reason {
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Init,
+                ("CUDA is not available, running on CPU"),
+                [
+                    "execution-provider=auto could not create the CUDA execution provider: {}",
+                    reason
+                ]
+            );
+        }
+        if engine.metadata.random_weights() {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Format,
+                [
+                    "Model '{}' has random weights (model.weights=random): its labels are meaningless",
+                    model
+                ]
+            );
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "Model {} on {}: clips of {} frames every {} (next clip after {}), {}² crops from short side {}, {:?} {:?}, {} classes, labels from {:?}",
+            model,
+            engine.provider.name(),
+            config.clip_length,
+            config.frame_stride,
+            config.clip_stride,
+            config.crop_size,
+            config.scale_size,
+            config.layout,
+            config.input_type,
+            config.num_classes,
+            source
+        );
+        Ok(Loaded {
+            engine,
+            config,
+            labels: Arc::new(labels),
+        })
+    }
+
+    /// Frame index and clip reset (stream start, flush, caps change).
+    fn reset_stream(state: &mut State) {
+        state.sampler.reset();
+        state.live = None;
+    }
+
+    /// Forget every result of the current stream (flush, stream start).
+    fn reset_results(shared: &Shared) {
+        lock(&shared.ready).clear();
+        let mut post = lock(&shared.post);
+        post.smoother.reset();
+        post.summary.reset();
+        shared.dropped.store(0, Ordering::SeqCst);
+    }
+
+    fn query_live(&self) -> bool {
+        let mut q = gst::query::Latency::new();
+        self.obj().sink_pad().peer_query(&mut q) && q.result().0
+    }
+
+    /// Hand a clip to the worker: live streams drop it when `max-pending` clips wait, others wait.
+    fn enqueue(shared: &Shared, job: Job, live: bool, max: usize) -> Result<(), gst::FlowError> {
+        let mut q = lock(&shared.queue);
+        if live && q.jobs.len() >= max {
+            let dropped = shared.dropped.fetch_add(1, Ordering::SeqCst) + 1;
+            gst::debug!(CAT, "Dropped clip {} ({} so far)", job.clip.index, dropped);
+            return Ok(());
+        }
+        while q.jobs.len() >= max && !q.flushing && !q.stop {
+            q = shared.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        if q.flushing || q.stop {
+            return Err(gst::FlowError::Flushing);
+        }
+        q.jobs.push_back(job);
+        shared.cond.notify_all();
+        Ok(())
+    }
+
+    /// Wait until the worker has finished every queued clip (or a flush/stop interrupts).
+    fn drain(shared: &Shared) {
+        let mut q = lock(&shared.queue);
+        while (!q.jobs.is_empty() || q.busy) && !q.flushing && !q.stop {
+            q = shared.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn make_job(&self, clip: Clip<ScaledFrame>, shared: &Shared) -> Job {
+        let segment = self.obj().segment();
+        let (stream_time, running_time) =
+            match (clip.timestamp, segment.downcast_ref::<gst::ClockTime>()) {
+                (Some(ts), Some(seg)) => {
+                    let ts = gst::ClockTime::from_nseconds(ts);
+                    (
+                        seg.to_stream_time(ts).map(|t| t.nseconds()),
+                        seg.to_running_time(ts).map(|t| t.nseconds()),
+                    )
+                }
+                _ => (None, None),
+            };
+        Job {
+            clip,
+            generation: lock(&shared.queue).generation,
+            stream_time,
+            running_time,
+            arrived: Instant::now(),
+        }
+    }
+}
+
+/// Convert a mapped video frame into the preprocessing module's view.
+fn frame_view<'a>(
+    frame: &'a gst_video::VideoFrameRef<&'a gst::BufferRef>,
+) -> Option<FrameView<'a>> {
+    let info = frame.info();
+    let format = pixel_format(info.format())?;
+    let mut planes: [&[u8]; 3] = [&[], &[], &[]];
+    let mut strides = [0usize; 3];
+    for i in 0..(frame.n_planes() as usize).min(3) {
+        planes[i] = frame.plane_data(i as u32).ok()?;
+        strides[i] = usize::try_from(frame.plane_stride()[i]).ok()?;
+    }
+    let colorimetry = info.colorimetry();
+    Some(FrameView {
+        format,
+        width: frame.width(),
+        height: frame.height(),
+        planes,
+        strides,
+        matrix: if colorimetry.matrix() == gst_video::VideoColorMatrix::Bt709 {
+            YuvMatrix::Bt709
+        } else {
+            YuvMatrix::Bt601
+        },
+        range: if colorimetry.range() == gst_video::VideoColorRange::Range0_255 {
+            YuvRange::Full
+        } else {
+            YuvRange::Limited
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worker
+// ---------------------------------------------------------------------------------------------
+
+fn pack_batch<T: TensorElement>(
+    frames: &[&ScaledFrame],
+    cfg: &WorkerConfig,
+    items: usize,
+) -> Result<Vec<T>, String> {
+    let per = cfg.config.clip_elements();
+    let mut data = vec![T::default(); per * items];
+    for (chunk, pos) in data.chunks_mut(per).zip(cfg.crops.iter().cycle()) {
+        pack_clip(
+            frames,
+            cfg.config.crop_size,
+            *pos,
+            &cfg.config.norm,
+            cfg.config.layout,
+            chunk,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(data)
+}
+
+/// Run one clip through the model: every crop, in batches the model accepts.
+fn infer(cfg: &WorkerConfig, clip: &Clip<ScaledFrame>) -> Result<Vec<f64>, String> {
+    let frames: Vec<&ScaledFrame> = clip.frames.iter().map(|f| f.as_ref()).collect();
+    let crops = cfg.crops.len();
+    // A graph with a fixed batch gets exactly that many items (extra ones repeat the crops).
+    let items = cfg
+        .config
+        .fixed_batch
+        .map_or(crops, |b| crops.div_ceil(b) * b);
+    let batch = match cfg.config.input_type {
+        InputType::F32 => Batch::F32(pack_batch(&frames, cfg, items)?),
+        InputType::F16 => Batch::F16(pack_batch(&frames, cfg, items)?),
+        InputType::U8 => Batch::U8(pack_batch(&frames, cfg, items)?),
+    };
+    let step = cfg.config.fixed_batch.unwrap_or(items);
+    let mut outputs = Vec::with_capacity(items);
+    match batch {
+        // One run when the batch is dynamic; otherwise chunks of the fixed size.
+        Batch::F32(v) => run_chunks(cfg, v, step, Batch::F32, &mut outputs)?,
+        Batch::F16(v) => run_chunks(cfg, v, step, Batch::F16, &mut outputs)?,
+        Batch::U8(v) => run_chunks(cfg, v, step, Batch::U8, &mut outputs)?,
+    }
+    outputs.truncate(crops);
+    if outputs.iter().any(|o| o.len() != cfg.config.num_classes) {
+        return Err(format!(
+            "the model returned a score vector of the wrong size (expected {})",
+            cfg.config.num_classes
+        ));
+    }
+    Ok(clip_scores(&outputs, cfg.config.output_kind))
+}
+
+fn run_chunks<T: Clone>(
+    cfg: &WorkerConfig,
+    data: Vec<T>,
+    step: usize,
+    wrap: fn(Vec<T>) -> Batch,
+    outputs: &mut Vec<Vec<f32>>,
+) -> Result<(), String> {
+    let per = cfg.config.clip_elements();
+    for chunk in data.chunks(per * step) {
+        let shape = cfg.config.input_shape(chunk.len() / per);
+        let out = cfg
+            .engine
+            .run(shape, wrap(chunk.to_vec()))
+            .map_err(|e| e.to_string())?;
+        outputs.extend(out);
+    }
+    Ok(())
+}
+
+fn worker_loop(
+    shared: Arc<Shared>,
+    cfg: WorkerConfig,
+    element: glib::WeakRef<super::NonLocalClassify>,
+) {
+    loop {
+        let job = {
+            let mut q = lock(&shared.queue);
+            loop {
+                if q.stop {
+                    return;
+                }
+                if let Some(job) = q.jobs.pop_front() {
+                    q.busy = true;
+                    shared.cond.notify_all();
+                    break job;
+                }
+                q = shared.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let outcome = infer(&cfg, &job.clip);
+        let element = element.upgrade();
+        match (outcome, element) {
+            (Ok(scores), Some(element)) => publish(&shared, &cfg, &job, scores, &element),
+            (Err(reason), Some(element)) => {
+                shared.failed.store(true, Ordering::SeqCst);
+                gst::element_error!(
+                    element,
+                    gst::StreamError::Failed,
+                    ("Inference failed on clip {}", job.clip.index),
+                    ["model '{}': {}", cfg.engine.path.display(), reason]
+                );
+            }
+            (_, None) => {}
+        }
+        let mut q = lock(&shared.queue);
+        q.busy = false;
+        shared.cond.notify_all();
+    }
+}
+
+/// Smooth, rank, record and post one clip's scores (skipped when a flush made them stale).
+fn publish(
+    shared: &Shared,
+    cfg: &WorkerConfig,
+    job: &Job,
+    scores: Vec<f64>,
+    element: &super::NonLocalClassify,
+) {
+    let result = {
+        let q = lock(&shared.queue);
+        if q.generation != job.generation {
+            return;
+        }
+        let mut post = lock(&shared.post);
+        post.summary
+            .add(&scores, job.clip.timestamp, job.clip.duration);
+        let smoothed = post.smoother.push(scores);
+        let (labels, ranked) = ClipResult::ranked(&smoothed, &cfg.labels, cfg.top_k);
+        ClipResult {
+            timestamp: job.clip.timestamp,
+            stream_time: job.stream_time,
+            running_time: job.running_time,
+            duration: job.clip.duration,
+            clip_index: job.clip.index,
+            labels,
+            scores: ranked,
+            dropped: shared.dropped.load(Ordering::SeqCst),
+            latency: u64::try_from(job.arrived.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    };
+    gst::debug!(
+        CAT,
+        obj = element,
+        "Clip {}: {:?} {:?} in {} ms",
+        result.clip_index,
+        result.label(),
+        result.score(),
+        result.latency / 1_000_000
+    );
+    if cfg.post_messages {
+        let msg = gst::message::Element::builder(result.to_structure(MESSAGE_NAME))
+            .src(element)
+            .build();
+        let _ = element.post_message(msg);
+    }
+    lock(&shared.ready).push(result);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GObject / GStreamer boilerplate
+// ---------------------------------------------------------------------------------------------
+
+#[glib::object_subclass]
+impl ObjectSubclass for NonLocalClassify {
+    const NAME: &'static str = "GstNonLocalClassify";
+    type Type = super::NonLocalClassify;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for NonLocalClassify {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb("Path of the .onnx model file")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("labels")
+                    .nick("Labels")
+                    .blurb("Label file, one label per line (default: the model's metadata, else Kinetics-400 for 400 outputs, else class-N)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("clip-length")
+                    .nick("Clip length")
+                    .blurb("Frames per clip (0 = from the model)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("frame-stride")
+                    .nick("Frame stride")
+                    .blurb("Take every Nth decoded frame inside a clip (0 = from the model)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("clip-stride")
+                    .nick("Clip stride")
+                    .blurb("Decoded frames between the starts of consecutive clips (0 = clip-length × frame-stride)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("top-k")
+                    .nick("Top K")
+                    .blurb("Labels reported per result")
+                    .minimum(1)
+                    .default_value(DEFAULT_TOP_K)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("crops", Crops::Center)
+                    .nick("Crops")
+                    .blurb("Crops per clip: center, or three along the long side with scores averaged")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("smoothing")
+                    .nick("Smoothing")
+                    .blurb("Average scores over the last N clips before reporting")
+                    .minimum(1)
+                    .default_value(DEFAULT_SMOOTHING)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default(
+                    "execution-provider",
+                    ExecutionProvider::Auto,
+                )
+                .nick("Execution provider")
+                .blurb("Where inference runs: auto (CUDA if available, else CPU), cuda or cpu")
+                .mutable_ready()
+                .build(),
+                glib::ParamSpecInt::builder("device-id")
+                    .nick("Device ID")
+                    .blurb("CUDA device")
+                    .minimum(0)
+                    .default_value(DEFAULT_DEVICE_ID)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-pending")
+                    .nick("Max pending")
+                    .blurb("Clips waiting for inference; live: extra clips are dropped and counted, non-live: upstream waits")
+                    .minimum(1)
+                    .default_value(DEFAULT_MAX_PENDING)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("post-messages")
+                    .nick("Post messages")
+                    .blurb("Post element messages with each result and a summary at end of stream")
+                    .default_value(DEFAULT_POST_MESSAGES)
+                    .mutable_playing()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = lock(&self.settings);
+        match pspec.name() {
+            "model" => s.model = value.get().unwrap_or_default(),
+            "labels" => s.labels = value.get().unwrap_or_default(),
+            "clip-length" => s.clip_length = value.get().unwrap_or_default(),
+            "frame-stride" => s.frame_stride = value.get().unwrap_or_default(),
+            "clip-stride" => s.clip_stride = value.get().unwrap_or_default(),
+            "top-k" => s.top_k = value.get().unwrap_or(DEFAULT_TOP_K),
+            "crops" => s.crops = value.get().unwrap_or_default(),
+            "smoothing" => s.smoothing = value.get().unwrap_or(DEFAULT_SMOOTHING),
+            "execution-provider" => s.execution_provider = value.get().unwrap_or_default(),
+            "device-id" => s.device_id = value.get().unwrap_or(DEFAULT_DEVICE_ID),
+            "max-pending" => s.max_pending = value.get().unwrap_or(DEFAULT_MAX_PENDING),
+            "post-messages" => s.post_messages = value.get().unwrap_or(DEFAULT_POST_MESSAGES),
+            other => gst::warning!(CAT, imp = self, "Unknown property {}", other),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = lock(&self.settings);
+        match pspec.name() {
+            "model" => s.model.to_value(),
+            "labels" => s.labels.to_value(),
+            "clip-length" => s.clip_length.to_value(),
+            "frame-stride" => s.frame_stride.to_value(),
+            "clip-stride" => s.clip_stride.to_value(),
+            "top-k" => s.top_k.to_value(),
+            "crops" => s.crops.to_value(),
+            "smoothing" => s.smoothing.to_value(),
+            "execution-provider" => s.execution_provider.to_value(),
+            "device-id" => s.device_id.to_value(),
+            "max-pending" => s.max_pending.to_value(),
+            "post-messages" => s.post_messages.to_value(),
+            _ => pspec.default_value().clone(),
+        }
+    }
+}
+
+impl GstObjectImpl for NonLocalClassify {}
+
+impl ElementImpl for NonLocalClassify {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Non-local network action classifier",
+                "Filter/Analyzer/Video",
+                "Classifies clips of video into Kinetics-400 actions with a Non-local neural network (ONNX Runtime, CUDA or CPU); video passes through, results are posted as messages and attached as NonLocalClassifyMeta",
+                "nonlocalclassify developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list(FORMATS.iter().copied())
+                .build();
+            ["src", "sink"]
+                .into_iter()
+                .filter_map(|name| {
+                    let direction = if name == "src" {
+                        gst::PadDirection::Src
+                    } else {
+                        gst::PadDirection::Sink
+                    };
+                    gst::PadTemplate::new(name, direction, gst::PadPresence::Always, &caps).ok()
+                })
+                .collect()
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::NullToReady {
+            match self.load() {
+                Ok(loaded) => *lock(&self.loaded) = Some(loaded),
+                Err(msg) => {
+                    self.post_error_message(msg);
+                    return Err(gst::StateChangeError);
+                }
+            }
+        }
+        let res = self.parent_change_state(transition);
+        if transition == gst::StateChange::ReadyToNull {
+            *lock(&self.loaded) = None;
+        }
+        res
+    }
+}
+
+impl BaseTransformImpl for NonLocalClassify {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        let loaded = lock(&self.loaded);
+        let Some(loaded) = loaded.as_ref() else {
+            return Err(gst::error_msg!(
+                gst::CoreError::StateChange,
+                ["No model loaded"]
+            ));
+        };
+        let config = &loaded.config;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            cond: Condvar::new(),
+            post: Mutex::new(Post {
+                smoother: Smoother::new(settings.smoothing),
+                summary: Summary::default(),
+            }),
+            ready: Mutex::new(Vec::new()),
+            dropped: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+        });
+        let worker_cfg = WorkerConfig {
+            engine: Arc::clone(&loaded.engine),
+            config: config.clone(),
+            labels: Arc::clone(&loaded.labels),
+            crops: match settings.crops {
+                Crops::Center => vec![CropPosition::Center],
+                Crops::Three => vec![CropPosition::Start, CropPosition::Center, CropPosition::End],
+            },
+            top_k: settings.top_k.max(1) as usize,
+            post_messages: settings.post_messages,
+        };
+        let worker_shared = Arc::clone(&shared);
+        let element = self.obj().downgrade();
+        let worker = std::thread::Builder::new()
+            .name("nonlocal-infer".into())
+            .spawn(move || worker_loop(worker_shared, worker_cfg, element))
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::CoreError::Failed,
+                    ["Cannot start the inference thread: {}", e]
+                )
+            })?;
+        *lock(&self.state) = Some(State {
+            info: None,
+            sampler: ClipSampler::new(Sampling {
+                clip_length: config.clip_length,
+                frame_stride: config.frame_stride,
+                clip_stride: config.clip_stride,
+            }),
+            scaler: Scaler::new(),
+            scale_size: config.scale_size,
+            live: None,
+            max_pending: settings.max_pending.max(1) as usize,
+            shared,
+            worker: Some(worker),
+        });
+        gst::debug!(
+            CAT,
+            imp = self,
+            "Started on {}",
+            loaded.engine.provider.name()
+        );
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let state = lock(&self.state).take();
+        if let Some(mut state) = state {
+            {
+                let mut q = lock(&state.shared.queue);
+                q.stop = true;
+                q.jobs.clear();
+                state.shared.cond.notify_all();
+            }
+            if let Some(worker) = state.worker.take() {
+                if worker.join().is_err() {
+                    gst::warning!(CAT, imp = self, "Inference thread panicked");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "Invalid caps {}", incaps))?;
+        if pixel_format(info.format()).is_none() {
+            return Err(gst::loggable_error!(
+                CAT,
+                "Unsupported format in {}",
+                incaps
+            ));
+        }
+        let mut guard = lock(&self.state);
+        if let Some(state) = guard.as_mut() {
+            if state.info.as_ref().is_some_and(|old| *old != info) {
+                gst::debug!(CAT, imp = self, "Caps changed: restarting clips");
+                Self::reset_stream(state);
+            }
+            state.info = Some(info);
+        }
+        drop(guard);
+        self.parent_set_caps(incaps, outcaps)
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        use gst::EventView;
+        let shared = lock(&self.state).as_ref().map(|s| Arc::clone(&s.shared));
+        if let Some(shared) = shared {
+            match event.view() {
+                EventView::FlushStart(_) => {
+                    let mut q = lock(&shared.queue);
+                    q.flushing = true;
+                    q.generation += 1;
+                    q.jobs.clear();
+                    shared.cond.notify_all();
+                }
+                EventView::FlushStop(_) => {
+                    lock(&shared.queue).flushing = false;
+                    if let Some(state) = lock(&self.state).as_mut() {
+                        Self::reset_stream(state);
+                    }
+                    Self::reset_results(&shared);
+                }
+                EventView::StreamStart(_) => {
+                    if let Some(state) = lock(&self.state).as_mut() {
+                        Self::reset_stream(state);
+                    }
+                    Self::reset_results(&shared);
+                }
+                EventView::Eos(_) => {
+                    if !self.finish_stream(&shared) {
+                        return false;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut guard = lock(&self.state);
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let shared = Arc::clone(&state.shared);
+        if shared.failed.load(Ordering::SeqCst) {
+            return Err(gst::FlowError::Error);
+        }
+        // Results finished since the last buffer ride on this one.
+        for result in lock(&shared.ready).drain(..) {
+            if let Err(e) = NonLocalClassifyMeta::add(buf, &result) {
+                gst::warning!(CAT, imp = self, "Cannot attach meta: {}", e);
+            }
+        }
+
+        let info = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
+        if state.live.is_none() {
+            state.live = Some(self.query_live());
+        }
+        let frame = if state.sampler.wants_next() {
+            let mapped =
+                gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info).map_err(|_| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Decode,
+                        [
+                            "Cannot map frame {} for reading",
+                            state.sampler.next_index()
+                        ]
+                    );
+                    gst::FlowError::Error
+                })?;
+            let view = frame_view(&mapped).ok_or_else(|| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ["Unsupported frame layout ({:?})", info.format()]
+                );
+                gst::FlowError::NotNegotiated
+            })?;
+            let scaled = state.scaler.scale(&view, state.scale_size).map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    [
+                        "Cannot preprocess frame {}: {}",
+                        state.sampler.next_index(),
+                        e
+                    ]
+                );
+                gst::FlowError::Error
+            })?;
+            Some(scaled)
+        } else {
+            None
+        };
+        let fps = info.fps();
+        let duration = buf.duration().map(|d| d.nseconds()).or_else(|| {
+            (fps.numer() > 0 && fps.denom() > 0).then(|| {
+                gst::ClockTime::SECOND
+                    .nseconds()
+                    .mul_div_floor(fps.denom() as u64, fps.numer() as u64)
+                    .unwrap_or(0)
+            })
+        });
+        let timing = FrameTiming {
+            pts: buf.pts().map(|t| t.nseconds()),
+            duration,
+        };
+        let clips = state.sampler.push(frame, timing);
+        let live = state.live.unwrap_or(false);
+        let max = state.max_pending;
+        drop(guard);
+        for clip in clips {
+            let job = self.make_job(clip, &shared);
+            Self::enqueue(&shared, job, live, max)?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl NonLocalClassify {
+    /// EOS: complete or drop the clip in progress, wait for every result, post the summary.
+    /// Returns false when a flush interrupted it.
+    fn finish_stream(&self, shared: &Arc<Shared>) -> bool {
+        let clips = match lock(&self.state).as_mut() {
+            Some(state) => state.sampler.finish(),
+            None => return true,
+        };
+        let max = lock(&self.state).as_ref().map_or(1, |s| s.max_pending);
+        for clip in clips {
+            let job = self.make_job(clip, shared);
+            // Never drop at EOS, live or not: every pending result is posted before EOS.
+            if Self::enqueue(shared, job, false, max).is_err() {
+                return false;
+            }
+        }
+        Self::drain(shared);
+        if lock(&shared.queue).flushing {
+            return false;
+        }
+        // Results not yet attached to a buffer can no longer be: they were posted as messages.
+        lock(&shared.ready).clear();
+        let settings = lock(&self.settings).clone();
+        if settings.post_messages && !shared.failed.load(Ordering::SeqCst) {
+            let labels = lock(&self.loaded)
+                .as_ref()
+                .map(|l| Arc::clone(&l.labels))
+                .unwrap_or_default();
+            let structure = lock(&shared.post).summary.to_structure(
+                &labels,
+                settings.top_k.max(1) as usize,
+                shared.dropped.load(Ordering::SeqCst),
+            );
+            let _ = self.obj().post_message(
+                gst::message::Element::builder(structure)
+                    .src(&*self.obj())
+                    .build(),
+            );
+        }
+        true
+    }
+}
