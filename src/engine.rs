@@ -287,7 +287,7 @@ impl Engine {
                 data.iter().map(|v| v.to_f32()).collect()
             }
         };
-        if n == 0 || flat.len() % n != 0 {
+        if n == 0 || !flat.len().is_multiple_of(n) {
             return Err(EngineError::Inference(format!(
                 "the model returned {} values for a batch of {n}",
                 flat.len()

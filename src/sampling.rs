@@ -48,7 +48,7 @@ impl Sampling {
     pub fn is_sampled(&self, n: u64) -> bool {
         let fs = u64::from(self.frame_stride);
         self.candidate_clips(n)
-            .any(|k| (n - self.clip_start(k)) % fs == 0)
+            .any(|k| (n - self.clip_start(k)).is_multiple_of(fs))
     }
 }
 

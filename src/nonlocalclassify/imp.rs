@@ -873,11 +873,7 @@ impl BaseTransformImpl for NonLocalClassify {
                     }
                     Self::reset_results(&shared);
                 }
-                EventView::Eos(_) => {
-                    if !self.finish_stream(&shared) {
-                        return false;
-                    }
-                }
+                EventView::Eos(_) if !self.finish_stream(&shared) => return false,
                 _ => {}
             }
         }

@@ -1,0 +1,150 @@
+//! Element overhead: `videotestsrc ! nonlocalclassify ! fakesink` against bare ONNX Runtime runs
+//! of the same model over the same number of clips, on the same machine, in one run.
+//!
+//!     cargo bench --bench element_overhead -- --model MODEL.onnx [--clips N] [--provider cpu|cuda]
+//!
+//! Prints the machine, the date, both throughputs and their ratio (element / bare).
+
+use std::time::Instant;
+
+use clap::Parser;
+use gst::prelude::*;
+use gstnonlocal::config::{ClipConfig, InputType, Overrides};
+use gstnonlocal::engine::{Batch, Engine, ProviderChoice};
+
+#[derive(Parser)]
+struct Args {
+    /// ONNX model (exported by tools/export_model.py)
+    #[arg(long)]
+    model: String,
+    /// Clips to classify in each measurement
+    #[arg(long, default_value_t = 8)]
+    clips: u64,
+    /// Execution provider: cpu or cuda
+    #[arg(long, default_value = "cpu")]
+    provider: String,
+    /// Frame size of the test source
+    #[arg(long, default_value = "320x240")]
+    size: String,
+    /// Passed by `cargo bench`
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    gst::init()?;
+    gstnonlocal::plugin_register_static()?;
+    let choice = match args.provider.as_str() {
+        "cuda" => ProviderChoice::Cuda,
+        _ => ProviderChoice::Cpu,
+    };
+    let engine = Engine::open(std::path::Path::new(&args.model), choice, 0)?;
+    let config = ClipConfig::resolve(&engine.metadata, &engine.io, Overrides::default())?;
+    let (w, h) = args
+        .size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<i32>().ok()?, h.parse::<i32>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("--size takes WxH, e.g. 320x240"))?;
+
+    // Bare ONNX Runtime: the same session type, one clip per run, warm-up first.
+    let per = config.clip_elements();
+    let shape = config.input_shape(1);
+    let input = || match config.input_type {
+        InputType::F32 => Batch::F32(vec![0.5; per]),
+        InputType::F16 => Batch::F16(vec![half::f16::from_f32(0.5); per]),
+        InputType::U8 => Batch::U8(vec![128; per]),
+    };
+    engine.run(shape, input())?;
+    let t = Instant::now();
+    for _ in 0..args.clips {
+        engine.run(shape, input())?;
+    }
+    let bare = args.clips as f64 / t.elapsed().as_secs_f64();
+
+    // The element in a pipeline: frames for exactly `clips` clips, non-live (nothing dropped).
+    let frames = args.clips * u64::from(config.clip_stride);
+    let desc = format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=RGB,width={w},height={h},framerate=30/1 \
+         ! nonlocalclassify name=c model=\"{}\" execution-provider={} ! fakesink sync=false",
+        args.model, args.provider
+    );
+    // Warm-up pipeline (engine creation, allocator warm-up) is not timed.
+    let run = |desc: &str| -> anyhow::Result<(f64, u64)> {
+        let pipeline = gst::parse::launch(desc)?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+        pipeline.set_state(gst::State::Paused)?;
+        let _ = pipeline.state(gst::ClockTime::NONE);
+        let bus = pipeline.bus().ok_or_else(|| anyhow::anyhow!("no bus"))?;
+        let t = Instant::now();
+        pipeline.set_state(gst::State::Playing)?;
+        let mut clips = 0;
+        for msg in bus.iter_timed(gst::ClockTime::NONE) {
+            match msg.view() {
+                gst::MessageView::Element(e)
+                    if e.structure()
+                        .is_some_and(|s| s.name() == "nonlocalclassify") =>
+                {
+                    clips += 1
+                }
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(e) => anyhow::bail!("{}", e.error()),
+                _ => {}
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        pipeline.set_state(gst::State::Null)?;
+        Ok((secs, clips))
+    };
+    let warm = format!(
+        "videotestsrc num-buffers={} ! video/x-raw,format=RGB,width={w},height={h} ! nonlocalclassify model=\"{}\" execution-provider={} ! fakesink",
+        config.clip_stride, args.model, args.provider
+    );
+    run(&warm)?;
+    let (secs, clips) = run(&desc)?;
+    let element = clips as f64 / secs;
+
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    println!("nonlocalclassify element overhead benchmark");
+    println!("machine : {}", machine());
+    println!("date    : {date}");
+    println!(
+        "model   : {} ({} frames, {}² crop, {:?}, provider {})",
+        args.model,
+        config.clip_length,
+        config.crop_size,
+        config.input_type,
+        engine.provider.name()
+    );
+    println!("source  : videotestsrc {w}x{h} RGB, {frames} frames → {clips} clips");
+    println!("| path | clips/s |");
+    println!("|---|---|");
+    println!("| bare ONNX Runtime session | {bare:.3} |");
+    println!("| videotestsrc ! nonlocalclassify ! fakesink | {element:.3} |");
+    println!(
+        "ratio element/bare: {:.3} (overhead {:.1}%)",
+        element / bare,
+        (1.0 - element / bare) * 100.0
+    );
+    Ok(())
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Read nonlocalclassify results from Python with PyGObject (no Rust needed).
+
+Runs a pipeline ending in an appsink, prints every `nonlocalclassify` element message, the
+`NonLocalClassifyMeta` found on buffers, and the end-of-stream `nonlocalclassify-summary`.
+This is the Python recipe that replaces PaddleHub's `video_classification()`.
+
+    python3 examples/python/read_results.py --model MODEL.onnx --uri file:///path/video.mp4
+    python3 examples/python/read_results.py --model MODEL.onnx      # a live test pattern
+    python3 examples/python/read_results.py --pipeline "videotestsrc ! ... ! nonlocalclassify model=... ! appsink name=sink"
+
+Needs Debian's python3-gi and python3-gst-1.0 (any distribution Python with PyGObject works) and the
+plugin on GST_PLUGIN_PATH.
+"""
+
+import argparse
+import json
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+from gi.repository import GLib, Gst  # noqa: E402
+
+META_NAME = "NonLocalClassifyMeta"
+
+
+def result_fields(structure):
+    """The DESIGN.md result fields of a message or meta structure, as a plain dict."""
+    out = {}
+    for i in range(structure.n_fields()):
+        name = structure.nth_field_name(i)
+        value = structure.get_value(name)
+        if isinstance(value, Gst.ValueArray):
+            value = [value.get_nth(j) for j in range(value.n_values())]
+        out[name] = value
+    return out
+
+
+def buffer_results(buffer):
+    """Results attached to a buffer as NonLocalClassifyMeta (first one, as C code would read it)."""
+    meta = buffer.get_custom_meta(META_NAME)
+    if meta is None:
+        return []
+    return [result_fields(meta.get_structure())]
+
+
+def run(description, timeout_s=120.0, on_result=None, on_meta=None):
+    """Run a pipeline with an appsink named "sink"; returns (messages, metas, summary)."""
+    Gst.init(None)
+    pipeline = Gst.parse_launch(description)
+    sink = pipeline.get_by_name("sink")
+    messages, metas, summary, errors = [], [], [], []
+
+    def new_sample(appsink):
+        sample = appsink.emit("pull-sample")
+        buffer = sample.get_buffer()
+        for r in buffer_results(buffer):
+            r["buffer-pts"] = buffer.pts
+            metas.append(r)
+            if on_meta:
+                on_meta(r)
+        return Gst.FlowReturn.OK
+
+    if sink is not None:
+        sink.set_property("emit-signals", True)
+        sink.connect("new-sample", new_sample)
+
+    loop = GLib.MainLoop()
+
+    def on_message(_bus, msg):
+        if msg.type == Gst.MessageType.ELEMENT:
+            s = msg.get_structure()
+            if s.get_name() == "nonlocalclassify":
+                messages.append(result_fields(s))
+                if on_result:
+                    on_result(messages[-1])
+            elif s.get_name() == "nonlocalclassify-summary":
+                summary.append(result_fields(s))
+        elif msg.type == Gst.MessageType.ERROR:
+            err, debug = msg.parse_error()
+            errors.append(f"{err.message} ({debug})")
+            loop.quit()
+        elif msg.type == Gst.MessageType.EOS:
+            loop.quit()
+
+    bus = pipeline.get_bus()
+    bus.add_signal_watch()
+    bus.connect("message", on_message)
+    GLib.timeout_add(int(timeout_s * 1000), loop.quit)
+    pipeline.set_state(Gst.State.PLAYING)
+    loop.run()
+    pipeline.set_state(Gst.State.NULL)
+    bus.remove_signal_watch()
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return messages, metas, (summary[0] if summary else None)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="path of the .onnx model")
+    ap.add_argument("--uri", help="video URI (file:///…, rtsp://…); default: a live test pattern")
+    ap.add_argument("--pipeline", help="a whole pipeline description with an appsink named 'sink'")
+    ap.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    args = ap.parse_args()
+    if args.pipeline:
+        description = args.pipeline
+    elif args.model:
+        source = (f"uridecodebin uri={args.uri}" if args.uri
+                  else "videotestsrc is-live=true num-buffers=300")
+        description = (f"{source} ! videoconvert ! nonlocalclassify model=\"{args.model}\" "
+                       "! appsink name=sink sync=false")
+    else:
+        ap.error("give --model (and optionally --uri) or --pipeline")
+
+    def show(kind):
+        def printer(r):
+            if args.json:
+                print(json.dumps({"kind": kind, **r}), flush=True)
+            else:
+                print(f"{kind:7} clip {r['clip-index']:4} @ {r['timestamp'] / 1e9:8.3f}s  "
+                      f"{r['label']} ({r['score']:.3f})", flush=True)
+        return printer
+
+    try:
+        _, _, summary = run(description, on_result=show("message"), on_meta=show("meta"))
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if summary:
+        if args.json:
+            print(json.dumps({"kind": "summary", **summary}))
+        else:
+            top = ", ".join(f"{l} {s:.3f}" for l, s in zip(summary["labels"], summary["scores"]))
+            print(f"summary over {summary['clips']} clips: {top}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

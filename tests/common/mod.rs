@@ -1,0 +1,270 @@
+//! Shared harness of the pipeline tests: `appsrc ! nonlocalclassify ! appsink` with generated
+//! frames and the tiny probe models of `tests/models/` (made by `tools/make_test_models.py`).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::Duration;
+
+use gst::prelude::*;
+
+pub const FRAME_NS: u64 = 40_000_000;
+
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().expect("GStreamer initialises");
+        gstnonlocal::plugin_register_static().expect("plugin registers");
+        assert!(
+            std::env::var_os("ORT_DYLIB_PATH").is_some(),
+            "set ORT_DYLIB_PATH to ONNX Runtime's libonnxruntime.so (tools/run-tests does it)"
+        );
+    });
+}
+
+pub fn model(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/models")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// An RGB frame 16×8 whose pixels reveal where they came from: R = 4·n (frame index),
+/// G = x² (column), B = 200.
+pub fn probe_rgb(n: u64) -> Vec<u8> {
+    let (w, h) = (16usize, 8usize);
+    let mut v = Vec::with_capacity(w * h * 3);
+    for _y in 0..h {
+        for x in 0..w {
+            v.extend_from_slice(&[((4 * n) % 256) as u8, (x * x) as u8, 200]);
+        }
+    }
+    v
+}
+
+pub fn caps(format: &str, width: i32, height: i32) -> gst::Caps {
+    init();
+    gst::Caps::builder("video/x-raw")
+        .field("format", format)
+        .field("width", width)
+        .field("height", height)
+        .field("framerate", gst::Fraction::new(25, 1))
+        .build()
+}
+
+pub fn buffer(data: Vec<u8>, n: u64) -> gst::Buffer {
+    init();
+    let mut b = gst::Buffer::from_mut_slice(data);
+    {
+        let b = b.get_mut().expect("new buffer is writable");
+        b.set_pts(gst::ClockTime::from_nseconds(n * FRAME_NS));
+        b.set_duration(gst::ClockTime::from_nseconds(FRAME_NS));
+    }
+    b
+}
+
+/// What a pipeline run produced.
+#[derive(Default, Debug)]
+pub struct Outcome {
+    pub results: Vec<gst::Structure>,
+    pub summary: Option<gst::Structure>,
+    pub buffers: Vec<gst::Buffer>,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    /// Scores of result `i` by label.
+    pub fn scores(&self, i: usize) -> std::collections::HashMap<String, f64> {
+        scores_of(&self.results[i])
+    }
+
+    pub fn field_u64(&self, i: usize, f: &str) -> u64 {
+        self.results[i].get::<u64>(f).expect("u64 field")
+    }
+}
+
+pub fn scores_of(s: &gst::StructureRef) -> std::collections::HashMap<String, f64> {
+    let labels = s.get::<gst::Array>("labels").expect("labels");
+    let scores = s.get::<gst::Array>("scores").expect("scores");
+    labels
+        .iter()
+        .zip(scores.iter())
+        .map(|(l, v)| (l.get::<String>().unwrap(), v.get::<f64>().unwrap()))
+        .collect()
+}
+
+pub struct Harness {
+    pub pipeline: gst::Pipeline,
+    pub src: gst_app::AppSrc,
+    pub sink: gst_app::AppSink,
+    pub element: gst::Element,
+}
+
+impl Harness {
+    pub fn new(caps: &gst::Caps, props: &[(&str, glib::Value)], live: bool) -> Self {
+        init();
+        let pipeline = gst::Pipeline::new();
+        let src = gst_app::AppSrc::builder()
+            .caps(caps)
+            .format(gst::Format::Time)
+            .is_live(live)
+            .max_bytes(0)
+            .block(!live)
+            .build();
+        let element = gst::ElementFactory::make("nonlocalclassify")
+            .build()
+            .expect("element");
+        for (name, value) in props {
+            // Enums are given by nick, as on a gst-launch line.
+            match value.get::<&str>() {
+                Ok(text) if element.property_type(name) != Some(String::static_type()) => {
+                    element.set_property_from_str(name, text)
+                }
+                _ => element.set_property_from_value(name, value),
+            }
+        }
+        let sink = gst_app::AppSink::builder().sync(false).build();
+        pipeline
+            .add_many([src.upcast_ref(), &element, sink.upcast_ref()])
+            .unwrap();
+        gst::Element::link_many([src.upcast_ref(), &element, sink.upcast_ref()]).unwrap();
+        Harness {
+            pipeline,
+            src,
+            sink,
+            element,
+        }
+    }
+
+    pub fn start(&self) -> Result<(), String> {
+        match self.pipeline.set_state(gst::State::Playing) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.collect(Duration::from_millis(100)).errors.join("\n")),
+        }
+    }
+
+    pub fn push(&self, buffer: gst::Buffer) {
+        self.src.push_buffer(buffer).expect("push");
+    }
+
+    /// Wait for EOS (or an error), gathering messages and output buffers.
+    pub fn finish(&self) -> Outcome {
+        let _ = self.src.end_of_stream();
+        self.collect(Duration::from_secs(60))
+    }
+
+    fn collect(&self, timeout: Duration) -> Outcome {
+        let mut out = Outcome::default();
+        let bus = self.pipeline.bus().unwrap();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            while let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::ZERO) {
+                out.buffers.extend(sample.buffer_owned());
+            }
+            let Some(remaining) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                break;
+            };
+            let wait = remaining.min(Duration::from_millis(20));
+            let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(wait.as_nanos() as u64))
+            else {
+                continue;
+            };
+            match msg.view() {
+                gst::MessageView::Eos(_) => {
+                    while let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::ZERO) {
+                        out.buffers.extend(sample.buffer_owned());
+                    }
+                    break;
+                }
+                gst::MessageView::Error(e) => {
+                    out.errors
+                        .push(format!("{} | {}", e.error(), e.debug().unwrap_or_default()));
+                    break;
+                }
+                gst::MessageView::Warning(w) => {
+                    out.warnings
+                        .push(format!("{} | {}", w.error(), w.debug().unwrap_or_default()))
+                }
+                gst::MessageView::Element(e) => {
+                    if let Some(s) = e.structure() {
+                        match s.name().as_str() {
+                            "nonlocalclassify" => out.results.push(s.to_owned()),
+                            "nonlocalclassify-summary" => out.summary = Some(s.to_owned()),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Wait until `count` buffers came out of the element (they are not kept).
+    pub fn wait_buffers(&self, count: usize) {
+        for _ in 0..count {
+            self.sink
+                .try_pull_sample(gst::ClockTime::from_seconds(30))
+                .expect("buffer within 30 s");
+        }
+    }
+
+    /// Wait for the next per-clip result message.
+    pub fn next_result(&self, timeout: Duration) -> Option<gst::Structure> {
+        let bus = self.pipeline.bus().unwrap();
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+            &[gst::MessageType::Element, gst::MessageType::Error],
+        )?;
+        match msg.view() {
+            gst::MessageView::Element(e) => e.structure().map(|s| s.to_owned()),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Run frames 0..count through the element and wait for EOS.
+pub fn run_frames(
+    caps: &gst::Caps,
+    props: &[(&str, glib::Value)],
+    count: u64,
+    frame: impl Fn(u64) -> Vec<u8>,
+) -> Outcome {
+    let h = Harness::new(caps, props, false);
+    if let Err(e) = h.start() {
+        return Outcome {
+            errors: vec![e],
+            ..Default::default()
+        };
+    }
+    for n in 0..count {
+        h.push(buffer(frame(n), n));
+    }
+    h.finish()
+}
+
+/// Start the element with `props` and return the error text of the failed state change.
+pub fn start_error(props: &[(&str, glib::Value)]) -> String {
+    let h = Harness::new(&caps("RGB", 16, 8), props, false);
+    match h.start() {
+        Ok(()) => {
+            let out = h.finish();
+            out.errors.join("\n")
+        }
+        Err(e) => e,
+    }
+}
+
+pub fn v<T: ToValue>(x: T) -> glib::Value {
+    x.to_value()
+}
+
+pub use gst::glib;

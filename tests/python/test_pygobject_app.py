@@ -1,0 +1,50 @@
+"""An application's view: PyGObject reads the element's messages and its NonLocalClassifyMeta
+from a running pipeline, using nothing from this project but the plugin (examples/python)."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+gi = pytest.importorskip("gi", reason="needs PyGObject (Debian: python3-gi python3-gst-1.0)")
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location(
+        "read_results", REPO / "examples" / "python" / "read_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_messages_and_meta_from_python():
+    assert os.environ.get("GST_PLUGIN_PATH"), "run through tools/run-tests (sets GST_PLUGIN_PATH)"
+    app = load_example()
+    model = REPO / "tests" / "models" / "probe.onnx"
+    # A live solid colour R=200, G=100, B=50: the probe model reports per-plane means normalised
+    # with mean (10, 20, 30) and std (2, 4, 5).
+    desc = (
+        "videotestsrc is-live=true num-buffers=20 pattern=solid-color foreground-color=0xffc86432 "
+        "! video/x-raw,format=RGB,width=16,height=8,framerate=25/1 "
+        f"! nonlocalclassify model={model} top-k=12 ! appsink name=sink sync=false"
+    )
+    messages, metas, summary = app.run(desc, timeout_s=60)
+    assert [m["clip-index"] for m in messages] == [0, 1]
+    first = messages[0]
+    scores = dict(zip(first["labels"], first["scores"]))
+    for t in range(4):
+        assert scores[f"cr_t{t}"] == pytest.approx((200 - 10) / 2, abs=1e-3)
+        assert scores[f"cg_t{t}"] == pytest.approx((100 - 20) / 4, abs=1e-3)
+        assert scores[f"cb_t{t}"] == pytest.approx((50 - 30) / 5, abs=1e-3)
+    assert first["label"].startswith("cr_") and first["score"] == pytest.approx(95, abs=1e-3)
+    assert first["timestamp"] == 0 and first["duration"] == 7 * 40_000_000
+    # The meta carries the same result, on a later buffer than the clip's last frame.
+    assert metas, "no NonLocalClassifyMeta seen on any buffer"
+    meta = metas[0]
+    assert meta["clip-index"] == 0
+    assert meta["labels"] == first["labels"] and meta["scores"] == first["scores"]
+    assert meta["buffer-pts"] > first["timestamp"] + 6 * 40_000_000
+    assert summary["clips"] == 2

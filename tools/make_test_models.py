@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Generate the tiny ONNX models the element's tests use (written to tests/models/).
+
+Each probe model's scores reveal exactly what the element fed it, so the tests can check clip
+sampling, channel order, cropping, normalisation, layout and element type end to end:
+
+- probe*.onnx: input "video" (4 frames of 8×8), output "scores" = the spatial mean of every
+  (channel, frame) plane, 12 values, labelled "c{r,g,b}_t{0..3}" in metadata; output.kind
+  probabilities so the element reports the raw values.
+- logits_dynamic.onnx: dynamic T, output [R mean, G mean] as logits (the element applies softmax).
+- kinetics_sized.onnx: 400 outputs and no labels metadata (built-in Kinetics-400 labels).
+- slow.onnx: like logits_dynamic with T fixed to 4 plus a chain of matrix products (tens of ms on
+  one CPU), for live-source dropping tests.
+- bad_*.onnx: models the element must refuse with a clear error.
+
+Usage: python3 tools/make_test_models.py [OUT_DIR]    (needs the `onnx` and `numpy` packages)
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from onnx import TensorProto
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nlexport.onnxgraph import Graph, metadata, save  # noqa: E402
+
+T, S = 4, 8
+PROBE_LABELS = [f"c{c}_t{t}" for c in "rgb" for t in range(T)]
+
+
+def probe_meta(**overrides):
+    args = dict(
+        clip_length=T,
+        frame_stride=2,
+        scale_size=S,
+        crop_size=S,
+        mean=(10, 20, 30),
+        std=(2, 4, 5),
+        layout="NCTHW",
+        output_kind="probabilities",
+        labels=PROBE_LABELS,
+        name="probe",
+        weights="test",
+    )
+    args.update(overrides)
+    return metadata(**args)
+
+
+def probe(layout="NCTHW", dtype=np.float32, elem=None, batch="N", weights="test"):
+    g = Graph(dtype=np.float16 if dtype == np.float16 else np.float32)
+    elem = elem or {np.float32: TensorProto.FLOAT, np.float16: TensorProto.FLOAT16,
+                    np.uint8: TensorProto.UINT8}[dtype]
+    if layout == "NCTHW":
+        x = g.input("video", [batch, 3, T, S, S], elem)
+    else:
+        x = g.input("video", [batch, T, S, S, 3], elem)
+    if dtype == np.uint8:
+        x = g.op("Cast", [x], to=TensorProto.FLOAT)
+    if layout == "NCTHW":
+        m = g.op("ReduceMean", [x], axes=[3, 4], keepdims=0)  # N,3,T
+    else:
+        m = g.op("ReduceMean", [x], axes=[2, 3], keepdims=0)  # N,T,3
+        m = g.op("Transpose", [m], perm=[0, 2, 1])
+    out = g.op("Reshape", [m, g.ints([0, 3 * T])])
+    out_type = TensorProto.FLOAT16 if dtype == np.float16 else TensorProto.FLOAT
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", [batch, 3 * T], out_type)
+    return g.to_model("probe", probe_meta(layout=layout, weights=weights))
+
+
+def _identity(src, dst):
+    from onnx import helper
+
+    return helper.make_node("Identity", [src], [dst])
+
+
+def channel_means(g, x, dims):
+    """[N, 3] means of channels R and G and B over every other axis of an NCTHW input."""
+    return g.op("ReduceMean", [x], axes=list(dims), keepdims=0)
+
+
+def logits_dynamic():
+    g = Graph()
+    x = g.input("video", ["N", 3, "T", S, S])
+    m = channel_means(g, x, [2, 3, 4])
+    pick = np.array([[1, 0], [0, 1], [0, 0]], dtype=np.float32)  # [R, G]
+    out = g.op("MatMul", [m, g.const(pick)])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 2])
+    props = metadata(clip_length=1, frame_stride=1, scale_size=S, crop_size=S, mean=(0, 0, 0),
+                     std=(100, 100, 100), output_kind="logits", name="logits", weights="test")
+    del props["clip.length"]  # the test sets clip-length itself
+    return g.to_model("logits", props)
+
+
+def kinetics_sized():
+    g = Graph()
+    x = g.input("video", ["N", 3, T, S, S])
+    m = channel_means(g, x, [2, 3, 4])
+    w = np.zeros((3, 400), dtype=np.float32)
+    w[0, 6] = 1.0  # R mean → class 6, "arm wrestling" in Kinetics-400 order
+    w[1, 0] = 1.0  # G mean → class 0, "abseiling"
+    out = g.op("MatMul", [m, g.const(w)])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 400])
+    props = probe_meta(labels=None, name="kinetics-sized")
+    return g.to_model("kinetics_sized", props)
+
+
+def slow(rounds=24, width=256):
+    g = Graph()
+    x = g.input("video", ["N", 3, T, S, S])
+    m = channel_means(g, x, [2, 3, 4])  # N,3
+    h = g.op("MatMul", [m, g.const(np.full((3, width), 1e-3, np.float32))])
+    rng = np.random.default_rng(0)
+    w = g.const((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32))
+    for _ in range(rounds):
+        h = g.op("Tanh", [g.op("MatMul", [g.op("Tile", [h, g.ints([256, 1])]), w])])
+        h = g.op("ReduceMean", [g.op("Reshape", [h, g.ints([256, -1, width])])], axes=[0],
+                 keepdims=0)
+    out = g.op("MatMul", [h, g.const(np.ones((width, 2), np.float32))])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 2])
+    return g.to_model("slow", probe_meta(labels=None, output_kind="logits", name="slow"))
+
+
+def bad(name, in_shape, out_classes, elem=TensorProto.FLOAT):
+    g = Graph()
+    x = g.input("video", in_shape, elem)
+    if elem != TensorProto.FLOAT:
+        x = g.op("Cast", [x], to=TensorProto.FLOAT)
+    axes = list(range(1, len(in_shape)))
+    m = g.op("ReduceMean", [x], axes=axes, keepdims=1)  # N,1
+    out = g.op("Tile", [g.op("Reshape", [m, g.ints([-1, 1])]), g.ints([1, out_classes])])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", out_classes])
+    return g.to_model(name, probe_meta(labels=None, name=name))
+
+
+def main():
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "tests" / "models"
+    out.mkdir(parents=True, exist_ok=True)
+    models = {
+        "probe.onnx": probe(),
+        "probe_nthwc_f16.onnx": probe("NTHWC", np.float16),
+        "probe_u8.onnx": probe(dtype=np.uint8),
+        "probe_batch2.onnx": probe(batch=2),
+        "probe_random.onnx": probe(weights="random"),
+        "logits_dynamic.onnx": logits_dynamic(),
+        "kinetics_sized.onnx": kinetics_sized(),
+        "slow.onnx": slow(),
+        "bad_rank4.onnx": bad("bad_rank4", ["N", 3, S, S], 2),
+        "bad_channels4.onnx": bad("bad_channels4", ["N", 4, T, S, S], 2),
+        "bad_int64.onnx": bad("bad_int64", ["N", 3, T, S, S], 2, TensorProto.INT64),
+        "bad_one_class.onnx": bad("bad_one_class", ["N", 3, T, S, S], 1),
+    }
+    for name, model in models.items():
+        save(model, str(out / name))
+    print(f"wrote {len(models)} models to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Model toolchain of nonlocalclassify: ONNX graph builders, checkpoint readers, metadata."""
