@@ -32,7 +32,7 @@ def result_fields(structure):
         name = structure.nth_field_name(i)
         value = structure.get_value(name)
         if isinstance(value, Gst.ValueArray):
-            value = [value.get_nth(j) for j in range(value.n_values())]
+            value = [value[j] for j in range(len(value))]
         out[name] = value
     return out
 
