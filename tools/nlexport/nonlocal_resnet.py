@@ -1,0 +1,524 @@
+"""Non-local ResNet (Wang et al., CVPR 2018) as ONNX: FAIR video-nonlocal-net's test network.
+
+Four architectures, all ResNet bottleneck networks over NCTHW video with Non-local (NL) blocks in
+res3 and res4, exactly as facebookresearch/video-nonlocal-net builds them for testing
+(`lib/models/resnet_video.py` for C2D 8×8, `lib/models/resnet_video_org.py` for I3D 32×2,
+`lib/models/resnet_helper.py`, `lib/models/nonlocal_helper.py`):
+
+    arch          clip × stride   stem                        depth   NL blocks (0-based, after the block)
+    c2d-r50-nl    8 × 8           conv1 1×7×7, pool1 1×3×3    50      res3_1 res3_3 res4_1 res4_3 res4_5
+    i3d-r50-nl    32 × 2          conv1 5×7×7, pool1 2×3×3    50      res3_1 res3_3 res4_1 res4_3 res4_5
+    c2d-r101-nl   8 × 8           conv1 1×7×7, pool1 1×3×3    101     res3_1 res3_3 res4_6 res4_13 res4_20
+    i3d-r101-nl   32 × 2          conv1 5×7×7, pool1 2×3×3    101     res3_1 res3_3 res4_6 res4_13 res4_20
+
+`c2d-r50-nl` is PaddleHub's `nonlocal_kinetics400` network (a port of FAIR's `c2d_nonlocal_8x8`),
+`i3d-r50-nl` is FAIR's `i3d_nonlocal_32x2_IN_pretrain_400k`. For ResNet-101 FAIR's code uses
+`layer_mod = 2` in res3 and `layer_mod = 2·4 − 1 = 7` in res4 (`idx % mod == mod − 1`), i.e. NL
+blocks after res4_6, res4_13 and res4_20 — five NL blocks in all, as for ResNet-50.
+
+Layer table (C2D at T=8 / I3D at T=32, 224×224 crop; kernels T×H×W; outputs C×T×H×W):
+
+    stage  C2D-R50-NL 8×8                    I3D-R50-NL 32×2                     output C2D / I3D
+    input                                                                        3×8×224² / 3×32×224²
+    conv1  1×7×7, 64, str 1,2,2, pad 0,3,3   5×7×7, 64, str 2,2,2, pad 2,3,3     64×8×112² / 64×16×112²
+           + BN + ReLU                       + BN + ReLU
+    pool1  max 1×3×3, str 1,2,2, no pad      max 2×3×3, str 2,2,2, no pad        64×8×55² (both)
+    res2   3 × [1×1×1, 64                    3 × [3×1×1, 64                      256×8×55² (both)
+                1×3×3, 64                         1×3×3, 64
+                1×1×1, 256]                       1×1×1, 256]   kt 3,3,3
+    pool2  max 2×1×1, str 2,1,1, no pad      same                                256×4×55² (both)
+    res3   4 × [1×1×1, 128                   4 × [kt×1×1, 128                    512×4×28² (both)
+                1×3×3, 128, str 1,2,2*            1×3×3, 128, str 1,2,2*
+                1×1×1, 512]                       1×1×1, 512]   kt 3,1,3,1
+           NL after res3_1, res3_3           same
+    res4   6 × [1×1×1, 256                   6 × [kt×1×1, 256                    1024×4×14² (both)
+                1×3×3, 256, str 1,2,2*            1×3×3, 256, str 1,2,2*
+                1×1×1, 1024]                      1×1×1, 1024]  kt 3,1,3,1,3,1
+           NL after res4_1, res4_3, res4_5   same
+    res5   3 × [1×1×1, 512                   3 × [kt×1×1, 512                    2048×4×7² (both)
+                1×3×3, 512, str 1,2,2*            1×3×3, 512, str 1,2,2*
+                1×1×1, 2048]                      1×1×1, 2048]  kt 1,3,1
+    pool5  avg 4×7×7, str 1 (all remaining frames × 7×7)                         2048×1×1² (256²: 2×2)
+    pred   1×1×1 conv 2048 → 400 with bias (stored as `pred_w` 400×2048),        400
+           softmax over classes at each position, mean over positions
+    * in the first block of the stage only, as for its `branch1` shortcut (1×1×1, str 1,2,2)
+
+ResNet-101 differs only in res4: 23 blocks (I3D temporal kernels 3,1,3,1,… — 3 on even indices),
+NL blocks after res4_6, res4_13, res4_20.
+
+Learnable parameters (`count_params`, 400 classes; BN running statistics add 61,312 / 113,536 more
+for R50 / R101): c2d-r50-nl 31,686,096; i3d-r50-nl 35,401,936 (FAIR's "35.4 M");
+c2d-r101-nl 50,678,224; i3d-r101-nl 59,112,656.
+
+Details shared by every architecture:
+
+* Bottleneck `resN_i`: branch2a (kt×1×1 conv, temporal pad (kt−1)/2) → BN → ReLU → branch2b
+  (1×3×3, spatial stride 2 in the first block of res3/4/5, pad 0,1,1) → BN → ReLU → branch2c (1×1×1)
+  → BN; shortcut `branch1` (1×1×1 conv with the same spatial stride → BN) where the shape changes
+  (first block of every stage), identity otherwise; sum → ReLU. Convolutions have no bias.
+* BN in test mode: (x − rm) / sqrt(riv + 1.0000001e-5) · s + b (`riv` holds the running variance).
+* NL block (embedded Gaussian, FAIR's default), input x of C channels after the block's ReLU:
+  θ = conv1×1×1(x), and x max-pooled 1×2×2 (stride 1,2,2, no pad) feeds φ and g (1×1×1 convs);
+  all four convs have biases and C/2 output channels (the "out" conv maps back to C).
+  f = softmax_keys(θᵀφ · (C/2)^−½); y = g·fᵀ; z = x + BN(conv_out(y)). No ReLU after the sum.
+  With `pairwise="dot_product"` the affinity is θᵀφ divided by the number of keys (THW after
+  pooling), no softmax and no scale (FAIR's USE_SOFTMAX False branch).
+* Test head: average pool over all remaining frames and 7×7 (or the whole plane when the crop
+  leaves less than 7×7), stride 1, so larger crops give several positions (FAIR's fully
+  convolutional test at 256²: 2×2); `pred` as a 1×1×1 conv with bias; softmax at each position;
+  mean over positions. The output "scores" is [N, classes] probabilities (float32 also in fp16
+  exports: the head's softmax and mean run in float32).
+
+Parameters use FAIR's caffe2 blob names (see `expected_params`): `conv1_w`,
+`res_conv1_bn_{s,b,rm,riv}`, `res2_0_branch2a_w`, `res2_0_branch2a_bn_{s,b,rm,riv}`,
+`res3_0_branch1_w`, `nonlocal_conv3_1_{theta,phi,g,out}_{w,b}`, `nonlocal_conv3_1_bn_{s,b,rm,riv}`,
+`pred_w` (classes×2048), `pred_b`; convolution weights are 5-D (out, in, kt, kh, kw).
+
+The graph never computes shapes at run time: reshapes use constant targets (0 = keep the batch
+dimension when it is symbolic, the literal batch with `batch=`), so a static-batch export has only
+fixed dimensions and no Shape nodes, which lets ONNX Runtime's CUDA EP capture CUDA graphs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from . import onnxgraph
+
+BN_EPS = 1.0000001e-5
+MEAN = (114.75, 114.75, 114.75)
+STD = (57.375, 57.375, 57.375)
+SCALE_SIZE = 256
+DEFAULT_CROP = 224
+POOL5_SIZE = 7
+PAIRWISE = ("embedded_gaussian", "dot_product")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Everything that distinguishes the four networks."""
+
+    name: str
+    blocks: tuple  # bottlenecks in res2..res5
+    conv1_kt: int  # temporal kernel of conv1 (temporal pad (kt-1)/2)
+    conv1_st: int  # temporal stride of conv1
+    pool1_kt: int  # temporal kernel = temporal stride of pool1
+    temporal: tuple  # per stage res2..res5: temporal kernel of each block's branch2a (1 or 3)
+    nonlocal_after: tuple  # per stage res2..res5: block indices followed by an NL block
+    clip_length: int
+    frame_stride: int
+    fair_name: str  # FAIR's name of the network (documentation only)
+
+
+def _alternating(n: int, first: int = 3) -> tuple:
+    """3,1,3,1,… (or 1,3,1,… when first=1): FAIR's I3D temporal-kernel pattern."""
+    other = 1 if first == 3 else 3
+    return tuple(first if i % 2 == 0 else other for i in range(n))
+
+
+def _layer_mod(n: int, mod: int) -> tuple:
+    """FAIR's `idx % nonlocal_mod == nonlocal_mod - 1` placement rule."""
+    return tuple(i for i in range(n) if i % mod == mod - 1)
+
+
+def _spec(name, depth, i3d):
+    blocks = (3, 4, 6, 3) if depth == 50 else (3, 4, 23, 3)
+    if i3d:
+        temporal = ((3, 3, 3), _alternating(4), _alternating(blocks[2]), _alternating(3, first=1))
+    else:
+        temporal = tuple((1,) * n for n in blocks)
+    # resnet_video*.py: layer_mod = NONLOCAL.LAYER_MOD (2) for res3; for res4 also 2, except
+    # ResNet-101 where it becomes 2 * 4 - 1 = 7.
+    res4_mod = 2 if depth == 50 else 7
+    nonlocal_after = ((), _layer_mod(blocks[1], 2), _layer_mod(blocks[2], res4_mod), ())
+    return ArchSpec(
+        name=name,
+        blocks=blocks,
+        conv1_kt=5 if i3d else 1,
+        conv1_st=2 if i3d else 1,
+        pool1_kt=2 if i3d else 1,
+        temporal=temporal,
+        nonlocal_after=nonlocal_after,
+        clip_length=32 if i3d else 8,
+        frame_stride=2 if i3d else 8,
+        fair_name=(f"i3d_nonlocal_32x2 (ResNet-{depth})" if i3d
+                   else f"c2d_nonlocal_8x8 (ResNet-{depth})"),
+    )
+
+
+ARCHS = {
+    "c2d-r50-nl": _spec("c2d-r50-nl", 50, False),
+    "i3d-r50-nl": _spec("i3d-r50-nl", 50, True),
+    "c2d-r101-nl": _spec("c2d-r101-nl", 101, False),
+    "i3d-r101-nl": _spec("i3d-r101-nl", 101, True),
+}
+
+STAGE_WIDTHS = ((64, 256), (128, 512), (256, 1024), (512, 2048))  # (inner, out) of res2..res5
+
+
+def get_spec(arch: str) -> ArchSpec:
+    try:
+        return ARCHS[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}") from None
+
+
+# -- block plan ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    prefix: str  # e.g. "res3_0"
+    dim_in: int
+    dim_inner: int
+    dim_out: int
+    stride: int  # spatial stride of branch2b and branch1
+    kt: int  # temporal kernel of branch2a
+    shortcut_conv: bool  # has branch1
+    nonlocal_name: str | None  # NL block following this one, e.g. "nonlocal_conv3_1"
+
+
+def blocks(arch: str) -> list[Block]:
+    """The bottleneck blocks of `arch` in order, with the NL block that follows each (if any)."""
+    spec = get_spec(arch)
+    out, dim_in = [], 64
+    for s, (n, (inner, dim_out)) in enumerate(zip(spec.blocks, STAGE_WIDTHS)):
+        stage = s + 2
+        for i in range(n):
+            stride = 2 if (i == 0 and stage > 2) else 1
+            nl = f"nonlocal_conv{stage}_{i}" if i in spec.nonlocal_after[s] else None
+            out.append(Block(f"res{stage}_{i}", dim_in, inner, dim_out, stride,
+                             spec.temporal[s][i], dim_in != dim_out or stride != 1, nl))
+            dim_in = dim_out
+    return out
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+def _bn_names(prefix: str, c: int) -> dict:
+    return {f"{prefix}_{k}": (c,) for k in ("s", "b", "rm", "riv")}
+
+
+def expected_params(arch: str, num_classes: int = 400) -> dict[str, tuple]:
+    """Name → shape of every parameter, FAIR caffe2 blob names, in graph order."""
+    spec = get_spec(arch)
+    p: dict[str, tuple] = {"conv1_w": (64, 3, spec.conv1_kt, 7, 7)}
+    p.update(_bn_names("res_conv1_bn", 64))
+    for b in blocks(arch):
+        p[f"{b.prefix}_branch2a_w"] = (b.dim_inner, b.dim_in, b.kt, 1, 1)
+        p.update(_bn_names(f"{b.prefix}_branch2a_bn", b.dim_inner))
+        p[f"{b.prefix}_branch2b_w"] = (b.dim_inner, b.dim_inner, 1, 3, 3)
+        p.update(_bn_names(f"{b.prefix}_branch2b_bn", b.dim_inner))
+        p[f"{b.prefix}_branch2c_w"] = (b.dim_out, b.dim_inner, 1, 1, 1)
+        p.update(_bn_names(f"{b.prefix}_branch2c_bn", b.dim_out))
+        if b.shortcut_conv:
+            p[f"{b.prefix}_branch1_w"] = (b.dim_out, b.dim_in, 1, 1, 1)
+            p.update(_bn_names(f"{b.prefix}_branch1_bn", b.dim_out))
+        if b.nonlocal_name:
+            c, ci = b.dim_out, b.dim_out // 2
+            for part in ("theta", "phi", "g"):
+                p[f"{b.nonlocal_name}_{part}_w"] = (ci, c, 1, 1, 1)
+                p[f"{b.nonlocal_name}_{part}_b"] = (ci,)
+            p[f"{b.nonlocal_name}_out_w"] = (c, ci, 1, 1, 1)
+            p[f"{b.nonlocal_name}_out_b"] = (c,)
+            p.update(_bn_names(f"{b.nonlocal_name}_bn", c))
+    p["pred_w"] = (num_classes, STAGE_WIDTHS[-1][1])
+    p["pred_b"] = (num_classes,)
+    return p
+
+
+def count_params(arch: str, num_classes: int = 400, *, learnable_only: bool = True) -> int:
+    """Number of parameters; learnable_only leaves out BN running statistics (rm, riv)."""
+    total = 0
+    for name, shape in expected_params(arch, num_classes).items():
+        if learnable_only and (name.endswith("_rm") or name.endswith("_riv")):
+            continue
+        total += int(np.prod(shape))
+    return total
+
+
+def random_params(arch: str, seed: int, num_classes: int = 400, *,
+                  pairwise: str = "embedded_gaussian") -> dict[str, np.ndarray]:
+    """Deterministic random float32 parameters with sensible scales.
+
+    Convolutions get He-normal weights (std sqrt(2 / fan_in)); BN layers get scales 0.3–0.7,
+    small offsets and running statistics, and running variances 0.5–1.5 (always positive). The
+    residual branch2c BN and the NL BN use smaller scales so that activations stay O(1) through
+    the 16–33 residual additions; the classifier is scaled so logits come out O(1).
+
+    The NL θ/φ/g weights depend on the pairwise function the weights are meant for, as trained
+    weights would: for the embedded Gaussian θ and φ get std 8/sqrt(C), so the softmax over keys
+    is far from uniform (relative entropy about 0.5–0.9) and the attention really matters; the
+    dot product has no softmax and is cubic in its input, so θ, φ and g get std 0.5/sqrt(C),
+    which keeps the five NL blocks from amplifying each other.
+    """
+    pairwise = pairwise.replace("-", "_")
+    if pairwise not in PAIRWISE:
+        raise ValueError(f"pairwise must be one of {PAIRWISE}, not {pairwise!r}")
+    nl_std = {"embedded_gaussian": {"theta": 8.0, "phi": 8.0},
+              "dot_product": {"theta": 0.5, "phi": 0.5, "g": 0.5}}[pairwise]
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for name, shape in expected_params(arch, num_classes).items():
+        nl_part = name.rsplit("_", 2)[-2] if name.startswith("nonlocal") else None
+        if nl_part in nl_std and name.endswith("_w"):
+            a = rng.normal(0.0, nl_std[nl_part] / np.sqrt(shape[1]), shape)
+        elif name == "pred_w":
+            a = rng.normal(0.0, 1.0 / np.sqrt(shape[1]), shape)
+        elif name == "pred_b":
+            a = rng.normal(0.0, 0.1, shape)
+        elif name.endswith("_w"):
+            fan_in = int(np.prod(shape[1:]))
+            a = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+        elif name.endswith("_bn_s"):
+            residual = "branch2c" in name or name.startswith("nonlocal")
+            lo, hi = (0.1, 0.3) if residual else (0.3, 0.7)
+            a = rng.uniform(lo, hi, shape)
+        elif name.endswith("_bn_riv"):
+            a = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith("_bn_rm") or name.endswith("_bn_b"):
+            a = rng.normal(0.0, 0.1, shape)
+        elif name.endswith("_b"):  # NL conv biases
+            a = rng.normal(0.0, 0.05, shape)
+        else:  # pragma: no cover - every name is covered above
+            raise AssertionError(name)
+        out[name] = a.astype(np.float32)
+    return out
+
+
+def infer_num_classes(params) -> int:
+    b = params.get("pred_b") if hasattr(params, "get") else None
+    if b is not None and np.ndim(b) == 1 and np.shape(b)[0] > 0:
+        return int(np.shape(b)[0])
+    return 400
+
+
+def check_params(arch: str, params, num_classes: int | None = None) -> None:
+    """Raise ValueError listing every missing name, unexpected name and shape mismatch.
+
+    The number of classes is taken from `pred_b` unless given.
+    """
+    if num_classes is None:
+        num_classes = infer_num_classes(params)
+    expected = expected_params(arch, num_classes)
+    missing = [n for n in expected if n not in params]
+    unexpected = sorted(n for n in params if n not in expected)
+    mismatched = [
+        f"{n}: expected {tuple(shape)}, found {tuple(np.shape(params[n]))}"
+        for n, shape in expected.items()
+        if n in params and tuple(np.shape(params[n])) != tuple(shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected: {', '.join(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: {'; '.join(mismatched)}")
+    if problems:
+        raise ValueError(f"parameters do not match {arch} ({num_classes} classes): "
+                         + " | ".join(problems))
+
+
+# -- shapes ----------------------------------------------------------------------------------
+
+
+def _out_size(n: int, k: int, s: int, pad: int) -> int:
+    return (n + 2 * pad - k) // s + 1
+
+
+def feature_shapes(arch: str, frames: int | None = None, crop_size: int = DEFAULT_CROP) -> dict:
+    """(C, T, H, W) after each stage, for the layer table and the head's pool kernel."""
+    spec = get_spec(arch)
+    t = frames or spec.clip_length
+    h = w = crop_size
+    shapes = {"input": (3, t, h, w)}
+    t, h, w = (_out_size(t, spec.conv1_kt, spec.conv1_st, (spec.conv1_kt - 1) // 2),
+               _out_size(h, 7, 2, 3), _out_size(w, 7, 2, 3))
+    shapes["conv1"] = (64, t, h, w)
+    t, h, w = (_out_size(t, spec.pool1_kt, spec.pool1_kt, 0), _out_size(h, 3, 2, 0),
+               _out_size(w, 3, 2, 0))
+    shapes["pool1"] = (64, t, h, w)
+    for s, (_, dim_out) in enumerate(STAGE_WIDTHS):
+        if s > 0:  # spatial stride 2 of branch2b (k3 pad 1) and branch1 (k1) agree
+            h, w = _out_size(h, 3, 2, 1), _out_size(w, 3, 2, 1)
+        shapes[f"res{s + 2}"] = (dim_out, t, h, w)
+        if s == 0:
+            t = _out_size(t, 2, 2, 0)
+            shapes["pool2"] = (dim_out, t, h, w)
+    for name, (c, t, h, w) in shapes.items():
+        if min(t, h, w) < 1:
+            raise ValueError(f"{arch}: {frames or spec.clip_length} frames at {crop_size}² leave "
+                             f"no data after {name}")
+    return shapes
+
+
+# -- graph -----------------------------------------------------------------------------------
+
+
+def _as_float(a) -> np.ndarray:
+    a = np.asarray(a)
+    return a if a.dtype.kind == "f" else a.astype(np.float32)
+
+
+def weights_metadata(weights_tag: str) -> str:
+    """model.weights value: any `random…` tag (e.g. `random:seed=0`) is written as `random`."""
+    return "random" if weights_tag.split(":", 1)[0] == "random" else weights_tag
+
+
+def _bn(g: onnxgraph.Graph, x: str, params, prefix: str) -> str:
+    return g.batchnorm(x, params[prefix + "_s"], params[prefix + "_b"], params[prefix + "_rm"],
+                       params[prefix + "_riv"], BN_EPS, hint=prefix)
+
+
+def _nonlocal(g, x, params, name, shape, batch_dim, pairwise):
+    """z = x + BN(out(y)), y = g(pool(x)) · f(θ(x), φ(pool(x)))ᵀ over all T·H·W positions."""
+    c, t, h, w = shape
+    ci = c // 2
+    hp, wp = _out_size(h, 2, 2, 0), _out_size(w, 2, 2, 0)
+    queries, keys = t * h * w, t * hp * wp
+    theta = g.conv(x, params[name + "_theta_w"], params[name + "_theta_b"],
+                   strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_theta")
+    pooled = g.maxpool(x, [1, 2, 2], [1, 2, 2], [0, 0, 0], hint=name + "_pool")
+    phi = g.conv(pooled, params[name + "_phi_w"], params[name + "_phi_b"],
+                 strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_phi")
+    gx = g.conv(pooled, params[name + "_g_w"], params[name + "_g_b"],
+                strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_g")
+    # (N, Ci, T, H, W) -> (N, Ci, THW); the batch stays 0 ("copy") unless it is static.
+    theta = g.op("Reshape", [theta, g.ints([batch_dim, ci, queries])], name + "_theta_re")
+    phi = g.op("Reshape", [phi, g.ints([batch_dim, ci, keys])], name + "_phi_re")
+    gx = g.op("Reshape", [gx, g.ints([batch_dim, ci, keys])], name + "_g_re")
+    theta_t = g.op("Transpose", [theta], name + "_theta_tr", perm=[0, 2, 1])  # (N, THW, Ci)
+    affinity = g.op("MatMul", [theta_t, phi], name + "_affinity")  # (N, queries, keys)
+    if pairwise == "embedded_gaussian":
+        scaled = g.op("Mul", [affinity, g.const(np.array(ci ** -0.5), name + "_scale")],
+                      name + "_affinity_sc")
+        f = g.op("Softmax", [scaled], name + "_prob", axis=-1)
+    else:  # dot product: normalised by the number of keys, no softmax
+        f = g.op("Mul", [affinity, g.const(np.array(1.0 / keys), name + "_inv_keys")],
+                 name + "_prob")
+    g_t = g.op("Transpose", [gx], name + "_g_tr", perm=[0, 2, 1])  # (N, keys, Ci)
+    y = g.op("MatMul", [f, g_t], name + "_y")  # (N, queries, Ci)
+    y = g.op("Transpose", [y], name + "_y_tr", perm=[0, 2, 1])  # (N, Ci, queries)
+    y = g.op("Reshape", [y, g.ints([batch_dim, ci, t, h, w])], name + "_y_re")
+    y = g.conv(y, params[name + "_out_w"], params[name + "_out_b"],
+               strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_out")
+    y = _bn(g, y, params, name + "_bn")
+    return g.op("Add", [x, y], name + "_sum")
+
+
+def _bottleneck(g, x, params, b: Block):
+    p = b.prefix
+    pt = (b.kt - 1) // 2
+    y = g.conv(x, params[p + "_branch2a_w"], strides=[1, 1, 1], pads=[pt, 0, 0],
+               hint=p + "_branch2a")
+    y = g.relu(_bn(g, y, params, p + "_branch2a_bn"))
+    y = g.conv(y, params[p + "_branch2b_w"], strides=[1, b.stride, b.stride], pads=[0, 1, 1],
+               hint=p + "_branch2b")
+    y = g.relu(_bn(g, y, params, p + "_branch2b_bn"))
+    y = g.conv(y, params[p + "_branch2c_w"], strides=[1, 1, 1], pads=[0, 0, 0],
+               hint=p + "_branch2c")
+    y = _bn(g, y, params, p + "_branch2c_bn")
+    if b.shortcut_conv:
+        sc = g.conv(x, params[p + "_branch1_w"], strides=[1, b.stride, b.stride],
+                    pads=[0, 0, 0], hint=p + "_branch1")
+        sc = _bn(g, sc, params, p + "_branch1_bn")
+    else:
+        sc = x
+    return g.relu(g.op("Add", [y, sc], p + "_sum"))
+
+
+def build(
+    arch: str,
+    params,
+    *,
+    pairwise: str = "embedded_gaussian",
+    fp16: bool = False,
+    batch: int | None = None,
+    crop_size: int = DEFAULT_CROP,
+    frames: int | None = None,
+    labels: list[str] | None = None,
+    weights_tag: str = "random",
+    pool5_size: int = POOL5_SIZE,
+) -> onnx.ModelProto:
+    """Build the ONNX test network of `arch` with `params` (FAIR names, see `expected_params`).
+
+    pairwise: "embedded_gaussian" (softmax, FAIR's default) or "dot_product".
+    fp16: weights and input in float16 (the output stays float32).
+    batch: a fixed batch size (every dimension static), else a symbolic "N".
+    crop_size / frames: input plane and clip length (default 224 and the arch's clip length).
+    labels: written to the metadata (must match the number of classes).
+    weights_tag: `random…` or e.g. `fair:<file name>` for model.weights.
+    pool5_size: spatial kernel of the head's average pool (FAIR: 7; smaller planes use the
+      whole plane).
+    """
+    spec = get_spec(arch)
+    pairwise = pairwise.replace("-", "_")
+    if pairwise not in PAIRWISE:
+        raise ValueError(f"pairwise must be one of {PAIRWISE}, not {pairwise!r}")
+    if batch is not None and int(batch) < 1:
+        raise ValueError(f"batch must be positive, not {batch}")
+    check_params(arch, params)
+    num_classes = infer_num_classes(params)
+    if labels is not None and len(labels) != num_classes:
+        raise ValueError(f"{len(labels)} labels for a model with {num_classes} classes")
+    frames = int(frames or spec.clip_length)
+    shapes = feature_shapes(arch, frames, crop_size)
+
+    # Arrays of any float type are accepted (Graph.const casts them to the graph's dtype).
+    params = {k: _as_float(v) for k, v in params.items()}
+    g = onnxgraph.Graph(np.float16 if fp16 else np.float32)
+    batch_dim = int(batch) if batch else 0  # Reshape: 0 copies the (symbolic) batch dimension
+    n = int(batch) if batch else "N"
+    x = g.input(onnxgraph.INPUT_NAME, [n, 3, frames, crop_size, crop_size])
+
+    # Stem.
+    pt = (spec.conv1_kt - 1) // 2
+    x = g.conv(x, params["conv1_w"], strides=[spec.conv1_st, 2, 2], pads=[pt, 3, 3],
+               hint="conv1")
+    x = g.relu(_bn(g, x, params, "res_conv1_bn"))
+    x = g.maxpool(x, [spec.pool1_kt, 3, 3], [spec.pool1_kt, 2, 2], [0, 0, 0], hint="pool1")
+
+    # res2..res5 with the NL blocks; pool2 halves time after res2.
+    for b in blocks(arch):
+        if b.prefix == "res3_0":
+            x = g.maxpool(x, [2, 1, 1], [2, 1, 1], [0, 0, 0], hint="pool2")
+        x = _bottleneck(g, x, params, b)
+        if b.nonlocal_name:
+            stage = b.prefix.split("_")[0]
+            x = _nonlocal(g, x, params, b.nonlocal_name, shapes[stage], batch_dim, pairwise)
+
+    # Head: average pool (all frames, 7×7), pred as 1×1×1 conv, softmax per position, mean.
+    c5, t5, h5, w5 = shapes["res5"]
+    kernel = [t5, min(pool5_size, h5), min(pool5_size, w5)]
+    x = g.avgpool(x, kernel, [1, 1, 1], hint="pool5")
+    pred_w = params["pred_w"].reshape(num_classes, c5, 1, 1, 1)
+    x = g.conv(x, pred_w, params["pred_b"], strides=[1, 1, 1], pads=[0, 0, 0], hint="pred")
+    if fp16:
+        x = g.op("Cast", [x], "pred_float", to=onnx.TensorProto.FLOAT)
+    x = g.op("Softmax", [x], "softmax_conv", axis=1)
+    g.nodes.append(onnx.helper.make_node(
+        "ReduceMean", [x], [onnxgraph.OUTPUT_NAME], name="softmax", axes=[2, 3, 4], keepdims=0))
+    g.output(onnxgraph.OUTPUT_NAME, [n, num_classes], elem_type=onnx.TensorProto.FLOAT)
+
+    props = onnxgraph.metadata(
+        clip_length=frames,
+        frame_stride=spec.frame_stride,
+        scale_size=max(SCALE_SIZE, crop_size),
+        crop_size=crop_size,
+        mean=MEAN,
+        std=STD,
+        layout="NCTHW",
+        output_kind="probabilities",
+        labels=labels,
+        name=arch,
+        weights=weights_metadata(weights_tag),
+    )
+    model = g.to_model(arch, props)
+    model.doc_string = (f"{arch}: Non-local ResNet test network ({spec.fair_name}), "
+                        f"pairwise {pairwise}, weights {weights_tag}")
+    return model
