@@ -105,20 +105,30 @@ pub enum YuvRange {
 /// A borrowed view of one decoded frame, as GStreamer maps it: per-plane data and strides
 /// (packed RGB formats use plane 0 only; I420 uses 3 planes, NV12 2).
 pub struct FrameView<'a> {
+    /// Pixel format of the planes.
     pub format: PixelFormat,
+    /// Width in pixels (at least 1).
     pub width: u32,
+    /// Height in pixels (at least 1).
     pub height: u32,
+    /// Plane data; unused planes may be empty. The last row of a plane needs no padding.
     pub planes: [&'a [u8]; 3],
+    /// Bytes from the start of one row of a plane to the start of the next.
     pub strides: [usize; 3],
+    /// Y'CbCr matrix (I420/NV12 only).
     pub matrix: YuvMatrix,
+    /// Y'CbCr quantisation range (I420/NV12 only).
     pub range: YuvRange,
 }
 
 /// A frame converted to tightly packed RGB8 (HWC) and resized so its short side is the scale size.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ScaledFrame {
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
+    /// `width * height * 3` bytes, rows top to bottom, R G B per pixel.
     pub data: Vec<u8>,
 }
 
@@ -300,44 +310,35 @@ fn fixed_to_u8(v: i32) -> u8 {
     (v >> FRAC_BITS).clamp(0, 255) as u8
 }
 
-/// Chroma contributions of one (U, V) pair, rounding offset included.
+/// Converts one row of 4:4:4 Y'CbCr (chroma already upsampled to the luma width) to RGB.
 #[inline(always)]
-fn chroma_terms(c: &YuvCoeffs, u: u8, v: u8) -> (i32, i32, i32) {
-    let u = i32::from(u) - 128;
-    let v = i32::from(v) - 128;
-    (
-        c.r_v * v + ROUND_HALF,
-        ROUND_HALF - c.g_u * u - c.g_v * v,
-        c.b_u * u + ROUND_HALF,
-    )
-}
-
-#[inline(always)]
-fn yuv_pixel(c: &YuvCoeffs, y: u8, (r, g, b): (i32, i32, i32), dst: &mut [u8]) {
-    let y = c.y_mul * (i32::from(y) - c.y_offset);
-    dst[0] = fixed_to_u8(y + r);
-    dst[1] = fixed_to_u8(y + g);
-    dst[2] = fixed_to_u8(y + b);
-}
-
-/// Converts one row of luma with its (horizontally subsampled) chroma row to RGB. Each chroma
-/// sample covers two luma samples (nearest-neighbour chroma upsampling).
-#[inline(always)]
-fn yuv_row(c: &YuvCoeffs, y_row: &[u8], mut uv: impl Iterator<Item = (u8, u8)>, dst: &mut [u8]) {
-    let mut y_pairs = y_row.chunks_exact(2);
-    let mut dst_pairs = dst.chunks_exact_mut(6);
-    for ((y, d), (u, v)) in (&mut y_pairs).zip(&mut dst_pairs).zip(&mut uv) {
-        let terms = chroma_terms(c, u, v);
-        yuv_pixel(c, y[0], terms, &mut d[..3]);
-        yuv_pixel(c, y[1], terms, &mut d[3..]);
-    }
-    if let ([y], Some((u, v))) = (y_pairs.remainder(), uv.next()) {
-        yuv_pixel(c, *y, chroma_terms(c, u, v), dst_pairs.into_remainder());
+fn yuv444_row(c: &YuvCoeffs, y_row: &[u8], u_row: &[u8], v_row: &[u8], dst: &mut [u8]) {
+    for (((d, &y), &u), &v) in dst.chunks_exact_mut(3).zip(y_row).zip(u_row).zip(v_row) {
+        let u = i32::from(u) - 128;
+        let v = i32::from(v) - 128;
+        let y = c.y_mul * (i32::from(y) - c.y_offset) + ROUND_HALF;
+        d[0] = fixed_to_u8(y + c.r_v * v);
+        d[1] = fixed_to_u8(y - c.g_u * u - c.g_v * v);
+        d[2] = fixed_to_u8(y + c.b_u * u);
     }
 }
 
-/// Copies one row of a packed 3- or 4-byte format to RGB, picking bytes `R`, `G`, `B` of each
-/// `BPP`-byte pixel.
+/// Nearest-neighbour horizontal chroma upsampling: each source sample fills two destination
+/// samples (the last one alone when the destination width is odd).
+#[inline(always)]
+fn upsample_row(mut src: impl Iterator<Item = u8>, dst: &mut [u8]) {
+    let mut pairs = dst.chunks_exact_mut(2);
+    for (d, s) in (&mut pairs).zip(&mut src) {
+        d[0] = s;
+        d[1] = s;
+    }
+    if let ([last], Some(s)) = (pairs.into_remainder(), src.next()) {
+        *last = s;
+    }
+}
+
+/// Copies tightly packed pixels of a 3- or 4-byte format to RGB, picking bytes `R`, `G`, `B` of
+/// each `BPP`-byte pixel.
 #[inline(always)]
 fn packed_row<const BPP: usize, const R: usize, const G: usize, const B: usize>(
     src: &[u8],
@@ -347,6 +348,32 @@ fn packed_row<const BPP: usize, const R: usize, const G: usize, const B: usize>(
         d[0] = s[R];
         d[1] = s[G];
         d[2] = s[B];
+    }
+}
+
+/// Bytes per pixel of a packed RGB format, `None` for Y'CbCr formats.
+fn packed_bpp(format: PixelFormat) -> Option<usize> {
+    match format {
+        PixelFormat::Rgb | PixelFormat::Bgr => Some(3),
+        PixelFormat::I420 | PixelFormat::Nv12 => None,
+        _ => Some(4),
+    }
+}
+
+/// Converts tightly packed pixels of the packed `format` in `src` to RGB in `dst` (as many
+/// pixels as both hold). Y'CbCr formats are not handled here.
+fn packed_to_rgb(format: PixelFormat, src: &[u8], dst: &mut [u8]) {
+    match format {
+        PixelFormat::Rgb => {
+            let n = src.len().min(dst.len());
+            dst[..n].copy_from_slice(&src[..n]);
+        }
+        PixelFormat::Bgr => packed_row::<3, 2, 1, 0>(src, dst),
+        PixelFormat::Rgbx | PixelFormat::Rgba => packed_row::<4, 0, 1, 2>(src, dst),
+        PixelFormat::Bgrx | PixelFormat::Bgra => packed_row::<4, 2, 1, 0>(src, dst),
+        PixelFormat::Xrgb | PixelFormat::Argb => packed_row::<4, 1, 2, 3>(src, dst),
+        PixelFormat::Xbgr | PixelFormat::Abgr => packed_row::<4, 3, 2, 1>(src, dst),
+        PixelFormat::I420 | PixelFormat::Nv12 => {}
     }
 }
 
@@ -443,67 +470,62 @@ fn plane_row<'a>(frame: &FrameView<'a>, plane: usize, y: usize, row_bytes: usize
     &frame.planes[plane][start..start + row_bytes]
 }
 
+/// Chroma rows upsampled to the luma width, reused between rows and frames.
+#[derive(Debug, Default)]
+struct ChromaRows {
+    u: Vec<u8>,
+    v: Vec<u8>,
+}
+
 /// Converts a validated frame to tightly packed RGB8 in `dst` (exactly width*height*3 bytes).
-fn convert_to_rgb(frame: &FrameView<'_>, dst: &mut [u8]) {
+fn convert_to_rgb(frame: &FrameView<'_>, dst: &mut [u8], chroma: &mut ChromaRows) {
     let w = frame.width as usize;
     let row_rgb = w * 3;
-    macro_rules! packed {
-        ($bpp:literal, $r:literal, $g:literal, $b:literal) => {
-            for (y, d) in dst.chunks_exact_mut(row_rgb).enumerate() {
-                packed_row::<$bpp, $r, $g, $b>(plane_row(frame, 0, y, w * $bpp), d);
-            }
-        };
+    if let Some(bpp) = packed_bpp(frame.format) {
+        for (y, d) in dst.chunks_exact_mut(row_rgb).enumerate() {
+            packed_to_rgb(frame.format, plane_row(frame, 0, y, w * bpp), d);
+        }
+        return;
     }
-    match frame.format {
-        PixelFormat::Rgb => {
-            for (y, d) in dst.chunks_exact_mut(row_rgb).enumerate() {
-                d.copy_from_slice(plane_row(frame, 0, y, row_rgb));
-            }
-        }
-        PixelFormat::Bgr => packed!(3, 2, 1, 0),
-        PixelFormat::Rgbx | PixelFormat::Rgba => packed!(4, 0, 1, 2),
-        PixelFormat::Bgrx | PixelFormat::Bgra => packed!(4, 2, 1, 0),
-        PixelFormat::Xrgb | PixelFormat::Argb => packed!(4, 1, 2, 3),
-        PixelFormat::Xbgr | PixelFormat::Abgr => packed!(4, 3, 2, 1),
-        PixelFormat::I420 => {
-            let coeffs = YuvCoeffs::new(frame.matrix, frame.range);
-            let cw = w.div_ceil(2);
-            for (y, d) in dst.chunks_exact_mut(row_rgb).enumerate() {
-                let y_row = plane_row(frame, 0, y, w);
-                let u_row = plane_row(frame, 1, y / 2, cw);
-                let v_row = plane_row(frame, 2, y / 2, cw);
-                yuv_row(
-                    &coeffs,
-                    y_row,
-                    u_row.iter().copied().zip(v_row.iter().copied()),
-                    d,
-                );
-            }
-        }
-        PixelFormat::Nv12 => {
-            let coeffs = YuvCoeffs::new(frame.matrix, frame.range);
-            let cw = w.div_ceil(2);
-            for (y, d) in dst.chunks_exact_mut(row_rgb).enumerate() {
-                let y_row = plane_row(frame, 0, y, w);
+    let coeffs = YuvCoeffs::new(frame.matrix, frame.range);
+    let cw = w.div_ceil(2);
+    chroma.u.resize(w, 0);
+    chroma.v.resize(w, 0);
+    for (y, d) in dst.chunks_exact_mut(row_rgb).enumerate() {
+        // A new chroma row every second luma row.
+        if y % 2 == 0 {
+            if frame.format == PixelFormat::Nv12 {
                 let uv_row = plane_row(frame, 1, y / 2, 2 * cw);
-                yuv_row(
-                    &coeffs,
-                    y_row,
-                    uv_row.chunks_exact(2).map(|p| (p[0], p[1])),
-                    d,
+                upsample_row(uv_row.iter().step_by(2).copied(), &mut chroma.u);
+                upsample_row(uv_row.iter().skip(1).step_by(2).copied(), &mut chroma.v);
+            } else {
+                upsample_row(
+                    plane_row(frame, 1, y / 2, cw).iter().copied(),
+                    &mut chroma.u,
+                );
+                upsample_row(
+                    plane_row(frame, 2, y / 2, cw).iter().copied(),
+                    &mut chroma.v,
                 );
             }
         }
+        yuv444_row(&coeffs, plane_row(frame, 0, y, w), &chroma.u, &chroma.v, d);
     }
+}
+
+fn resize_error(e: impl fmt::Display) -> PreprocessError {
+    PreprocessError::Resize(e.to_string())
 }
 
 /// Reusable converter/resizer (keeps fast_image_resize's Resizer and scratch buffers between frames).
 #[derive(Debug)]
 pub struct Scaler {
     resizer: Resizer,
-    options: ResizeOptions,
-    /// Full-resolution RGB frame, input of the resize.
-    rgb: Vec<u8>,
+    /// Full-resolution input of the resize (converted RGB, or packed pixels copied tight).
+    src: Vec<u8>,
+    /// Resized packed pixels in the source byte order, before reordering to RGB.
+    dst: Vec<u8>,
+    chroma: ChromaRows,
 }
 
 impl Default for Scaler {
@@ -513,11 +535,13 @@ impl Default for Scaler {
 }
 
 impl Scaler {
+    /// A scaler with empty scratch buffers; they grow to the largest frame seen and are kept.
     pub fn new() -> Self {
         Self {
             resizer: Resizer::new(),
-            options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
-            rgb: Vec::new(),
+            src: Vec::new(),
+            dst: Vec::new(),
+            chroma: ChromaRows::default(),
         }
     }
 
@@ -525,6 +549,10 @@ impl Scaler {
     /// given matrix/range, chroma upsampled) and resize with bilinear filtering so that the short side
     /// equals `scale_size` (long side = round(long * scale_size / short), at least 1), keeping the
     /// aspect ratio in pixels. If the frame already has that size, no resampling.
+    ///
+    /// Y'CbCr chroma is upsampled by sample replication before the resize. Packed RGB formats are
+    /// resized in their own byte order (every channel independently, alpha not premultiplied) and
+    /// reordered afterwards, which gives the same result as converting first.
     pub fn scale(
         &mut self,
         frame: &FrameView<'_>,
@@ -558,25 +586,64 @@ impl Scaler {
         out.data.resize(out_len, 0);
 
         if (out_w, out_h) == (width, height) {
-            convert_to_rgb(frame, &mut out.data);
+            convert_to_rgb(frame, &mut out.data, &mut self.chroma);
             return Ok(());
         }
 
-        let src: &[u8] =
-            if frame.format == PixelFormat::Rgb && frame.strides[0] == width as usize * 3 {
-                &frame.planes[0][..src_len]
-            } else {
-                self.rgb.resize(src_len, 0);
-                convert_to_rgb(frame, &mut self.rgb);
-                &self.rgb
-            };
-        let resize_err = |e: &dyn fmt::Display| PreprocessError::Resize(e.to_string());
-        let src = ImageRef::new(width, height, src, PixelType::U8x3).map_err(|e| resize_err(&e))?;
-        let mut dst = Image::from_slice_u8(out_w, out_h, &mut out.data, PixelType::U8x3)
-            .map_err(|e| resize_err(&e))?;
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+            .use_alpha(false);
+
+        let Some(bpp) = packed_bpp(frame.format) else {
+            // Y'CbCr: convert at full resolution, then resize the RGB image.
+            self.src.resize(src_len, 0);
+            convert_to_rgb(frame, &mut self.src, &mut self.chroma);
+            let src =
+                ImageRef::new(width, height, &self.src, PixelType::U8x3).map_err(resize_error)?;
+            let mut dst = Image::from_slice_u8(out_w, out_h, &mut out.data, PixelType::U8x3)
+                .map_err(resize_error)?;
+            return self
+                .resizer
+                .resize(&src, &mut dst, &options)
+                .map_err(resize_error);
+        };
+
+        // Packed RGB: resize the mapped plane directly when its rows are tight, else a tight
+        // copy (the resizer would otherwise blend the row padding into the right-hand column).
+        let pixel_type = if bpp == 3 {
+            PixelType::U8x3
+        } else {
+            PixelType::U8x4
+        };
+        let row_bytes = width as usize * bpp;
+        let tight_len = row_bytes * height as usize;
+        let plane = frame.planes[0];
+        let src = if frame.strides[0] == row_bytes && plane.len() >= tight_len {
+            &plane[..tight_len]
+        } else {
+            self.src.resize(tight_len, 0);
+            for (y, d) in self.src.chunks_exact_mut(row_bytes).enumerate() {
+                d.copy_from_slice(plane_row(frame, 0, y, row_bytes));
+            }
+            &self.src[..]
+        };
+        let src = ImageRef::new(width, height, src, pixel_type).map_err(resize_error)?;
+        if frame.format == PixelFormat::Rgb {
+            let mut dst = Image::from_slice_u8(out_w, out_h, &mut out.data, PixelType::U8x3)
+                .map_err(resize_error)?;
+            return self
+                .resizer
+                .resize(&src, &mut dst, &options)
+                .map_err(resize_error);
+        }
+        self.dst.resize(out_len / 3 * bpp, 0);
+        let mut dst =
+            Image::from_slice_u8(out_w, out_h, &mut self.dst, pixel_type).map_err(resize_error)?;
         self.resizer
-            .resize(&src, &mut dst, &self.options)
-            .map_err(|e| resize_err(&e))
+            .resize(&src, &mut dst, &options)
+            .map_err(resize_error)?;
+        packed_to_rgb(frame.format, &self.dst, &mut out.data);
+        Ok(())
     }
 }
 
@@ -626,7 +693,9 @@ pub enum Layout {
 /// Per-channel normalisation in RGB order: (x - mean[c]) / std[c], x in 0..=255.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Normalization {
+    /// Mean per channel (R, G, B), in pixel units (0..=255).
     pub mean: [f32; 3],
+    /// Standard deviation per channel (R, G, B), in pixel units; finite and non-zero.
     pub std: [f32; 3],
 }
 
@@ -697,6 +766,10 @@ fn crop_rows(frame: &ScaledFrame, crop: u32, pos: CropPosition) -> impl Iterator
 /// Pack one clip (T frames, in order) cropped to crop×crop at `pos` into `out`, which holds exactly
 /// 3*T*crop*crop elements of one batch item in `layout` (NCTHW: [c][t][y][x]; NTHWC: [t][y][x][c]).
 /// Channels in RGB order.
+///
+/// Values come from 256-entry tables per channel filled with [`TensorElement::from_normalized`],
+/// so every element equals exactly what that function returns for its pixel. Frames may differ
+/// in size; each is cropped on its own. Nothing is written when an error is returned.
 pub fn pack_clip<T: TensorElement>(
     frames: &[&ScaledFrame],
     crop: u32,
@@ -829,8 +902,18 @@ mod tests {
     /// Lays `pixels` out in the byte order spelled by `order` (e.g. "xBGR": filler, B, G, R),
     /// with 3 padding bytes after every row but the last. Returns (data, stride).
     fn packed_image(pixels: &[Vec<[u8; 3]>], order: &str) -> (Vec<u8>, usize) {
+        packed_image_padded(pixels, order, 3, false)
+    }
+
+    /// As [`packed_image`] with `pad` padding bytes per row, also after the last if `pad_last`.
+    fn packed_image_padded(
+        pixels: &[Vec<[u8; 3]>],
+        order: &str,
+        pad: usize,
+        pad_last: bool,
+    ) -> (Vec<u8>, usize) {
         let width = pixels[0].len();
-        let stride = width * order.len() + 3;
+        let stride = width * order.len() + pad;
         let mut data = Vec::new();
         for (y, row) in pixels.iter().enumerate() {
             for px in row {
@@ -843,8 +926,8 @@ mod tests {
                     });
                 }
             }
-            if y + 1 < pixels.len() {
-                data.extend_from_slice(&[PAD; 3]);
+            if pad_last || y + 1 < pixels.len() {
+                data.extend(std::iter::repeat_n(PAD, pad));
             }
         }
         (data, stride)
@@ -1169,6 +1252,89 @@ mod tests {
         let view = packed_view(PixelFormat::Bgrx, 8, 4, &data, stride);
         let out = Scaler::new().scale(&view, 2).expect("scale");
         assert_close(&out.data, &expected, "BGRx");
+
+        // Padding that is a whole number of pixels must not leak into the right-hand column.
+        let (data, stride) = packed_image_padded(&pixels, "xRGB", 8, true);
+        assert_eq!(stride, 40);
+        let view = packed_view(PixelFormat::Xrgb, 8, 4, &data, stride);
+        let out = Scaler::new().scale(&view, 2).expect("scale");
+        assert_close(&out.data, &expected, "xRGB");
+    }
+
+    #[test]
+    fn resize_i420_converts_before_resizing() {
+        // Left half Y=100/U=150/V=90 -> (37, 120, 142), right half Y=58/U=200/V=60 -> (0, 76, 194)
+        // in BT.601 limited range (see BT601_LIMITED). Chroma blocks do not straddle the halves,
+        // so the full-resolution RGB image is exactly two uniform halves and the 8x4 -> 4x2
+        // resize gives a, (7a+b)/8, (a+7b)/8, b per row.
+        let a = [37.0, 120.0, 142.0];
+        let b = [0.0, 76.0, 194.0];
+        let mut expected_row = Vec::new();
+        for (wa, wb) in [(8.0, 0.0), (7.0, 1.0), (1.0, 7.0), (0.0, 8.0)] {
+            for c in 0..3 {
+                expected_row.push((wa * a[c] + wb * b[c]) / 8.0);
+            }
+        }
+        let expected: Vec<f64> = expected_row.iter().chain(&expected_row).copied().collect();
+        let y = [[100, 100, 100, 100, 58, 58, 58, 58]; 4];
+        let u = [[150, 150, 200, 200]; 2];
+        let v = [[90, 90, 60, 60]; 2];
+        let (yp, ys) = plane(&y, 0);
+        let (up, us) = plane(&u, 0);
+        let (vp, vs) = plane(&v, 0);
+        let view = FrameView {
+            format: PixelFormat::I420,
+            width: 8,
+            height: 4,
+            planes: [&yp, &up, &vp],
+            strides: [ys, us, vs],
+            matrix: YuvMatrix::Bt601,
+            range: YuvRange::Limited,
+        };
+        let out = Scaler::new().scale(&view, 2).expect("scale");
+        assert_eq!((out.width, out.height), (4, 2));
+        assert_close(&out.data, &expected, "I420");
+    }
+
+    #[test]
+    fn resize_packed_layouts_agree() {
+        // Every packed layout and stride arrangement must resize to the same RGB as tight RGB.
+        let pixels: Vec<Vec<[u8; 3]>> = (0..6)
+            .map(|y| {
+                (0..10)
+                    .map(|x| {
+                        let i = (y * 10 + x) as u32;
+                        [
+                            (i * 37 % 256) as u8,
+                            (i * 91 % 256) as u8,
+                            (255 - i * 13 % 256) as u8,
+                        ]
+                    })
+                    .collect()
+            })
+            .collect();
+        let tight: Vec<u8> = pixels.iter().flatten().flatten().copied().collect();
+        let mut scaler = Scaler::new();
+        let reference = scaler
+            .scale(&packed_view(PixelFormat::Rgb, 10, 6, &tight, 30), 4)
+            .expect("scale");
+        assert_eq!((reference.width, reference.height), (7, 4)); // 10 * 4 / 6 = 6.67
+        for (format, order, pad, pad_last) in [
+            (PixelFormat::Rgb, "RGB", 3, true),    // in place, stride 33
+            (PixelFormat::Rgb, "RGB", 1, true),    // stride 31: tight copy
+            (PixelFormat::Bgr, "BGR", 0, false),   // tight
+            (PixelFormat::Bgrx, "BGRx", 4, true),  // in place, stride 44
+            (PixelFormat::Xrgb, "xRGB", 2, true),  // stride 42: tight copy
+            (PixelFormat::Abgr, "ABGR", 4, false), // last row short: tight copy
+            (PixelFormat::Rgba, "RGBA", 0, false),
+            (PixelFormat::Argb, "ARGB", 8, true),
+        ] {
+            let (data, stride) = packed_image_padded(&pixels, order, pad, pad_last);
+            let out = scaler
+                .scale(&packed_view(format, 10, 6, &data, stride), 4)
+                .expect("scale");
+            assert_eq!(out, reference, "{format:?} stride {stride}");
+        }
     }
 
     #[test]
@@ -1747,7 +1913,7 @@ mod tests {
         let mut rgb = vec![0_u8; w * h * 3];
         let start = Instant::now();
         for _ in 0..n {
-            convert_to_rgb(black_box(&view), &mut rgb);
+            convert_to_rgb(black_box(&view), &mut rgb, &mut ChromaRows::default());
         }
         println!(
             "  of which I420->RGB at 1920x1080: {:?}",
