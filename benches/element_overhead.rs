@@ -118,6 +118,11 @@ fn main() -> anyhow::Result<()> {
     run(&warm)?;
     let (secs, clips) = run(&desc)?;
     let element = clips as f64 / secs;
+    // The source alone, for scale: what the pipeline costs without the element.
+    let source_only = format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=RGB,width={w},height={h},framerate=30/1 ! fakesink sync=false"
+    );
+    let (source_secs, _) = run(&source_only)?;
 
     let date = std::process::Command::new("date")
         .arg("-u")
@@ -141,6 +146,11 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|");
     println!("| bare ONNX Runtime session | {bare:.3} |");
     println!("| videotestsrc ! nonlocalclassify ! fakesink | {element:.3} |");
+    println!(
+        "| videotestsrc ! fakesink (source alone) | {:.3} clip-equivalents/s ({:.0} frames/s) |",
+        clips as f64 / source_secs,
+        frames as f64 / source_secs
+    );
     println!(
         "ratio element/bare: {:.3} (overhead {:.1}%)",
         element / bare,

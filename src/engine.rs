@@ -185,7 +185,10 @@ impl Engine {
             path: shown.clone(),
             reason: e.to_string(),
         };
-        let mut builder = Session::builder(&env).map_err(|e| invalid(&e))?;
+        // No spinning: the intra-op threads share the cores with the pipeline's own threads.
+        let mut builder = Session::builder(&env)
+            .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
+            .map_err(|e| invalid(&e))?;
         let mut provider = Provider::Cpu;
         let mut fallback_reason = None;
         if choice != ProviderChoice::Cpu {

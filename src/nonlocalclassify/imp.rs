@@ -540,13 +540,15 @@ fn publish(
         result.score(),
         result.latency / 1_000_000
     );
+    // Queue the meta before posting: whoever reacts to the message and pushes a buffer must find
+    // the result attached to it.
+    lock(&shared.ready).push(result.clone());
     if cfg.post_messages {
         let msg = gst::message::Element::builder(result.to_structure(MESSAGE_NAME))
             .src(element)
             .build();
         let _ = element.post_message(msg);
     }
-    lock(&shared.ready).push(result);
 }
 
 // ---------------------------------------------------------------------------------------------
