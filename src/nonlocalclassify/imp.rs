@@ -23,7 +23,7 @@ use gst_video::prelude::*;
 
 use super::{Crops, ExecutionProvider};
 use crate::config::{ClipConfig, InputType, Overrides};
-use crate::engine::{Batch, Engine, ProviderChoice};
+use crate::engine::{Batch, Batching, Engine, ProviderChoice, Scores, SharedEngine};
 use crate::labels;
 use crate::meta::NonLocalClassifyMeta;
 use crate::preprocess::{
@@ -46,6 +46,8 @@ const DEFAULT_SMOOTHING: u32 = 1;
 const DEFAULT_DEVICE_ID: i32 = 0;
 const DEFAULT_MAX_PENDING: u32 = 2;
 const DEFAULT_POST_MESSAGES: bool = true;
+const DEFAULT_MAX_BATCH: u32 = 8;
+const DEFAULT_BATCH_TIMEOUT_MS: u32 = 0;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -61,6 +63,8 @@ struct Settings {
     device_id: i32,
     max_pending: u32,
     post_messages: bool,
+    max_batch: u32,
+    batch_timeout_ms: u32,
 }
 
 impl Default for Settings {
@@ -78,13 +82,15 @@ impl Default for Settings {
             device_id: DEFAULT_DEVICE_ID,
             max_pending: DEFAULT_MAX_PENDING,
             post_messages: DEFAULT_POST_MESSAGES,
+            max_batch: DEFAULT_MAX_BATCH,
+            batch_timeout_ms: DEFAULT_BATCH_TIMEOUT_MS,
         }
     }
 }
 
 /// The opened model, from NULL→READY to READY→NULL.
 struct Loaded {
-    engine: Arc<Engine>,
+    engine: Arc<SharedEngine>,
     config: ClipConfig,
     labels: Arc<Vec<String>>,
 }
@@ -133,7 +139,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What the worker needs, fixed for one READY→PAUSED→READY cycle.
 struct WorkerConfig {
-    engine: Arc<Engine>,
+    engine: Arc<SharedEngine>,
     config: ClipConfig,
     labels: Arc<Vec<String>>,
     crops: Vec<CropPosition>,
@@ -231,6 +237,10 @@ impl NonLocalClassify {
             },
         )
         .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["model '{}': {}", model, e]))?;
+        engine.register(Batching {
+            max_batch: settings.max_batch.max(1) as usize,
+            timeout: std::time::Duration::from_millis(u64::from(settings.batch_timeout_ms)),
+        });
         let (labels, source) = labels::resolve(
             settings.labels.as_deref().map(std::path::Path::new),
             engine.metadata.labels.as_deref(),
@@ -409,29 +419,23 @@ fn pack_batch<T: TensorElement>(
     Ok(data)
 }
 
-/// Run one clip through the model: every crop, in batches the model accepts.
-fn infer(cfg: &WorkerConfig, clip: &Clip<ScaledFrame>) -> Result<Vec<f64>, String> {
+/// Pack a clip's crops and hand them to the shared engine's batcher.
+fn submit(cfg: &WorkerConfig, clip: &Clip<ScaledFrame>) -> Result<Scores, String> {
     let frames: Vec<&ScaledFrame> = clip.frames.iter().map(|f| f.as_ref()).collect();
-    let crops = cfg.crops.len();
-    // A graph with a fixed batch gets exactly that many items (extra ones repeat the crops).
-    let items = cfg
-        .config
-        .fixed_batch
-        .map_or(crops, |b| crops.div_ceil(b) * b);
+    let items = cfg.crops.len();
     let batch = match cfg.config.input_type {
         InputType::F32 => Batch::F32(pack_batch(&frames, cfg, items)?),
         InputType::F16 => Batch::F16(pack_batch(&frames, cfg, items)?),
         InputType::U8 => Batch::U8(pack_batch(&frames, cfg, items)?),
     };
-    let step = cfg.config.fixed_batch.unwrap_or(items);
-    let mut outputs = Vec::with_capacity(items);
-    match batch {
-        // One run when the batch is dynamic; otherwise chunks of the fixed size.
-        Batch::F32(v) => run_chunks(cfg, v, step, Batch::F32, &mut outputs)?,
-        Batch::F16(v) => run_chunks(cfg, v, step, Batch::F16, &mut outputs)?,
-        Batch::U8(v) => run_chunks(cfg, v, step, Batch::U8, &mut outputs)?,
-    }
-    outputs.truncate(crops);
+    Ok(cfg.engine.submit(cfg.config.input_shape(1), items, batch))
+}
+
+/// Wait for a submitted clip's crop scores and combine them.
+fn receive(cfg: &WorkerConfig, rx: Scores) -> Result<Vec<f64>, String> {
+    let outputs = rx
+        .recv()
+        .map_err(|_| "the inference thread stopped".to_string())??;
     if outputs.iter().any(|o| o.len() != cfg.config.num_classes) {
         return Err(format!(
             "the model returned a score vector of the wrong size (expected {})",
@@ -441,59 +445,50 @@ fn infer(cfg: &WorkerConfig, clip: &Clip<ScaledFrame>) -> Result<Vec<f64>, Strin
     Ok(clip_scores(&outputs, cfg.config.output_kind))
 }
 
-fn run_chunks<T: Clone>(
-    cfg: &WorkerConfig,
-    data: Vec<T>,
-    step: usize,
-    wrap: fn(Vec<T>) -> Batch,
-    outputs: &mut Vec<Vec<f32>>,
-) -> Result<(), String> {
-    let per = cfg.config.clip_elements();
-    for chunk in data.chunks(per * step) {
-        let shape = cfg.config.input_shape(chunk.len() / per);
-        let out = cfg
-            .engine
-            .run(shape, wrap(chunk.to_vec()))
-            .map_err(|e| e.to_string())?;
-        outputs.extend(out);
-    }
-    Ok(())
-}
-
 fn worker_loop(
     shared: Arc<Shared>,
     cfg: WorkerConfig,
     element: glib::WeakRef<super::NonLocalClassify>,
 ) {
     loop {
-        let job = {
+        // Every clip waiting now goes to the batcher at once, so one stream's clips can share a
+        // batch too; results are published in clip order.
+        let jobs: Vec<Job> = {
             let mut q = lock(&shared.queue);
             loop {
                 if q.stop {
                     return;
                 }
-                if let Some(job) = q.jobs.pop_front() {
+                if !q.jobs.is_empty() {
                     q.busy = true;
                     shared.cond.notify_all();
-                    break job;
+                    break q.jobs.drain(..).collect();
                 }
                 q = shared.cond.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let outcome = infer(&cfg, &job.clip);
-        let element = element.upgrade();
-        match (outcome, element) {
-            (Ok(scores), Some(element)) => publish(&shared, &cfg, &job, scores, &element),
-            (Err(reason), Some(element)) => {
-                shared.failed.store(true, Ordering::SeqCst);
-                gst::element_error!(
-                    element,
-                    gst::StreamError::Failed,
-                    ("Inference failed on clip {}", job.clip.index),
-                    ["model '{}': {}", cfg.engine.path.display(), reason]
-                );
+        let submitted: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let rx = submit(&cfg, &job.clip);
+                (job, rx)
+            })
+            .collect();
+        for (job, rx) in submitted {
+            let outcome = rx.and_then(|rx| receive(&cfg, rx));
+            match (outcome, element.upgrade()) {
+                (Ok(scores), Some(element)) => publish(&shared, &cfg, &job, scores, &element),
+                (Err(reason), Some(element)) => {
+                    shared.failed.store(true, Ordering::SeqCst);
+                    gst::element_error!(
+                        element,
+                        gst::StreamError::Failed,
+                        ("Inference failed on clip {}", job.clip.index),
+                        ["model '{}': {}", cfg.engine.path.display(), reason]
+                    );
+                }
+                (_, None) => {}
             }
-            (_, None) => {}
         }
         let mut q = lock(&shared.queue);
         q.busy = false;
@@ -632,6 +627,19 @@ impl ObjectImpl for NonLocalClassify {
                     .default_value(DEFAULT_MAX_PENDING)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("max-batch")
+                    .nick("Max batch")
+                    .blurb("Most clips (crops) per model run; clips of every element sharing the model are batched together (the engine uses the largest value its users ask for)")
+                    .minimum(1)
+                    .default_value(DEFAULT_MAX_BATCH)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("batch-timeout")
+                    .nick("Batch timeout")
+                    .blurb("Milliseconds the first waiting clip may wait for others to fill a batch (0 = run what is waiting; the engine uses the smallest value its users ask for)")
+                    .default_value(DEFAULT_BATCH_TIMEOUT_MS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("post-messages")
                     .nick("Post messages")
                     .blurb("Post element messages with each result and a summary at end of stream")
@@ -658,6 +666,8 @@ impl ObjectImpl for NonLocalClassify {
             "device-id" => s.device_id = value.get().unwrap_or(DEFAULT_DEVICE_ID),
             "max-pending" => s.max_pending = value.get().unwrap_or(DEFAULT_MAX_PENDING),
             "post-messages" => s.post_messages = value.get().unwrap_or(DEFAULT_POST_MESSAGES),
+            "max-batch" => s.max_batch = value.get().unwrap_or(DEFAULT_MAX_BATCH),
+            "batch-timeout" => s.batch_timeout_ms = value.get().unwrap_or(DEFAULT_BATCH_TIMEOUT_MS),
             other => gst::warning!(CAT, imp = self, "Unknown property {}", other),
         }
     }
@@ -677,6 +687,8 @@ impl ObjectImpl for NonLocalClassify {
             "device-id" => s.device_id.to_value(),
             "max-pending" => s.max_pending.to_value(),
             "post-messages" => s.post_messages.to_value(),
+            "max-batch" => s.max_batch.to_value(),
+            "batch-timeout" => s.batch_timeout_ms.to_value(),
             _ => pspec.default_value().clone(),
         }
     }

@@ -1,0 +1,145 @@
+//! The shared engine batches clips from every user of a model, and batching never changes a
+//! clip's scores.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gstnonlocal::engine::{Batch, Batching, Engine, ProviderChoice};
+
+/// One probe clip (3×4×8×8, NCTHW) whose values reveal which clip it is.
+fn clip(k: usize) -> Vec<f32> {
+    (0..3 * 4 * 64)
+        .map(|i| (k * 1000 + i / 64) as f32)
+        .collect()
+}
+
+/// The probe model returns each (channel, frame) plane's mean: plane p of clip k is k·1000 + p.
+fn expected(k: usize) -> Vec<f32> {
+    (0..12).map(|p| (k * 1000 + p) as f32).collect()
+}
+
+#[test]
+fn waiting_clips_share_one_run_and_keep_their_scores() {
+    init();
+    // A private copy of the model: this test's engine is not shared with other tests.
+    let dir = std::env::temp_dir().join(format!("nl-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("probe.onnx");
+    std::fs::copy(model("probe.onnx"), &path).unwrap();
+    let engine = Engine::shared(&path, ProviderChoice::Cpu, 0).unwrap();
+    engine.register(Batching {
+        max_batch: 4,
+        timeout: Duration::from_millis(300),
+    });
+    let shape = [1, 3, 4, 8, 8];
+    // Three clips submitted back to back: the first waits up to 300 ms for company.
+    let rx: Vec<_> = (0..3)
+        .map(|k| engine.submit(shape, 1, Batch::F32(clip(k))))
+        .collect();
+    for (k, rx) in rx.into_iter().enumerate() {
+        let scores = rx.recv().unwrap().unwrap();
+        assert_eq!(scores, vec![expected(k)]);
+    }
+    assert_eq!(engine.stats(), (1, 3), "one run of three clips");
+
+    // More than max-batch: 4 + 2, each answer still its own.
+    let rx: Vec<_> = (0..6)
+        .map(|k| engine.submit(shape, 1, Batch::F32(clip(k))))
+        .collect();
+    for (k, rx) in rx.into_iter().enumerate() {
+        assert_eq!(rx.recv().unwrap().unwrap(), vec![expected(k)]);
+    }
+    assert_eq!(engine.stats(), (3, 9));
+
+    // A request of several items (three crops) is answered with one score vector per item.
+    let mut three = clip(7);
+    three.extend(clip(8));
+    three.extend(clip(9));
+    let scores = engine
+        .submit(shape, 3, Batch::F32(three))
+        .recv()
+        .unwrap()
+        .unwrap();
+    assert_eq!(scores, vec![expected(7), expected(8), expected(9)]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn fixed_batch_graphs_run_in_padded_chunks() {
+    init();
+    let dir = std::env::temp_dir().join(format!("nl-batch2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("probe_batch2.onnx");
+    std::fs::copy(model("probe_batch2.onnx"), &path).unwrap();
+    let engine = Engine::shared(&path, ProviderChoice::Cpu, 0).unwrap();
+    engine.register(Batching {
+        max_batch: 8,
+        timeout: Duration::from_millis(300),
+    });
+    let shape = [1, 3, 4, 8, 8];
+    let rx: Vec<_> = (0..3)
+        .map(|k| engine.submit(shape, 1, Batch::F32(clip(k))))
+        .collect();
+    for (k, rx) in rx.into_iter().enumerate() {
+        assert_eq!(rx.recv().unwrap().unwrap(), vec![expected(k)]);
+    }
+    // Three clips on a graph fixed to batch 2: two runs, the second padded.
+    assert_eq!(engine.stats(), (2, 3));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn elements_sharing_a_model_are_batched_together() {
+    init();
+    let dir = std::env::temp_dir().join(format!("nl-batch3-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("probe.onnx");
+    std::fs::copy(model("probe.onnx"), &path).unwrap();
+    let path_str = path.to_str().unwrap().to_string();
+    // Held here so its counters outlive the pipelines; the elements get this same engine.
+    let engine = Engine::shared(&path, ProviderChoice::Cpu, 0).unwrap();
+    // Four streams in threads, 3 clips each, a generous batch timeout.
+    let outs: Vec<Outcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let p = path_str.clone();
+                s.spawn(move || {
+                    run_frames(
+                        &caps("RGB", 16, 8),
+                        &[
+                            ("model", v(p)),
+                            ("top-k", v(12u32)),
+                            ("max-batch", v(16u32)),
+                            ("batch-timeout", v(200u32)),
+                            ("execution-provider", v("cpu")),
+                        ],
+                        24,
+                        probe_rgb,
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &outs {
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.results.len(), 3);
+        for (k, r) in out.results.iter().enumerate() {
+            // R of frame n is 4n; normalised (4n − 10)/2 for the clip's first frame n = 8k.
+            let s = scores_of(r);
+            assert!(
+                (s["cr_t0"] - (32.0 * k as f64 - 10.0) / 2.0).abs() < 1e-4,
+                "{s:?}"
+            );
+        }
+    }
+    let (runs, items) = engine.stats();
+    assert_eq!(items, 12, "every clip ran once");
+    assert!(
+        runs < items,
+        "clips of different streams shared runs: {runs} runs"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
