@@ -10,7 +10,7 @@ use std::time::Instant;
 use clap::Parser;
 use gst::prelude::*;
 use gstnonlocal::config::{ClipConfig, InputType, Overrides};
-use gstnonlocal::engine::{Batch, Engine, ProviderChoice};
+use gstnonlocal::engine::{Batch, Batching, Engine, ProviderChoice};
 
 #[derive(Parser)]
 struct Args {
@@ -26,6 +26,12 @@ struct Args {
     /// Frame size of the test source
     #[arg(long, default_value = "320x240")]
     size: String,
+    /// Parallel streams (videotestsrc ! nonlocalclassify ! fakesink branches sharing the engine)
+    #[arg(long, default_value_t = 1)]
+    streams: u64,
+    /// Most clips per model run (element property max-batch)
+    #[arg(long, default_value_t = 8)]
+    max_batch: u32,
     /// Passed by `cargo bench`
     #[arg(long, hide = true)]
     bench: bool,
@@ -69,20 +75,63 @@ fn main() -> anyhow::Result<()> {
         InputType::F16 => Batch::F16(vec![half::f16::from_f32(0.5); per]),
         InputType::U8 => Batch::U8(vec![128; per]),
     };
-    engine.run(shape, input())?;
+    let one = input();
+    engine.run(shape, &one)?;
     let t = Instant::now();
     for _ in 0..args.clips {
-        engine.run(shape, input())?;
+        engine.run(shape, &one)?;
     }
     let bare = args.clips as f64 / t.elapsed().as_secs_f64();
+    // Bare runs at the element's batch size too (what several streams can reach together).
+    let b = args.max_batch.max(1) as usize;
+    let batched = |n: usize| match config.input_type {
+        InputType::F32 => Batch::F32(vec![0.5; per * n]),
+        InputType::F16 => Batch::F16(vec![half::f16::from_f32(0.5); per * n]),
+        InputType::U8 => Batch::U8(vec![128; per * n]),
+    };
+    let runs = args.clips.div_ceil(b as u64).max(1);
+    let bare_batched = if b > 1 && engine.fixed_batch().is_none() {
+        let many = batched(b);
+        engine.run(config.input_shape(b), &many)?;
+        let t = Instant::now();
+        for _ in 0..runs {
+            engine.run(config.input_shape(b), &many)?;
+        }
+        Some((runs * b as u64) as f64 / t.elapsed().as_secs_f64())
+    } else {
+        None
+    };
 
-    // The element in a pipeline: frames for exactly `clips` clips, non-live (nothing dropped).
-    let frames = args.clips * u64::from(config.clip_stride);
-    let desc = format!(
-        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=RGB,width={w},height={h},framerate=30/1 \
-         ! nonlocalclassify name=c model=\"{}\" execution-provider={} ! fakesink sync=false",
-        args.model, args.provider
-    );
+    // The elements' shared engine, held across the runs below and warmed up at every batch
+    // size it will use (powers of two up to max-batch), as a long-running pipeline would be.
+    let shared = Engine::shared(std::path::Path::new(&args.model), choice, 0)?;
+    shared.register(Batching {
+        max_batch: b,
+        timeout: std::time::Duration::ZERO,
+    });
+    let mut n = 1;
+    while n <= b.next_power_of_two() {
+        shared
+            .submit(shape, n, batched(n))
+            .recv()?
+            .map_err(|e| anyhow::anyhow!(e))?;
+        n *= 2;
+    }
+
+    // The element in a pipeline: frames for exactly `clips` clips over all streams, non-live
+    // (nothing dropped).
+    let streams = args.streams.max(1);
+    let frames = args.clips.div_ceil(streams) * u64::from(config.clip_stride);
+    let desc = (0..streams)
+        .map(|_| {
+            format!(
+                "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=RGB,width={w},height={h},framerate=30/1 \
+                 ! nonlocalclassify model=\"{}\" execution-provider={} max-batch={} ! fakesink sync=false",
+                args.model, args.provider, args.max_batch
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     // Warm-up pipeline (engine creation, allocator warm-up) is not timed.
     let run = |desc: &str| -> anyhow::Result<(f64, u64)> {
         let pipeline = gst::parse::launch(desc)?
@@ -141,10 +190,16 @@ fn main() -> anyhow::Result<()> {
         config.input_type,
         engine.provider.name()
     );
-    println!("source  : videotestsrc {w}x{h} RGB, {frames} frames → {clips} clips");
+    println!(
+        "source  : {streams} × videotestsrc {w}x{h} RGB, {frames} frames each → {clips} clips, max-batch {}",
+        args.max_batch
+    );
     println!("| path | clips/s |");
     println!("|---|---|");
-    println!("| bare ONNX Runtime session | {bare:.3} |");
+    println!("| bare ONNX Runtime session, batch 1 | {bare:.3} |");
+    if let Some(bb) = bare_batched {
+        println!("| bare ONNX Runtime session, batch {b} | {bb:.3} |");
+    }
     println!("| videotestsrc ! nonlocalclassify ! fakesink | {element:.3} |");
     println!(
         "| videotestsrc ! fakesink (source alone) | {:.3} clip-equivalents/s ({:.0} frames/s) |",
@@ -152,9 +207,14 @@ fn main() -> anyhow::Result<()> {
         frames as f64 / source_secs
     );
     println!(
-        "ratio element/bare: {:.3} (overhead {:.1}%)",
+        "ratio element/bare (batch 1): {:.3} (overhead {:.1}%)",
         element / bare,
         (1.0 - element / bare) * 100.0
+    );
+    let (runs, items) = shared.stats();
+    println!(
+        "engine: {items} clips in {runs} runs (mean batch {:.2}, warm-up included)",
+        items as f64 / runs.max(1) as f64
     );
     Ok(())
 }

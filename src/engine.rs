@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use half::f16;
 use ort::ep::ExecutionProvider as _;
 use ort::session::Session;
-use ort::value::{Tensor, TensorElementType, ValueType};
+use ort::value::{TensorElementType, TensorRef, ValueType};
 
 use crate::config::{ConfigError, InputType, ModelIo, ModelMetadata};
 
@@ -334,14 +334,18 @@ impl Engine {
     }
 
     /// Run one batch shaped `shape`; returns the scores of each batch item.
-    pub fn run(&self, shape: [i64; 5], batch: Batch) -> Result<Vec<Vec<f32>>, EngineError> {
+    pub fn run(&self, shape: [i64; 5], batch: &Batch) -> Result<Vec<Vec<f32>>, EngineError> {
         let err = |e: &dyn std::fmt::Display| EngineError::Inference(e.to_string());
         let n = usize::try_from(shape[0]).map_err(|e| err(&e))?;
         let shape = shape.to_vec();
         let value = match batch {
-            Batch::F32(v) => Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
-            Batch::F16(v) => Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
-            Batch::U8(v) => Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+            Batch::F32(v) => {
+                TensorRef::from_array_view((shape, v.as_slice())).map(|t| t.into_dyn())
+            }
+            Batch::F16(v) => {
+                TensorRef::from_array_view((shape, v.as_slice())).map(|t| t.into_dyn())
+            }
+            Batch::U8(v) => TensorRef::from_array_view((shape, v.as_slice())).map(|t| t.into_dyn()),
         }
         .map_err(|e| err(&e))?;
         let mut session = self
@@ -581,7 +585,11 @@ fn run_requests(
         )));
     }
     let per = data.len() / items;
-    let step = engine.fixed_batch().unwrap_or(items);
+    // A graph with a fixed batch runs exactly that; otherwise batches are padded to a power of
+    // two, so a CUDA session meets few input shapes (each new shape costs a cuDNN search).
+    let step = engine
+        .fixed_batch()
+        .unwrap_or_else(|| items.next_power_of_two());
     let mut scores = Vec::with_capacity(items);
     for start in (0..items).step_by(step) {
         let n = step.min(items - start);
@@ -589,7 +597,7 @@ fn run_requests(
         chunk.pad_items(per, step);
         let mut shape = requests[0].shape;
         shape[0] = step as i64;
-        let mut out = engine.run(shape, chunk)?;
+        let mut out = engine.run(shape, &chunk)?;
         stats.runs.fetch_add(1, Ordering::Relaxed);
         stats.items.fetch_add(n as u64, Ordering::Relaxed);
         out.truncate(n);

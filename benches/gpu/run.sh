@@ -27,14 +27,20 @@ NONLOCAL_EXPECT_CUDA=1 "$BIN/element" --test-threads=2 > "$OUT/element-tests.txt
 echo "element tests rc=$? $(grep 'test result' "$OUT/element-tests.txt")" >> "$OUT/summary.txt"
 NONLOCAL_EXPECT_CUDA=1 "$BIN/errors" > "$OUT/error-tests.txt" 2>&1
 echo "error tests rc=$? $(grep 'test result' "$OUT/error-tests.txt")" >> "$OUT/summary.txt"
+if [ -x "$BIN/batching" ]; then
+  "$BIN/batching" > "$OUT/batching-tests.txt" 2>&1
+  echo "batching tests rc=$? $(grep 'test result' "$OUT/batching-tests.txt")" >> "$OUT/summary.txt"
+fi
 
 # Element overhead on the GPU, then on the CPU, with each model given.
 for m in "$BIN"/models/*.onnx; do
-  for p in cuda cpu; do
-    clips=32; [ "$p" = cpu ] && clips=4
-    echo "== $m $p" >> "$OUT/bench.txt"
-    timeout 300 "$BIN/element_overhead" --model "$m" --provider "$p" --clips "$clips" >> "$OUT/bench.txt" 2>&1
+  for run in "cuda 1 32" "cuda 8 128" "cuda 32 256" "cpu 1 4"; do
+    set -- $run
+    echo "== $m provider $1, $2 streams, $3 clips" >> "$OUT/bench.txt"
+    timeout 300 "$BIN/element_overhead" --model "$m" --provider "$1" --streams "$2" --clips "$3" \
+      >> "$OUT/bench.txt" 2>&1
     echo "rc=$?" >> "$OUT/bench.txt"
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader >> "$OUT/bench.txt"
   done
 done
 cat "$OUT/summary.txt"

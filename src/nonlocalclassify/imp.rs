@@ -906,6 +906,10 @@ impl BaseTransformImpl for NonLocalClassify {
             if let Err(e) = NonLocalClassifyMeta::add(buf, &result) {
                 gst::warning!(CAT, imp = self, "Cannot attach meta: {}", e);
             }
+            #[cfg(feature = "analytics")]
+            if let Err(e) = crate::meta::add_analytics_classification(buf, &result) {
+                gst::warning!(CAT, imp = self, "Cannot attach analytics meta: {}", e);
+            }
         }
 
         let info = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
