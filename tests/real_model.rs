@@ -55,8 +55,15 @@ fn arm_wrestling_clip_is_arm_wrestling() {
         .map(|c| c.get::<String>("label").unwrap())
         .collect();
     assert!(!clips.is_empty());
-    assert_eq!(summary.get::<&str>("label").unwrap(), "arm wrestling", "clips: {tops:?}");
+    assert_eq!(
+        summary.get::<&str>("label").unwrap(),
+        "arm wrestling",
+        "clips: {tops:?}"
+    );
     assert!(summary.get::<f64>("score").unwrap() > 0.3, "{summary:?}");
     let hits = tops.iter().filter(|t| *t == "arm wrestling").count();
-    assert!(2 * hits > tops.len(), "most clips must say arm wrestling: {tops:?}");
+    assert!(
+        2 * hits > tops.len(),
+        "most clips must say arm wrestling: {tops:?}"
+    );
 }
