@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -62,7 +63,12 @@ Weights (--weights): `random` (default for the Non-local ResNets; --seed picks t
 metadata then says model.weights=random and the element warns that labels are meaningless), or a
 checkpoint: FAIR caffe2 .pkl, PaddleHub/Paddle 1.x parameters (file or model directory), mmaction2
 .pth — converted to FAIR's names and checked against the architecture; every missing, unexpected
-or mis-shaped parameter is reported.
+or mis-shaped parameter is reported. An mmaction2 .pth is accepted for i3d-r50-nl only and exports
+mmaction2's own network (i3d_imagenet-pretrained-r50-nl-dot-product 32x2x1: pool1 1×3×3 stride
+2,2,2 with padding 1, φ/g max-pooled after their convs, dot-product affinity θᵀφ / keys, BN eps
+1e-5, global average pool + fc + softmax, ImageNet mean 123.675,116.28,103.53 / std
+58.395,57.12,57.375 in the metadata); the pairwise function comes from the config stored in the
+checkpoint (dot_product when there is none).
 
 Static shapes: --batch N fixes every dimension (no Shape nodes), which ONNX Runtime's CUDA EP
 needs to capture CUDA graphs; without it the batch dimension is symbolic.
@@ -141,33 +147,114 @@ def weights_tag_for(path: str, format_name: str) -> str:
     return f"{family}:{name}"
 
 
-def load_weights(arch: str, path: str):
-    """(params, weights tag) from a checkpoint, checked against `arch`."""
+_MM_BN = {"s": "weight", "b": "bias", "rm": "running_mean", "riv": "running_var"}
+_MM_BRANCH = {"2a": "conv1", "2b": "conv2", "2c": "conv3", "1": "downsample"}
+_MM_NL_PART = {"theta": "theta.conv", "phi": "phi.0.conv", "g": "g.0.conv", "out": "conv_out.conv"}
+
+
+def mmaction2_key(fair: str) -> str:
+    """The mmaction2 state-dict key of a FAIR parameter name (for messages), else the name."""
+    if fair == "conv1_w":
+        return "backbone.conv1.conv.weight"
+    if fair.startswith("res_conv1_bn_"):
+        return "backbone.conv1.bn." + _MM_BN.get(fair.rsplit("_", 1)[1], "?")
+    if fair in ("pred_w", "pred_b"):
+        return "cls_head.fc_cls." + ("weight" if fair == "pred_w" else "bias")
+    m = re.match(r"^res(\d)_(\d+)_branch(2a|2b|2c|1)_(?:(w)|bn_(s|b|rm|riv))$", fair)
+    if m:
+        mod = f"backbone.layer{int(m.group(1)) - 1}.{m.group(2)}.{_MM_BRANCH[m.group(3)]}"
+        return f"{mod}.conv.weight" if m.group(4) else f"{mod}.bn.{_MM_BN[m.group(5)]}"
+    m = re.match(r"^nonlocal_conv(\d)_(\d+)_(?:(theta|phi|g|out)_(w|b)|bn_(s|b|rm|riv))$", fair)
+    if m:
+        block = f"backbone.layer{int(m.group(1)) - 1}.{m.group(2)}.non_local_block"
+        if m.group(5):
+            return f"{block}.conv_out.bn.{_MM_BN[m.group(5)]}"
+        return f"{block}.{_MM_NL_PART[m.group(3)]}.{'weight' if m.group(4) == 'w' else 'bias'}"
+    return fair
+
+
+def _mmaction2_check(arch: str, params, path, format_name: str) -> None:
+    """check_params for the mmaction2 variant, naming parameters by their mmaction2 keys."""
+    num_classes = nr.infer_num_classes(params)
+    expected = nr.expected_params(arch, num_classes, variant="mmaction2")
+    missing = [mmaction2_key(n) for n in expected if n not in params]
+    unexpected = sorted(mmaction2_key(n) for n in params if n not in expected)
+    mismatched = [f"{mmaction2_key(n)}: expected {tuple(shape)}, found {tuple(params[n].shape)}"
+                  for n, shape in expected.items()
+                  if n in params and tuple(params[n].shape) != tuple(shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected: {', '.join(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: {'; '.join(mismatched)}")
+    if problems:
+        raise ExportError(f"{path} ({format_name}): parameters do not match mmaction2's {arch} "
+                          f"({num_classes} classes): " + " | ".join(problems))
+
+
+def load_weights(arch: str, path: str, pairwise: str | None = None):
+    """(params, weights tag, variant, pairwise) from a checkpoint, checked against `arch`.
+
+    FAIR and Paddle files give variant "fair" and the requested pairwise function. An mmaction2
+    file gives variant "mmaction2" (i3d-r50-nl only) and the pairwise function of the config
+    stored with it; any other mmaction2 network is refused with its differences from FAIR's.
+    """
     from nlexport import checkpoints  # lazy: only needed for real weights
 
+    info: dict = {}
     try:
-        format_name, params = checkpoints.load_checkpoint(path)
+        format_name, params = checkpoints.load_checkpoint(
+            path, allow_architecture_mismatch=True, info=info)
     except ValueError as e:  # CheckpointError and subclasses; messages start with the path
         msg = str(e)
         raise ExportError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
     except OSError as e:
         raise ExportError(f"{path}: {e.strerror or e}") from None
-    try:
-        nr.check_params(arch, params)
-    except ValueError as e:
-        raise ExportError(f"{path} ({format_name}): {e}") from None
-    return params, weights_tag_for(path, format_name)
+    tag = weights_tag_for(path, format_name)
+    if checkpoints.format_family(format_name) != "mmaction2":
+        try:
+            nr.check_params(arch, params)
+        except ValueError as e:
+            raise ExportError(f"{path} ({format_name}): {e}") from None
+        return params, tag, "fair", pairwise
+
+    def refuse(reasons):
+        raise ExportError(str(checkpoints.ArchitectureMismatchError(path, format_name, reasons)))
+
+    if arch != nr.MMACTION2_ARCH:
+        refuse([f"the exporter builds mmaction2's network for {nr.MMACTION2_ARCH} only, not {arch}"]
+               + info.get("differences", []))
+    mode, use_scale = info.get("mode", "dot_product"), info.get("use_scale", False)
+    if not info.get("sub_sample", True):
+        refuse(["non-local blocks without sub_sample are not supported"] + info["differences"])
+    if mode == "dot_product":
+        file_pairwise = "dot_product"
+    elif mode == "embedded_gaussian" and use_scale:
+        file_pairwise = "embedded_gaussian"
+    else:
+        refuse([f"non-local mode {mode} (use_scale={use_scale}) is not supported"]
+               + info["differences"])
+    if pairwise is not None and pairwise != file_pairwise:
+        raise ExportError(f"{path} ({format_name}): --pairwise {pairwise.replace('_', '-')} "
+                          f"contradicts the checkpoint's non-local mode {mode}")
+    _mmaction2_check(arch, params, path, format_name)
+    return params, tag, "mmaction2", file_pairwise
 
 
 def export_nonlocal(args) -> None:
     t0 = time.monotonic()
     spec = nr.get_spec(args.arch)
     pairwise = (args.pairwise or "embedded-gaussian").replace("-", "_")
+    variant = "fair"
     if args.weights in (None, "random"):
         params = nr.random_params(args.arch, args.seed, pairwise=pairwise)
         tag = f"random:seed={args.seed}"
     else:
-        params, tag = load_weights(args.arch, args.weights)
+        requested = args.pairwise.replace("-", "_") if args.pairwise else None
+        params, tag, variant, pairwise = load_weights(args.arch, args.weights, requested)
+        pairwise = pairwise or "embedded_gaussian"
     labels = read_labels(args.labels or DEFAULT_LABELS)
     num_classes = nr.infer_num_classes(params)
     if len(labels) != num_classes:
@@ -177,7 +264,8 @@ def export_nonlocal(args) -> None:
     frames = args.clip_length or spec.clip_length
     try:
         model = nr.build(args.arch, params, pairwise=pairwise, fp16=args.fp16, batch=args.batch,
-                         crop_size=crop, frames=frames, labels=labels, weights_tag=tag)
+                         crop_size=crop, frames=frames, labels=labels, weights_tag=tag,
+                         variant=variant)
     except ValueError as e:
         raise ExportError(str(e)) from None
     try:
@@ -189,7 +277,8 @@ def export_nonlocal(args) -> None:
     print(f"{args.arch}: wrote {args.output} ({size / 1e6:.1f} MB, "
           f"{'float16' if args.fp16 else 'float32'}, {n_params:,} parameters, "
           f"input [{args.batch or 'N'},3,{frames},{crop},{crop}], frame stride "
-          f"{spec.frame_stride}, pairwise {pairwise.replace('_', '-')}, weights {tag}) "
+          f"{spec.frame_stride}, pairwise {pairwise.replace('_', '-')}, "
+          f"{'mmaction2' if variant == 'mmaction2' else 'FAIR'} network, weights {tag}) "
           f"in {time.monotonic() - t0:.1f}s")
 
 

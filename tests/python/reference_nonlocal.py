@@ -7,6 +7,12 @@ kernel taps with tensor contractions, everything in float64. Only the parameter 
 caffe2 blob names) are shared, because they are the contract.
 
     probs = forward("c2d-r50-nl", params, video)   # video: (N, 3, T, H, W) normalised pixels
+
+`variant="mmaction2"` (i3d-r50-nl) is mmaction2's I3D-R50-NL 32x2x1 as its config describes it
+(ResNet3d with conv1_kernel 5x7x7, conv1_stride_t 2, pool1_stride_t 2, inflate pattern, non_local
+pattern; mmcv NonLocal3d with sub_sample, conv_out + BN3d; I3DHead): pool1 max 1x3x3 stride 2,2,2
+padded 0,1,1; the NL block max-pools phi and g 1x2x2 after their convolutions; BN epsilon 1e-5;
+the head averages everything, applies the fc layer and one softmax.
 """
 
 from __future__ import annotations
@@ -14,6 +20,20 @@ from __future__ import annotations
 import numpy as np
 
 EPS = 1.0000001e-5
+MMACTION2_EPS = 1e-5
+
+
+def mmaction2_architecture() -> dict:
+    """mmaction2 i3d_r50 base config + the nl-dot-product config, spelled out."""
+    return {
+        "conv1": dict(kernel=(5, 7, 7), stride=(2, 2, 2), pad=(2, 3, 3)),  # pad (k - 1) // 2
+        "pool1": dict(kernel=(1, 3, 3), stride=(2, 2, 2), pad=(0, 1, 1)),
+        "blocks": [3, 4, 6, 3],
+        "width": [64, 128, 256, 512],
+        # inflate=((1,1,1),(1,0,1,0),(1,0,1,0,1,0),(0,1,0)), inflate_style '3x1x1': conv1 3x1x1.
+        "inflate": [[1, 1, 1], [1, 0, 1, 0], [1, 0, 1, 0, 1, 0], [0, 1, 0]],
+        "non_local": [[0, 0, 0], [0, 1, 0, 1], [0, 1, 0, 1, 0, 1], [0, 0, 0]],
+    }
 
 
 def architecture(arch: str) -> dict:
@@ -78,8 +98,10 @@ def _pool(x, kernel, stride, reduce):
     return reduce(np.stack(windows), axis=0)
 
 
-def max_pool(x, kernel, stride):
-    """No padding (FAIR's pool1, pool2 and the NL 1×2×2 pool)."""
+def max_pool(x, kernel, stride, pad=(0, 0, 0)):
+    """No padding by default (FAIR's pool1, pool2 and the NL 1×2×2 pool); padded cells are -inf."""
+    if any(pad):
+        x = np.pad(x, [(0, 0), (0, 0)] + [(q, q) for q in pad], constant_values=-np.inf)
     return _pool(x, kernel, stride, np.max)
 
 
@@ -87,11 +109,11 @@ def avg_pool(x, kernel, stride):
     return _pool(x, kernel, stride, np.mean)
 
 
-def batch_norm(x, p, prefix):
+def batch_norm(x, p, prefix, eps=EPS):
     s, b = p[prefix + "_s"], p[prefix + "_b"]
     rm, riv = p[prefix + "_rm"], p[prefix + "_riv"]
     shape = (1, -1, 1, 1, 1)
-    return (x - rm.reshape(shape)) / np.sqrt(riv.reshape(shape) + EPS) * s.reshape(shape) \
+    return (x - rm.reshape(shape)) / np.sqrt(riv.reshape(shape) + eps) * s.reshape(shape) \
         + b.reshape(shape)
 
 
@@ -141,8 +163,71 @@ def bottleneck(x, p, prefix, inner, out_ch, stride, kt):
     return relu(x + y)
 
 
-def forward(arch, params, video, pairwise="embedded_gaussian", pool5_size=7):
+def mmaction2_nonlocal_block(x, p, name, mode="dot_product"):
+    """mmcv NonLocal3d (sub_sample=True, conv_out followed by BN3d, no conv_out bias)."""
+    n, c, t, h, w = x.shape
+    inner = c // 2
+    theta = conv3d(x, p[name + "_theta_w"], p[name + "_theta_b"]).reshape(n, inner, -1)
+    phi = max_pool(conv3d(x, p[name + "_phi_w"], p[name + "_phi_b"]), (1, 2, 2), (1, 2, 2))
+    g = max_pool(conv3d(x, p[name + "_g_w"], p[name + "_g_b"]), (1, 2, 2), (1, 2, 2))
+    phi = phi.reshape(n, inner, -1)
+    g = g.reshape(n, inner, -1)
+    pairwise = np.einsum("nci,ncj->nij", theta, phi)
+    if mode == "dot_product":  # divided by the number of keys, no softmax
+        pairwise = pairwise / phi.shape[2]
+    elif mode == "embedded_gaussian":  # use_scale=True
+        pairwise = softmax(pairwise / np.sqrt(inner), axis=2)
+    else:
+        raise ValueError(mode)
+    y = np.einsum("nij,ncj->nci", pairwise, g).reshape(n, inner, t, h, w)
+    y = conv3d(y, p[name + "_out_w"])  # ConvModule drops the bias before its norm layer
+    if name + "_out_b" in p:
+        assert not np.any(p[name + "_out_b"]), "mmaction2's conv_out has no bias"
+    return x + batch_norm(y, p, name + "_bn", MMACTION2_EPS)
+
+
+def mmaction2_forward(params, video, mode="dot_product"):
+    """mmaction2 I3D-R50-NL: class probabilities (N, classes) of one clip."""
+    cfg = mmaction2_architecture()
+    p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    x = np.asarray(video, dtype=np.float64)
+    bn = lambda y, prefix: batch_norm(y, p, prefix, MMACTION2_EPS)  # noqa: E731
+
+    c1 = cfg["conv1"]
+    x = relu(bn(conv3d(x, p["conv1_w"], stride=c1["stride"], pad=c1["pad"]), "res_conv1_bn"))
+    x = max_pool(x, cfg["pool1"]["kernel"], cfg["pool1"]["stride"], cfg["pool1"]["pad"])
+    for s in range(4):
+        inner = cfg["width"][s]
+        for i in range(cfg["blocks"][s]):
+            prefix = f"res{s + 2}_{i}"
+            stride = 2 if (s > 0 and i == 0) else 1  # 'pytorch' style: in conv2 and downsample
+            inflate = cfg["inflate"][s][i]
+            y = conv3d(x, p[prefix + "_branch2a_w"], pad=(1, 0, 0) if inflate else (0, 0, 0))
+            y = relu(bn(y, prefix + "_branch2a_bn"))
+            y = conv3d(y, p[prefix + "_branch2b_w"], stride=(1, stride, stride), pad=(0, 1, 1))
+            y = relu(bn(y, prefix + "_branch2b_bn"))
+            y = bn(conv3d(y, p[prefix + "_branch2c_w"]), prefix + "_branch2c_bn")
+            if i == 0:  # downsample: stride != 1 or inplanes != 4 * planes
+                x = bn(conv3d(x, p[prefix + "_branch1_w"], stride=(1, stride, stride)),
+                       prefix + "_branch1_bn")
+            x = relu(x + y)
+            if cfg["non_local"][s][i]:
+                x = mmaction2_nonlocal_block(x, p, f"nonlocal_conv{s + 2}_{i}", mode)
+        if s == 0:
+            x = max_pool(x, (2, 1, 1), (2, 1, 1))  # pool2
+    feat = x.mean(axis=(2, 3, 4))  # AdaptiveAvgPool3d((1, 1, 1)); dropout is the identity
+    logits = feat @ p["pred_w"].T + p["pred_b"]
+    return softmax(logits, axis=1)
+
+
+def forward(arch, params, video, pairwise="embedded_gaussian", pool5_size=7, variant="fair"):
     """Class probabilities (N, classes), averaged over the head's positions."""
+    if variant == "mmaction2":
+        if arch != "i3d-r50-nl":
+            raise ValueError(f"mmaction2 variant of {arch}")
+        return mmaction2_forward(params, video, pairwise)
+    if variant != "fair":
+        raise ValueError(variant)
     cfg = architecture(arch)
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     x = np.asarray(video, dtype=np.float64)

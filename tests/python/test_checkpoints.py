@@ -732,9 +732,10 @@ def test_end_to_end_cli(tmp_path, label):
 @needs_exporter
 @needs_cli
 def test_cli_refuses_mmaction2(tmp_path):
-    """The CLI builds FAIR's network only, so an mmaction2 file is refused with the reasons."""
+    """The CLI builds mmaction2's own network for i3d-r50-nl only (test_mmaction_export.py), so an
+    mmaction2 file given for another architecture is refused with the reasons."""
     weights = W.write_mmaction2_pth(tmp_path / "i3d_nl.pth", NR.random_params("i3d-r50-nl", seed=1))
-    done = _export(weights, tmp_path / "out.onnx", arch="i3d-r50-nl")
+    done = _export(weights, tmp_path / "out.onnx", arch="i3d-r101-nl")
     assert done.returncode != 0
     assert str(weights) in done.stderr and "pool1" in done.stderr, done.stderr
     assert not (tmp_path / "out.onnx").exists()

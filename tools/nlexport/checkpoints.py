@@ -116,7 +116,9 @@ meaning as its FAIR counterpart), but `load_checkpoint` refuses an mmaction2 fil
 `ArchitectureMismatchError` listing the differences above, because a FAIR graph built from these
 weights would compute wrong scores. A caller that builds mmaction2's variant of the network passes
 ``allow_architecture_mismatch=True`` and gets the weights; `MMACTION2_NETWORK` describes the variant
-in machine-readable form.
+in machine-readable form, and ``load_checkpoint(..., info={})`` reports the non-local settings read
+from the file. ``tools/export_model.py`` does this for ``--arch i3d-r50-nl``: it builds mmaction2's
+network (``nonlocal_resnet.build(..., variant="mmaction2")``) from these weights.
 """
 
 from __future__ import annotations
@@ -1165,8 +1167,11 @@ def _mmaction2_state_dict(path, ckpt) -> tuple[dict, object]:
     raise CheckpointError(path, "torch checkpoint without a state_dict")
 
 
-def _mmaction2_params(path, state: dict, meta) -> tuple[dict, list[str]]:
-    """Map an mmaction2 state dict; returns (params, the network's differences from FAIR's)."""
+def _mmaction2_params(path, state: dict, meta, info: dict | None = None) -> tuple[dict, list[str]]:
+    """Map an mmaction2 state dict; returns (params, the network's differences from FAIR's).
+
+    ``info``, when given, receives the non-local settings found: ``mode``, ``use_scale``,
+    ``sub_sample`` and ``differences``."""
     for name, value in state.items():
         if isinstance(value, _Opaque):
             raise CheckpointError(path, f"state-dict entry {name} is an unsupported object {value!r}")
@@ -1205,7 +1210,11 @@ def _mmaction2_params(path, state: dict, meta) -> tuple[dict, list[str]]:
             break
     sub_sample = any(".non_local_block.phi.0." in n for n in names) or not any(
         ".non_local_block.phi." in n for n in names)
-    return params, _mmaction2_differences(mode, use_scale, sub_sample)
+    differences = _mmaction2_differences(mode, use_scale, sub_sample)
+    if info is not None:
+        info.update(mode=mode, use_scale=use_scale, sub_sample=sub_sample,
+                    differences=list(differences))
+    return params, differences
 
 
 def _call_arguments(text: str, keyword: str) -> str | None:
@@ -1295,7 +1304,8 @@ def detect_format(path) -> str:
     return load_checkpoint(path, allow_architecture_mismatch=True)[0]
 
 
-def load_checkpoint(path, *, allow_architecture_mismatch: bool = False) -> tuple[str, dict[str, np.ndarray]]:
+def load_checkpoint(path, *, allow_architecture_mismatch: bool = False,
+                    info: dict | None = None) -> tuple[str, dict[str, np.ndarray]]:
     """Read a Non-local ResNet checkpoint; return (format name, {FAIR name: float32 array}).
 
     ``path`` is a file (FAIR .pkl, Paddle .pdparams or combined params, mmaction2 .pth) or a Paddle
@@ -1303,7 +1313,10 @@ def load_checkpoint(path, *, allow_architecture_mismatch: bool = False) -> tuple
     the set is complete for a given architecture is for the exporter to check.
 
     An mmaction2 checkpoint raises `ArchitectureMismatchError` (its network differs from FAIR's in
-    ways weights cannot express) unless ``allow_architecture_mismatch`` is true.
+    ways weights cannot express) unless ``allow_architecture_mismatch`` is true. For an mmaction2
+    file, a dict passed as ``info`` is filled with the non-local settings read from the file
+    (``mode``, ``use_scale``, ``sub_sample``) and the ``differences`` from FAIR's network, so
+    that a caller can build mmaction2's variant.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -1343,7 +1356,7 @@ def load_checkpoint(path, *, allow_architecture_mismatch: bool = False) -> tuple
                                     "tensor data")
 
     state, meta = _mmaction2_state_dict(path, ckpt)
-    params, differences = _mmaction2_params(path, state, meta)
+    params, differences = _mmaction2_params(path, state, meta, info)
     if differences and not allow_architecture_mismatch:
         raise ArchitectureMismatchError(path, fmt, differences)
     return fmt, params

@@ -69,6 +69,30 @@ Details shared by every architecture:
   mean over positions. The output "scores" is [N, classes] probabilities (float32 also in fp16
   exports: the head's softmax and mean run in float32).
 
+mmaction2 variant (`variant="mmaction2"`, i3d-r50-nl only): mmaction2's
+`i3d_imagenet-pretrained-r50-nl-dot-product_8xb8-32x2x1-100e_kinetics400-rgb` network (base config
+`_base_/models/i3d_r50.py`, `ResNet3d` in `mmaction/models/backbones/resnet3d.py`, mmcv's
+`NonLocal3d`, `I3DHead`). The same parameters (names and shapes) as FAIR's I3D-R50-NL, but:
+
+* pool1: max 1×3×3, stride 2,2,2 (`pool1_stride_t=2`), padding 0,1,1 (112 → 56, 16 → 8 frames);
+  conv1 is FAIR's (5×7×7, `conv1_stride_t=2`, padding (k−1)/2 = 2,3,3).
+* branch2a temporal kernels from `inflate=((1,1,1),(1,0,1,0),(1,0,1,0,1,0),(0,1,0))` with
+  `inflate_style='3x1x1'` (3×1×1 in `conv1` of the bottleneck, padding 1,0,0), NL blocks from
+  `non_local=((0,0,0),(0,1,0,1),(0,1,0,1,0,1),(0,0,0))` (after the block's ReLU): the same places
+  as FAIR's. 'pytorch' style: the spatial stride sits in the 3×3 conv and the `downsample` conv.
+* NL block (`sub_sample=True`, `mode='dot_product'`, `use_scale=False`, conv_out with a BN3d):
+  θ, φ, g are 1×1×1 convs with biases on the full-resolution input; φ and g are max-pooled 1×2×2
+  (stride 1,2,2) *after* their convs; f = θᵀφ / (number of keys), no softmax (`use_scale` does not
+  apply to dot_product; with mode embedded_gaussian + use_scale it is FAIR's softmax(θᵀφ/√(C/2)));
+  z = x + BN(conv_out(y)), conv_out has no bias (mmcv's ConvModule drops it before a norm layer;
+  the FAIR-named `_out_b` is zeros).
+* BN epsilon 1e-5 (torch's BatchNorm3d) everywhere.
+* head (`I3DHead`, `spatial_type='avg'`): global average pool over T×H×W, dropout (identity at
+  test), fc 2048 → classes, softmax (`average_clips='prob'`).
+* input RGB, (pixel − mean) / std with ImageNet mean 123.675,116.28,103.53 and std
+  58.395,57.12,57.375 (`ActionDataPreprocessor`); clips of 32 frames at stride 2 (`SampleFrames`
+  clip_len=32, frame_interval=2), short side 256, centre crop 224.
+
 Parameters use FAIR's caffe2 blob names (see `expected_params`): `conv1_w`,
 `res_conv1_bn_{s,b,rm,riv}`, `res2_0_branch2a_w`, `res2_0_branch2a_bn_{s,b,rm,riv}`,
 `res3_0_branch1_w`, `nonlocal_conv3_1_{theta,phi,g,out}_{w,b}`, `nonlocal_conv3_1_bn_{s,b,rm,riv}`,
@@ -95,6 +119,17 @@ SCALE_SIZE = 256
 DEFAULT_CROP = 224
 POOL5_SIZE = 7
 PAIRWISE = ("embedded_gaussian", "dot_product")
+VARIANTS = ("fair", "mmaction2")
+
+# mmaction2's I3D-R50-NL (see the module docstring).
+MMACTION2_ARCH = "i3d-r50-nl"
+MMACTION2_BN_EPS = 1e-5
+MMACTION2_MEAN = (123.675, 116.28, 103.53)
+MMACTION2_STD = (58.395, 57.12, 57.375)
+MMACTION2_INFLATE = ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0))
+MMACTION2_NON_LOCAL = ((0, 0, 0), (0, 1, 0, 1), (0, 1, 0, 1, 0, 1), (0, 0, 0))
+MMACTION2_CLIP_LENGTH = 32
+MMACTION2_FRAME_STRIDE = 2
 
 
 @dataclass(frozen=True)
@@ -166,6 +201,16 @@ def get_spec(arch: str) -> ArchSpec:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}") from None
 
 
+def check_variant(arch: str, variant: str) -> str:
+    """Validate `variant` for `arch`: "fair" for every arch, "mmaction2" for i3d-r50-nl only."""
+    get_spec(arch)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
+    if variant == "mmaction2" and arch != MMACTION2_ARCH:
+        raise ValueError(f"the mmaction2 variant exists for {MMACTION2_ARCH} only, not {arch}")
+    return variant
+
+
 # -- block plan ------------------------------------------------------------------------------
 
 
@@ -181,17 +226,26 @@ class Block:
     nonlocal_name: str | None  # NL block following this one, e.g. "nonlocal_conv3_1"
 
 
-def blocks(arch: str) -> list[Block]:
-    """The bottleneck blocks of `arch` in order, with the NL block that follows each (if any)."""
+def blocks(arch: str, variant: str = "fair") -> list[Block]:
+    """The bottleneck blocks of `arch` in order, with the NL block that follows each (if any).
+
+    The mmaction2 variant takes its temporal kernels and NL places from mmaction2's config
+    (`inflate`, `non_local`); for I3D-R50 they coincide with FAIR's."""
     spec = get_spec(arch)
+    check_variant(arch, variant)
     out, dim_in = [], 64
     for s, (n, (inner, dim_out)) in enumerate(zip(spec.blocks, STAGE_WIDTHS)):
         stage = s + 2
         for i in range(n):
             stride = 2 if (i == 0 and stage > 2) else 1
-            nl = f"nonlocal_conv{stage}_{i}" if i in spec.nonlocal_after[s] else None
+            if variant == "mmaction2":
+                kt = 3 if MMACTION2_INFLATE[s][i] else 1
+                has_nl = bool(MMACTION2_NON_LOCAL[s][i])
+            else:
+                kt, has_nl = spec.temporal[s][i], i in spec.nonlocal_after[s]
+            nl = f"nonlocal_conv{stage}_{i}" if has_nl else None
             out.append(Block(f"res{stage}_{i}", dim_in, inner, dim_out, stride,
-                             spec.temporal[s][i], dim_in != dim_out or stride != 1, nl))
+                             kt, dim_in != dim_out or stride != 1, nl))
             dim_in = dim_out
     return out
 
@@ -203,12 +257,15 @@ def _bn_names(prefix: str, c: int) -> dict:
     return {f"{prefix}_{k}": (c,) for k in ("s", "b", "rm", "riv")}
 
 
-def expected_params(arch: str, num_classes: int = 400) -> dict[str, tuple]:
-    """Name → shape of every parameter, FAIR caffe2 blob names, in graph order."""
+def expected_params(arch: str, num_classes: int = 400, variant: str = "fair") -> dict[str, tuple]:
+    """Name → shape of every parameter, FAIR caffe2 blob names, in graph order.
+
+    The mmaction2 variant has the same names and shapes (its conv_out has no bias: `_out_b` is
+    kept, and is zeros in weights read from mmaction2)."""
     spec = get_spec(arch)
     p: dict[str, tuple] = {"conv1_w": (64, 3, spec.conv1_kt, 7, 7)}
     p.update(_bn_names("res_conv1_bn", 64))
-    for b in blocks(arch):
+    for b in blocks(arch, variant):
         p[f"{b.prefix}_branch2a_w"] = (b.dim_inner, b.dim_in, b.kt, 1, 1)
         p.update(_bn_names(f"{b.prefix}_branch2a_bn", b.dim_inner))
         p[f"{b.prefix}_branch2b_w"] = (b.dim_inner, b.dim_inner, 1, 3, 3)
@@ -242,7 +299,7 @@ def count_params(arch: str, num_classes: int = 400, *, learnable_only: bool = Tr
 
 
 def random_params(arch: str, seed: int, num_classes: int = 400, *,
-                  pairwise: str = "embedded_gaussian") -> dict[str, np.ndarray]:
+                  pairwise: str = "embedded_gaussian", variant: str = "fair") -> dict[str, np.ndarray]:
     """Deterministic random float32 parameters with sensible scales.
 
     Convolutions get He-normal weights (std sqrt(2 / fan_in)); BN layers get scales 0.3–0.7,
@@ -255,7 +312,11 @@ def random_params(arch: str, seed: int, num_classes: int = 400, *,
     is far from uniform (relative entropy about 0.5–0.9) and the attention really matters; the
     dot product has no softmax and is cubic in its input, so θ, φ and g get std 0.5/sqrt(C),
     which keeps the five NL blocks from amplifying each other.
+
+    variant="mmaction2" draws the same numbers and then zeroes every NL `_out_b` (mmcv's conv_out
+    has no bias).
     """
+    check_variant(arch, variant)
     pairwise = pairwise.replace("-", "_")
     if pairwise not in PAIRWISE:
         raise ValueError(f"pairwise must be one of {PAIRWISE}, not {pairwise!r}")
@@ -263,7 +324,7 @@ def random_params(arch: str, seed: int, num_classes: int = 400, *,
               "dot_product": {"theta": 0.5, "phi": 0.5, "g": 0.5}}[pairwise]
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
-    for name, shape in expected_params(arch, num_classes).items():
+    for name, shape in expected_params(arch, num_classes, variant).items():
         nl_part = name.rsplit("_", 2)[-2] if name.startswith("nonlocal") else None
         if nl_part in nl_std and name.endswith("_w"):
             a = rng.normal(0.0, nl_std[nl_part] / np.sqrt(shape[1]), shape)
@@ -286,6 +347,8 @@ def random_params(arch: str, seed: int, num_classes: int = 400, *,
             a = rng.normal(0.0, 0.05, shape)
         else:  # pragma: no cover - every name is covered above
             raise AssertionError(name)
+        if variant == "mmaction2" and name.endswith("_out_b"):
+            a = np.zeros(shape)
         out[name] = a.astype(np.float32)
     return out
 
@@ -297,14 +360,14 @@ def infer_num_classes(params) -> int:
     return 400
 
 
-def check_params(arch: str, params, num_classes: int | None = None) -> None:
+def check_params(arch: str, params, num_classes: int | None = None, variant: str = "fair") -> None:
     """Raise ValueError listing every missing name, unexpected name and shape mismatch.
 
     The number of classes is taken from `pred_b` unless given.
     """
     if num_classes is None:
         num_classes = infer_num_classes(params)
-    expected = expected_params(arch, num_classes)
+    expected = expected_params(arch, num_classes, variant)
     missing = [n for n in expected if n not in params]
     unexpected = sorted(n for n in params if n not in expected)
     mismatched = [
@@ -331,17 +394,22 @@ def _out_size(n: int, k: int, s: int, pad: int) -> int:
     return (n + 2 * pad - k) // s + 1
 
 
-def feature_shapes(arch: str, frames: int | None = None, crop_size: int = DEFAULT_CROP) -> dict:
+def feature_shapes(arch: str, frames: int | None = None, crop_size: int = DEFAULT_CROP,
+                   variant: str = "fair") -> dict:
     """(C, T, H, W) after each stage, for the layer table and the head's pool kernel."""
     spec = get_spec(arch)
+    check_variant(arch, variant)
     t = frames or spec.clip_length
     h = w = crop_size
     shapes = {"input": (3, t, h, w)}
     t, h, w = (_out_size(t, spec.conv1_kt, spec.conv1_st, (spec.conv1_kt - 1) // 2),
                _out_size(h, 7, 2, 3), _out_size(w, 7, 2, 3))
     shapes["conv1"] = (64, t, h, w)
-    t, h, w = (_out_size(t, spec.pool1_kt, spec.pool1_kt, 0), _out_size(h, 3, 2, 0),
-               _out_size(w, 3, 2, 0))
+    if variant == "mmaction2":  # max 1×3×3, stride 2,2,2, pad 0,1,1
+        t, h, w = _out_size(t, 1, 2, 0), _out_size(h, 3, 2, 1), _out_size(w, 3, 2, 1)
+    else:
+        t, h, w = (_out_size(t, spec.pool1_kt, spec.pool1_kt, 0), _out_size(h, 3, 2, 0),
+                   _out_size(w, 3, 2, 0))
     shapes["pool1"] = (64, t, h, w)
     for s, (_, dim_out) in enumerate(STAGE_WIDTHS):
         if s > 0:  # spatial stride 2 of branch2b (k3 pad 1) and branch1 (k1) agree
@@ -370,24 +438,35 @@ def weights_metadata(weights_tag: str) -> str:
     return "random" if weights_tag.split(":", 1)[0] == "random" else weights_tag
 
 
-def _bn(g: onnxgraph.Graph, x: str, params, prefix: str) -> str:
+def _bn(g: onnxgraph.Graph, x: str, params, prefix: str, eps: float = BN_EPS) -> str:
     return g.batchnorm(x, params[prefix + "_s"], params[prefix + "_b"], params[prefix + "_rm"],
-                       params[prefix + "_riv"], BN_EPS, hint=prefix)
+                       params[prefix + "_riv"], eps, hint=prefix)
 
 
-def _nonlocal(g, x, params, name, shape, batch_dim, pairwise):
-    """z = x + BN(out(y)), y = g(pool(x)) · f(θ(x), φ(pool(x)))ᵀ over all T·H·W positions."""
+def _nonlocal(g, x, params, name, shape, batch_dim, pairwise, variant="fair"):
+    """z = x + BN(out(y)), y = g(pool(x)) · f(θ(x), φ(pool(x)))ᵀ over all T·H·W positions.
+
+    mmaction2 (mmcv NonLocal3d, sub_sample): φ and g are pooled after their convs instead,
+    y = pool(g(x)) · f(θ(x), pool(φ(x)))ᵀ, and BN uses epsilon 1e-5."""
     c, t, h, w = shape
     ci = c // 2
     hp, wp = _out_size(h, 2, 2, 0), _out_size(w, 2, 2, 0)
     queries, keys = t * h * w, t * hp * wp
     theta = g.conv(x, params[name + "_theta_w"], params[name + "_theta_b"],
                    strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_theta")
-    pooled = g.maxpool(x, [1, 2, 2], [1, 2, 2], [0, 0, 0], hint=name + "_pool")
-    phi = g.conv(pooled, params[name + "_phi_w"], params[name + "_phi_b"],
-                 strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_phi")
-    gx = g.conv(pooled, params[name + "_g_w"], params[name + "_g_b"],
-                strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_g")
+    if variant == "mmaction2":
+        phi = g.conv(x, params[name + "_phi_w"], params[name + "_phi_b"],
+                     strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_phi")
+        phi = g.maxpool(phi, [1, 2, 2], [1, 2, 2], [0, 0, 0], hint=name + "_phi_pool")
+        gx = g.conv(x, params[name + "_g_w"], params[name + "_g_b"],
+                    strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_g")
+        gx = g.maxpool(gx, [1, 2, 2], [1, 2, 2], [0, 0, 0], hint=name + "_g_pool")
+    else:
+        pooled = g.maxpool(x, [1, 2, 2], [1, 2, 2], [0, 0, 0], hint=name + "_pool")
+        phi = g.conv(pooled, params[name + "_phi_w"], params[name + "_phi_b"],
+                     strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_phi")
+        gx = g.conv(pooled, params[name + "_g_w"], params[name + "_g_b"],
+                    strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_g")
     # (N, Ci, T, H, W) -> (N, Ci, THW); the batch stays 0 ("copy") unless it is static.
     theta = g.op("Reshape", [theta, g.ints([batch_dim, ci, queries])], name + "_theta_re")
     phi = g.op("Reshape", [phi, g.ints([batch_dim, ci, keys])], name + "_phi_re")
@@ -407,26 +486,26 @@ def _nonlocal(g, x, params, name, shape, batch_dim, pairwise):
     y = g.op("Reshape", [y, g.ints([batch_dim, ci, t, h, w])], name + "_y_re")
     y = g.conv(y, params[name + "_out_w"], params[name + "_out_b"],
                strides=[1, 1, 1], pads=[0, 0, 0], hint=name + "_out")
-    y = _bn(g, y, params, name + "_bn")
+    y = _bn(g, y, params, name + "_bn", MMACTION2_BN_EPS if variant == "mmaction2" else BN_EPS)
     return g.op("Add", [x, y], name + "_sum")
 
 
-def _bottleneck(g, x, params, b: Block):
+def _bottleneck(g, x, params, b: Block, eps: float = BN_EPS):
     p = b.prefix
     pt = (b.kt - 1) // 2
     y = g.conv(x, params[p + "_branch2a_w"], strides=[1, 1, 1], pads=[pt, 0, 0],
                hint=p + "_branch2a")
-    y = g.relu(_bn(g, y, params, p + "_branch2a_bn"))
+    y = g.relu(_bn(g, y, params, p + "_branch2a_bn", eps))
     y = g.conv(y, params[p + "_branch2b_w"], strides=[1, b.stride, b.stride], pads=[0, 1, 1],
                hint=p + "_branch2b")
-    y = g.relu(_bn(g, y, params, p + "_branch2b_bn"))
+    y = g.relu(_bn(g, y, params, p + "_branch2b_bn", eps))
     y = g.conv(y, params[p + "_branch2c_w"], strides=[1, 1, 1], pads=[0, 0, 0],
                hint=p + "_branch2c")
-    y = _bn(g, y, params, p + "_branch2c_bn")
+    y = _bn(g, y, params, p + "_branch2c_bn", eps)
     if b.shortcut_conv:
         sc = g.conv(x, params[p + "_branch1_w"], strides=[1, b.stride, b.stride],
                     pads=[0, 0, 0], hint=p + "_branch1")
-        sc = _bn(g, sc, params, p + "_branch1_bn")
+        sc = _bn(g, sc, params, p + "_branch1_bn", eps)
     else:
         sc = x
     return g.relu(g.op("Add", [y, sc], p + "_sum"))
@@ -444,6 +523,7 @@ def build(
     labels: list[str] | None = None,
     weights_tag: str = "random",
     pool5_size: int = POOL5_SIZE,
+    variant: str = "fair",
 ) -> onnx.ModelProto:
     """Build the ONNX test network of `arch` with `params` (FAIR names, see `expected_params`).
 
@@ -454,20 +534,24 @@ def build(
     labels: written to the metadata (must match the number of classes).
     weights_tag: `random…` or e.g. `fair:<file name>` for model.weights.
     pool5_size: spatial kernel of the head's average pool (FAIR: 7; smaller planes use the
-      whole plane).
+      whole plane). Not used by the mmaction2 variant, whose head pools globally.
+    variant: "fair" (default) or "mmaction2" (i3d-r50-nl only; see the module docstring).
     """
     spec = get_spec(arch)
+    check_variant(arch, variant)
+    mm = variant == "mmaction2"
+    eps = MMACTION2_BN_EPS if mm else BN_EPS
     pairwise = pairwise.replace("-", "_")
     if pairwise not in PAIRWISE:
         raise ValueError(f"pairwise must be one of {PAIRWISE}, not {pairwise!r}")
     if batch is not None and int(batch) < 1:
         raise ValueError(f"batch must be positive, not {batch}")
-    check_params(arch, params)
+    check_params(arch, params, variant=variant)
     num_classes = infer_num_classes(params)
     if labels is not None and len(labels) != num_classes:
         raise ValueError(f"{len(labels)} labels for a model with {num_classes} classes")
     frames = int(frames or spec.clip_length)
-    shapes = feature_shapes(arch, frames, crop_size)
+    shapes = feature_shapes(arch, frames, crop_size, variant)
 
     # Arrays of any float type are accepted (Graph.const casts them to the graph's dtype).
     params = {k: _as_float(v) for k, v in params.items()}
@@ -480,21 +564,29 @@ def build(
     pt = (spec.conv1_kt - 1) // 2
     x = g.conv(x, params["conv1_w"], strides=[spec.conv1_st, 2, 2], pads=[pt, 3, 3],
                hint="conv1")
-    x = g.relu(_bn(g, x, params, "res_conv1_bn"))
-    x = g.maxpool(x, [spec.pool1_kt, 3, 3], [spec.pool1_kt, 2, 2], [0, 0, 0], hint="pool1")
+    x = g.relu(_bn(g, x, params, "res_conv1_bn", eps))
+    if mm:
+        x = g.maxpool(x, [1, 3, 3], [2, 2, 2], [0, 1, 1], hint="pool1")
+    else:
+        x = g.maxpool(x, [spec.pool1_kt, 3, 3], [spec.pool1_kt, 2, 2], [0, 0, 0], hint="pool1")
 
     # res2..res5 with the NL blocks; pool2 halves time after res2.
-    for b in blocks(arch):
+    for b in blocks(arch, variant):
         if b.prefix == "res3_0":
             x = g.maxpool(x, [2, 1, 1], [2, 1, 1], [0, 0, 0], hint="pool2")
-        x = _bottleneck(g, x, params, b)
+        x = _bottleneck(g, x, params, b, eps)
         if b.nonlocal_name:
             stage = b.prefix.split("_")[0]
-            x = _nonlocal(g, x, params, b.nonlocal_name, shapes[stage], batch_dim, pairwise)
+            x = _nonlocal(g, x, params, b.nonlocal_name, shapes[stage], batch_dim, pairwise,
+                          variant)
 
     # Head: average pool (all frames, 7×7), pred as 1×1×1 conv, softmax per position, mean.
+    # mmaction2 pools the whole T×H×W globally (one position), then fc and softmax.
     c5, t5, h5, w5 = shapes["res5"]
-    kernel = [t5, min(pool5_size, h5), min(pool5_size, w5)]
+    if mm:
+        kernel = [t5, h5, w5]
+    else:
+        kernel = [t5, min(pool5_size, h5), min(pool5_size, w5)]
     x = g.avgpool(x, kernel, [1, 1, 1], hint="pool5")
     pred_w = params["pred_w"].reshape(num_classes, c5, 1, 1, 1)
     x = g.conv(x, pred_w, params["pred_b"], strides=[1, 1, 1], pads=[0, 0, 0], hint="pred")
@@ -507,11 +599,11 @@ def build(
 
     props = onnxgraph.metadata(
         clip_length=frames,
-        frame_stride=spec.frame_stride,
+        frame_stride=MMACTION2_FRAME_STRIDE if mm else spec.frame_stride,
         scale_size=max(SCALE_SIZE, crop_size),
         crop_size=crop_size,
-        mean=MEAN,
-        std=STD,
+        mean=MMACTION2_MEAN if mm else MEAN,
+        std=MMACTION2_STD if mm else STD,
         layout="NCTHW",
         output_kind="probabilities",
         labels=labels,
@@ -519,6 +611,8 @@ def build(
         weights=weights_metadata(weights_tag),
     )
     model = g.to_model(arch, props)
-    model.doc_string = (f"{arch}: Non-local ResNet test network ({spec.fair_name}), "
+    network = ("mmaction2 i3d_imagenet-pretrained-r50-nl 32x2x1" if mm
+               else spec.fair_name)
+    model.doc_string = (f"{arch}: Non-local ResNet test network ({network}), "
                         f"pairwise {pairwise}, weights {weights_tag}")
     return model
