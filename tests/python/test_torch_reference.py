@@ -1,0 +1,491 @@
+"""Tests of benches/torch_reference.py, the PyTorch side of the GPU benchmark.
+
+Two groups:
+
+1. Without torch (these run in CI): the module's own ONNX protobuf reader against onnx's loader
+   on real exports (nonlocal_resnet.build at 64×64 crops in float32 and float16, the
+   tools/export_model.py command line, the I3D Inception exporter, tensors stored in the typed
+   protobuf fields), the mapping of initializers back to FAIR parameter names / folded Inception
+   units, and the import of the exporter's numpy parts on a machine without onnx (the GPU machine)
+   giving the same random weights. They need onnx (and numpy); they are skipped without it.
+
+2. With torch (these run on the GPU machine, where torch is installed and onnx is not; skipped
+   cleanly wherever `import torch` fails, e.g. on the CI machine): the conv3d and 2-D forms of the
+   Non-local ResNets give the same scores, and both match the independent float64 NumPy forward
+   pass of tests/python/reference_nonlocal.py; the Inception I3D matches a float64 NumPy forward
+   pass (in this file); fp16 channels_last stays close to fp32; the benchmark prints its JSON
+   line; `--check-onnx` accepts its own scores. Where onnx and onnxruntime are installed too,
+   `--check-onnx` is also checked against ONNX Runtime's scores of an export.
+
+       python3 -m pytest tests/python/test_torch_reference.py      # on the GPU machine
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benches"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch_reference as TR  # noqa: E402  (imports neither torch nor onnx when absent)
+
+NR, I3D = TR.exporter_modules()
+SCRIPT = REPO / "benches" / "torch_reference.py"
+EXPORT_CLI = REPO / "tools" / "export_model.py"
+CROP = 64
+FRAMES = {"c2d-r50-nl": 8, "i3d-r50-nl": 32}
+
+
+@functools.lru_cache(maxsize=4)
+def nl_params(arch: str, seed: int = 0, pairwise: str = "embedded_gaussian"):
+    return NR.random_params(arch, seed, pairwise=pairwise)
+
+
+@functools.lru_cache(maxsize=1)
+def inception_tree(seed: int = 0):
+    return I3D.random_params(seed)
+
+
+def clip(n: int, frames: int, crop: int = CROP, seed: int = 1) -> np.ndarray:
+    pixels = np.random.default_rng(seed).uniform(0, 255, (n, 3, frames, crop, crop))
+    return ((pixels - 114.75) / 57.375).astype(np.float32)
+
+
+def rel_err(got, want) -> float:
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
+
+
+# ================================================================================================
+# 1. The protobuf reader and the weight mapping (no torch; onnx to compare with)
+# ================================================================================================
+@pytest.fixture(scope="module")
+def onnx_mod():
+    return pytest.importorskip("onnx")
+
+
+def onnx_arrays(model) -> dict:
+    from onnx import numpy_helper
+
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+def assert_reader_matches(model, read: TR.OnnxModel):
+    want = onnx_arrays(model)
+    assert list(read.initializers) == list(want)
+    for name, arr in want.items():
+        got = read.initializers[name]
+        assert got.dtype == arr.dtype and got.shape == arr.shape, name
+        assert np.array_equal(got, arr), name
+    assert read.metadata == {p.key: p.value for p in model.metadata_props}
+    assert read.doc_string == model.doc_string
+    assert read.producer_name == model.producer_name
+    for values, read_values in ((model.graph.input, read.inputs),
+                                (model.graph.output, read.outputs)):
+        want_io = {v.name: (v.type.tensor_type.elem_type,
+                            [d.dim_value if d.HasField("dim_value") else d.dim_param
+                             for d in v.type.tensor_type.shape.dim]) for v in values}
+        assert read_values == want_io
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["fp32", "fp16"])
+def c2d_export(request, onnx_mod):
+    fp16 = request.param
+    model = NR.build("c2d-r50-nl", nl_params("c2d-r50-nl"), crop_size=CROP, fp16=fp16,
+                     batch=2 if fp16 else None)
+    return fp16, model
+
+
+def test_reader_matches_onnx_loader(c2d_export):
+    fp16, model = c2d_export
+    read = TR.read_onnx(model.SerializeToString())
+    assert_reader_matches(model, read)
+    assert read.inputs["video"] == (10 if fp16 else 1, [2 if fp16 else "N", 3, 8, CROP, CROP])
+    assert read.metadata["model.name"] == "c2d-r50-nl"
+
+
+def test_fair_params_from_export(c2d_export):
+    fp16, model = c2d_export
+    read = TR.read_onnx(model.SerializeToString())
+    params = TR.nonlocal_params_from_onnx(read, "c2d-r50-nl")
+    want = nl_params("c2d-r50-nl")
+    assert list(params) == list(want)
+    for name, arr in want.items():
+        expect = arr.astype(np.float16) if fp16 else arr
+        assert params[name].dtype == expect.dtype and np.array_equal(params[name], expect), name
+    assert TR.pairwise_of_onnx(read) == "embedded_gaussian"
+    with pytest.raises(ValueError, match="shape mismatches"):
+        TR.nonlocal_params_from_onnx(read, "i3d-r50-nl")  # wrong architecture is reported
+
+
+def test_dot_product_export_is_recognised(onnx_mod):
+    params = nl_params("c2d-r50-nl", 0, "dot_product")
+    model = NR.build("c2d-r50-nl", params, pairwise="dot_product", crop_size=CROP)
+    read = TR.read_onnx(model.SerializeToString())
+    assert TR.pairwise_of_onnx(read) == "dot_product"
+
+
+def test_reader_on_export_cli_file(tmp_path, onnx_mod):
+    out = tmp_path / "i3d.onnx"
+    proc = subprocess.run([sys.executable, str(EXPORT_CLI), "--arch", "i3d-r50-nl", "--seed", "3",
+                           "--crop-size", str(CROP), "--clip-length", "16", "--batch", "1",
+                           "--fp16", "-o", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    read = TR.read_onnx(out)
+    assert_reader_matches(onnx_mod.load(str(out)), read)
+    params = TR.nonlocal_params_from_onnx(read, "i3d-r50-nl")
+    want = NR.random_params("i3d-r50-nl", 3)
+    assert all(np.array_equal(params[k], want[k].astype(np.float16)) for k in want)
+    assert read.inputs["video"] == (10, [1, 3, 16, CROP, CROP])
+
+
+def test_inception_units_from_export(onnx_mod):
+    model = I3D.build(inception_tree(), clip_length=16, labels=[f"c{i}" for i in range(400)],
+                      weights_tag="random")
+    read = TR.read_onnx(model.SerializeToString())
+    assert_reader_matches(model, read)
+    units = TR.inception_units_from_onnx(read)
+    folded = TR.fold_inception(inception_tree())
+    assert set(units) == set(folded) == {u[0] for u in I3D.units()} | {"Logits"}
+    for scope, (w, b) in folded.items():
+        # the exporter casts the float64 folded weights once to the graph's float32
+        assert np.array_equal(units[scope][0], np.asarray(w).astype(np.float32)), scope
+        assert np.array_equal(units[scope][1], np.asarray(b).astype(np.float32)), scope
+
+
+def test_reader_typed_fields_and_packing(onnx_mod):
+    """Tensors stored in float_data / int32_data / int64_data / double_data, not raw_data."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    cases = {
+        "f32": (TensorProto.FLOAT, rng.standard_normal((2, 3)).astype(np.float32)),
+        "f16": (TensorProto.FLOAT16, rng.standard_normal((4,)).astype(np.float16)),
+        "f64": (TensorProto.DOUBLE, rng.standard_normal((3, 1, 2))),
+        "i64": (TensorProto.INT64, np.array([0, -1, 2 ** 40, -(2 ** 62)], np.int64)),
+        "i32": (TensorProto.INT32, np.array([[-5, 7]], np.int32)),
+        "i8": (TensorProto.INT8, np.array([-128, 127, 0], np.int8)),
+        "u8": (TensorProto.UINT8, np.array([0, 255], np.uint8)),
+        "b": (TensorProto.BOOL, np.array([True, False, True])),
+        "scalar": (TensorProto.FLOAT, np.array(2.5, np.float32)),
+    }
+    inits = []
+    for name, (dt, arr) in cases.items():
+        if dt == TensorProto.FLOAT16:  # int32_data holds the bit patterns
+            t = TensorProto(name=name, data_type=dt, dims=arr.shape)
+            t.int32_data.extend(arr.view(np.uint16).tolist())
+        else:
+            t = helper.make_tensor(name, dt, arr.shape, arr.ravel().tolist(), raw=False)
+        assert not t.raw_data
+        inits.append(t)
+    inits.append(helper.make_tensor("raw", TensorProto.FLOAT, [2], np.float32([1, 2]).tobytes(),
+                                    raw=True))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y], inits)
+    model = helper.make_model(graph)
+    read = TR.read_onnx(model.SerializeToString())
+    assert_reader_matches(model, read)
+    for name, (_, arr) in cases.items():
+        assert np.array_equal(read.initializers[name], arr), name
+
+
+def test_reader_errors(tmp_path):
+    with pytest.raises(TR.OnnxReadError, match="cannot read"):
+        TR.read_onnx(tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x0a\xff")  # field 1, length 255 past the end
+    with pytest.raises(TR.OnnxReadError, match="bad.onnx"):
+        TR.read_onnx(bad)
+    bad.write_bytes(b"\x08\x07")  # a valid message without a graph
+    with pytest.raises(TR.OnnxReadError, match="no graph"):
+        TR.read_onnx(bad)
+
+
+NO_ONNX = """
+import sys
+sys.modules["onnx"] = None  # as on a machine without onnx: `import onnx` raises ImportError
+sys.path.insert(0, {benches!r})
+import torch_reference as TR
+nr, i3d = TR.exporter_modules()
+assert "onnx" not in sys.modules  # the stand-in is gone again
+_, a = TR.random_weights("i3d-r50-nl", 5)
+_, b = TR.random_weights("i3d-kinetics400", 2)
+print(a, b, nr.get_spec("c2d-r50-nl").clip_length, len(nr.blocks("c2d-r101-nl")))
+try:
+    nr.build("c2d-r50-nl", nr.random_params("c2d-r50-nl", 0), crop_size=64)
+except ModuleNotFoundError as e:
+    print("build:", e)
+"""
+
+
+def test_exporter_numpy_parts_without_onnx():
+    """On the GPU machine (no onnx) the random weights are the exporter's, bit for bit."""
+    proc = subprocess.run([sys.executable, "-c", NO_ONNX.format(benches=str(REPO / "benches"))],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    digest_nl, digest_i3d, clip_length, n_blocks, *rest = proc.stdout.split()
+    assert digest_nl == TR.params_digest(NR.random_params("i3d-r50-nl", 5))
+    assert digest_i3d == TR.params_digest(I3D.flatten(I3D.random_params(2)))
+    assert (clip_length, n_blocks) == ("8", "33")
+    assert "needs the onnx package" in proc.stdout
+
+
+def test_cli_without_torch_explains(tmp_path):
+    try:
+        import torch  # noqa: F401
+        pytest.skip("torch is installed here")
+    except ImportError:
+        pass
+    help_ = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True)
+    assert help_.returncode == 0 and "--check-onnx" in help_.stdout
+    run = subprocess.run([sys.executable, str(SCRIPT), "--arch", "c2d-r50-nl"],
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and "needs PyTorch" in run.stderr
+
+
+# ================================================================================================
+# 2. The PyTorch networks (GPU machine)
+# ================================================================================================
+@pytest.fixture(scope="module")
+def torch_mod():
+    torch = pytest.importorskip("torch")
+    # exact fp32 for the comparisons (PyTorch lets cuDNN use TF32 by default)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return torch
+
+
+@pytest.fixture(scope="module")
+def device(torch_mod):
+    return torch_mod.device("cuda" if torch_mod.cuda.is_available() else "cpu")
+
+
+def run_torch(torch, model, video, fmt=None):
+    t = torch.from_numpy(video).to(model.device, model.dtype)
+    if fmt is not None:
+        t = t.contiguous(memory_format=fmt)
+    with torch.inference_mode():
+        return model(t).float().cpu().numpy()
+
+
+VARIANTS = [("conv3d", False, False), ("conv3d", True, True), ("2d", False, False),
+            ("2d", True, False), ("2d", True, True)]  # (form, channels_last, sdpa)
+
+
+@pytest.mark.parametrize("arch,pairwise,n", [("c2d-r50-nl", "embedded_gaussian", 2),
+                                             ("c2d-r50-nl", "dot_product", 1),
+                                             ("i3d-r50-nl", "embedded_gaussian", 1)])
+def test_forms_match_numpy_reference(torch_mod, device, arch, pairwise, n):
+    import reference_nonlocal as REF
+
+    torch = torch_mod
+    params = nl_params(arch, 0, pairwise)
+    video = clip(n, FRAMES[arch])
+    want = REF.forward(arch, params, video, pairwise=pairwise)
+    outs = {}
+    for form, cl, sdpa in VARIANTS:
+        if sdpa and pairwise == "dot_product":
+            continue
+        model = TR.build_model(arch, params, form=form, pairwise=pairwise, sdpa=sdpa,
+                               dtype=torch.float32, device=device, channels_last=cl)
+        outs[(form, cl, sdpa)] = got = run_torch(torch, model, video,
+                                                 torch.channels_last_3d if cl else None)
+        assert got.shape == want.shape
+        assert rel_err(got, want) < 1e-4, (form, cl, sdpa, rel_err(got, want))
+    base = outs[("conv3d", False, False)]
+    for key, got in outs.items():  # the two forms compute the same function
+        assert rel_err(got, base) < 2e-5, (key, rel_err(got, base))
+
+
+def test_head_positions_at_larger_crop(torch_mod, device):
+    """Several head positions, as FAIR's 7×7 pool5 on the 8×8 res5 plane of a 256² crop: here a
+    2×2 pool on the 3×3 plane of a 96² crop; the softmax is averaged over the 2×2 positions."""
+    import reference_nonlocal as REF
+
+    torch = torch_mod
+    params = nl_params("c2d-r50-nl")
+    video = clip(1, 8, crop=96)
+    want = REF.forward("c2d-r50-nl", params, video, pool5_size=2)
+    for form in TR.FORMS:
+        model = TR.build_model("c2d-r50-nl", params, form=form, dtype=torch.float32,
+                               device=device, pool5_size=2)
+        assert rel_err(run_torch(torch, model, video), want) < 1e-4, form
+
+
+def np_conv_same(x, w, b, stride):
+    """TF SAME 3-D convolution, x (N, C, T, H, W) float64, w (O, C, kt, kh, kw)."""
+    k = w.shape[2:]
+    begin, end = I3D.same_pads(x.shape[2:], k, stride)
+    x = np.pad(x, [(0, 0), (0, 0)] + list(zip(begin, end)))
+    out = [(n - kk) // s + 1 for n, kk, s in zip(x.shape[2:], k, stride)]
+    y = np.zeros((x.shape[0], w.shape[0], *out))
+    for a in range(k[0]):
+        for i in range(k[1]):
+            for j in range(k[2]):
+                patch = x[:, :, a:a + stride[0] * (out[0] - 1) + 1:stride[0],
+                          i:i + stride[1] * (out[1] - 1) + 1:stride[1],
+                          j:j + stride[2] * (out[2] - 1) + 1:stride[2]]
+                y += np.einsum("nctij,oc->notij", patch, w[:, :, a, i, j], optimize=True)
+    return y + b.reshape(1, -1, 1, 1, 1)
+
+
+def np_maxpool_same(x, kernel, stride):
+    begin, end = I3D.same_pads(x.shape[2:], kernel, stride)
+    x = np.pad(x, [(0, 0), (0, 0)] + list(zip(begin, end)), constant_values=-np.inf)
+    out = [(n - k) // s + 1 for n, k, s in zip(x.shape[2:], kernel, stride)]
+    (st, sh, sw), (ot, oh, ow) = stride, out
+    return np.max(np.stack([
+        x[:, :, a:a + st * (ot - 1) + 1:st, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+        for a in range(kernel[0]) for i in range(kernel[1]) for j in range(kernel[2])]), axis=0)
+
+
+def np_inception(video, tree):
+    """float64 forward pass from the checkpoint tree, BN unfolded: (x − mean)/√(var+ε) + β."""
+    flat = I3D.flatten(tree)
+
+    def unit(x, scope, stride=(1, 1, 1)):
+        w = flat[f"params/{scope}/Conv_0/kernel"].astype(np.float64).transpose(4, 3, 0, 1, 2)
+        y = np_conv_same(x, w, np.zeros(w.shape[0]), stride)
+        mean = flat[f"batch_stats/{scope}/BatchNorm_0/mean"].reshape(1, -1, 1, 1, 1)
+        var = flat[f"batch_stats/{scope}/BatchNorm_0/var"].reshape(1, -1, 1, 1, 1)
+        beta = flat[f"params/{scope}/BatchNorm_0/bias"].reshape(1, -1, 1, 1, 1)
+        return np.maximum((y - mean) / np.sqrt(var + I3D.BN_EPS) + beta, 0)
+
+    x = np.asarray(video, np.float64)
+    for name, kind, args in I3D.LAYERS:
+        if kind == "unit":
+            x = unit(x, name, args[2])
+        elif kind == "maxpool":
+            x = np_maxpool_same(x, *args)
+        else:
+            s = [u[0] for u in I3D._mixed_units(name, x.shape[1])]
+            x = np.concatenate([unit(x, s[0]), unit(unit(x, s[1]), s[2]),
+                                unit(unit(x, s[3]), s[4]),
+                                unit(np_maxpool_same(x, (3, 3, 3), (1, 1, 1)), s[5])], axis=1)
+    _, c, t, h, w = x.shape
+    pooled = np.stack([x[:, :, i:i + 2].mean(axis=(2, 3, 4)) for i in range(t - 1)], axis=1)
+    k = flat[f"params/{I3D.LOGITS_SCOPE}/Conv_0/kernel"].reshape(c, -1)
+    logits = (pooled @ k + flat[f"params/{I3D.LOGITS_SCOPE}/Conv_0/bias"]).mean(axis=1)
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_inception_matches_numpy_reference(torch_mod, device):
+    torch = torch_mod
+    tree = inception_tree()
+    video = np.random.default_rng(2).uniform(-1, 1, (1, 3, 16, 224, 224)).astype(np.float32)
+    want = np_inception(video, tree)
+    units = TR.fold_inception(tree)
+    for cl in (False, True):
+        model = TR.build_model(TR.INCEPTION_ARCH, units, dtype=torch.float32, device=device,
+                               channels_last=cl)
+        got = run_torch(torch, model, video, torch.channels_last_3d if cl else None)
+        assert rel_err(got, want) < 1e-4, (cl, rel_err(got, want))
+
+
+needs_cuda = pytest.mark.skipif(
+    not (TR.torch is not None and TR.torch.cuda.is_available()), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("arch", ["c2d-r50-nl", "i3d-r50-nl", TR.INCEPTION_ARCH])
+def test_fp16_channels_last_close_to_fp32(torch_mod, device, arch):
+    torch = torch_mod
+    if arch == TR.INCEPTION_ARCH:
+        weights = TR.fold_inception(inception_tree())
+        video = np.random.default_rng(3).uniform(-1, 1, (2, 3, 16, 224, 224)).astype(np.float32)
+        forms = [("conv3d", False)]
+    else:
+        weights = nl_params(arch)
+        video = clip(2, FRAMES[arch], crop=96)
+        forms = [("conv3d", False), ("2d", False), ("2d", True)]
+    ref = TR.build_model(arch, weights, dtype=torch.float32, device=device)
+    want = run_torch(torch, ref, video)
+    for form, sdpa in forms:
+        model = TR.build_model(arch, weights, form=form, sdpa=sdpa, dtype=torch.float16,
+                               device=device, channels_last=True)
+        got = run_torch(torch, model, video, torch.channels_last_3d)
+        assert np.isfinite(got).all()
+        assert rel_err(got, want) < 3e-2, (form, sdpa, rel_err(got, want))
+
+
+@needs_cuda
+def test_benchmark_json_line(capsys):
+    rc = TR.main(["--arch", "c2d-r50-nl", "--batch", "2", "--crop", "64", "--iters", "2",
+                  "--warmup", "1", "--repeats", "1", "--channels-last", "--sweep", "--json"])
+    assert rc == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    assert [(r["form"], r["sdpa"]) for r in lines] == [("conv3d", False), ("conv3d", True),
+                                                      ("2d", False), ("2d", True)]
+    for r in lines:
+        assert {"arch", "batch", "dtype", "form", "clips_per_s", "ms_per_batch", "gpu", "torch",
+                "date"} <= set(r)
+        assert r["arch"] == "c2d-r50-nl" and r["batch"] == 2 and r["dtype"] == "fp16"
+        assert r["clips_per_s"] > 0 and r["weights_sha"] == TR.params_digest(
+            nl_params("c2d-r50-nl"))
+
+
+def test_check_against_own_scores(torch_mod, device, tmp_path, capsys):
+    """--input/--scores with random weights: the scores the tool saved agree with themselves in
+    every form (the command-line path of the check)."""
+    video = clip(1, 8)
+    np.save(tmp_path / "video.npy", video)
+    common = ["--arch", "c2d-r50-nl", "--dtype", "fp32", "--tf32", "off", "--device",
+              str(device), "--input", str(tmp_path / "video.npy")]
+    assert TR.main(common + ["--save-scores", str(tmp_path / "s.npy")]) == 0
+    assert TR.main(common + ["--scores", str(tmp_path / "s.npy"), "--tol", "1e-4",
+                             "--json"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert len(lines) == 4 and all(r["max_rel"] < 1e-4 and r["top1_agree"] == 1 for r in lines)
+
+
+@pytest.mark.parametrize("arch", ["c2d-r50-nl", TR.INCEPTION_ARCH])
+def test_check_onnx_against_onnxruntime(torch_mod, device, tmp_path, arch):
+    """Runs only where torch, onnx and onnxruntime are all installed."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    if arch == TR.INCEPTION_ARCH:
+        model = I3D.build(inception_tree(), clip_length=16, labels=[f"c{i}" for i in range(400)],
+                          weights_tag="random")
+        video = np.random.default_rng(4).uniform(-1, 1, (1, 3, 16, 224, 224)).astype(np.float32)
+    else:
+        model = NR.build(arch, nl_params(arch), crop_size=CROP)
+        video = clip(2, 8)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.save(tmp_path / "video.npy", video)
+    np.save(tmp_path / "ort.npy", sess.run(["scores"], {"video": video})[0])
+    rc = TR.main(["--check-onnx", str(path), "--input", str(tmp_path / "video.npy"), "--scores",
+                  str(tmp_path / "ort.npy"), "--tf32", "off", "--device", str(device),
+                  "--tol", "1e-4"])
+    assert rc == 0
+
+
+def test_check_dir_from_environment(torch_mod, device):
+    """NONLOCAL_TORCH_CHECK_DIR=dir holding <name>.onnx, <name>.input.npy and <name>.scores.npy
+    (scores of another runtime, e.g. the Rust engine on the GPU machine): each is checked with
+    a relative tolerance of NONLOCAL_TORCH_CHECK_TOL (default 1e-3 fp32, 3e-2 fp16)."""
+    where = os.environ.get("NONLOCAL_TORCH_CHECK_DIR")
+    if not where:
+        pytest.skip("NONLOCAL_TORCH_CHECK_DIR not set")
+    models = sorted(Path(where).glob("*.onnx"))
+    assert models, f"no .onnx in {where}"
+    for m in models:
+        stem = m.with_suffix("")
+        read = TR.read_onnx(m)
+        fp16 = any(a.dtype == np.float16 for a in read.initializers.values())
+        tol = os.environ.get("NONLOCAL_TORCH_CHECK_TOL") or ("3e-2" if fp16 else "1e-3")
+        rc = TR.main(["--check-onnx", str(m), "--input", f"{stem}.input.npy", "--scores",
+                      f"{stem}.scores.npy", "--device", str(device), "--tol", tol])
+        assert rc == 0, m
