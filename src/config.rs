@@ -72,7 +72,23 @@ pub enum ConfigError {
     ScaleSmallerThanCrop { scale: u32, crop: u32 },
     #[error("{what} must be at least 1")]
     Zero { what: &'static str },
+    #[error("{what} is {value}, more than nonlocalclassify handles ({limit}); {hint}")]
+    TooLarge {
+        what: &'static str,
+        value: u128,
+        limit: u128,
+        hint: &'static str,
+    },
 }
+
+/// Largest crop or short-side scale size (pixels) the element accepts.
+pub const MAX_SIDE: u32 = 8192;
+/// Most values of one clip tensor (one crop): 2^28, 1 GiB as float32. I3D 32×2 at a 256 crop
+/// needs 6.3 million.
+pub const MAX_CLIP_VALUES: u128 = 1 << 28;
+/// Most values one model run of a graph with a fixed batch size takes (the engine pads every run
+/// to that batch): 2^30, 4 GiB as float32.
+pub const MAX_RUN_VALUES: u128 = 1 << 30;
 
 /// The metadata_props the element understands; every field optional.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -262,7 +278,7 @@ impl ClipConfig {
                 found,
             })?;
         let num_classes = match io.output_shape.as_slice() {
-            [_, k] if *k > 0 => *k,
+            [_, k] if *k >= 0 => *k,
             _ => {
                 return Err(ConfigError::OutputShape {
                     name: io.output_name.clone(),
@@ -286,7 +302,12 @@ impl ClipConfig {
                     fixed: t,
                 })
             }
-            (Some(t), _) => t as u32,
+            (Some(t), _) => u32::try_from(t).map_err(|_| ConfigError::TooLarge {
+                what: "the model's clip length (time dimension)",
+                value: t as u128,
+                limit: u128::from(u32::MAX),
+                hint: "export the model with a smaller fixed T",
+            })?,
             (None, 0) => meta.clip_length.ok_or(ConfigError::UnknownClipLength)?,
             (None, p) => p,
         };
@@ -295,7 +316,14 @@ impl ClipConfig {
             p => p,
         };
         let clip_stride = match props.clip_stride {
-            0 => clip_length * frame_stride,
+            0 => clip_length
+                .checked_mul(frame_stride)
+                .ok_or(ConfigError::TooLarge {
+                    what: "clip-length × frame-stride (the default clip-stride)",
+                    value: u128::from(clip_length) * u128::from(frame_stride),
+                    limit: u128::from(u32::MAX),
+                    hint: "set clip-stride, or a smaller clip-length or frame-stride",
+                })?,
             p => p,
         };
 
@@ -307,12 +335,48 @@ impl ClipConfig {
                     width: w,
                 })
             }
-            (Some(h), _) | (None, Some(h)) => h as u32,
+            (Some(h), _) | (None, Some(h)) => h.min(i64::from(u32::MAX)) as u32,
             (None, None) => meta.crop_size.unwrap_or(224),
         };
-        let scale_size = meta
-            .scale_size
-            .unwrap_or_else(|| (crop_size * 8).div_ceil(7));
+        let side = |what, value: u32| {
+            if value > MAX_SIDE {
+                Err(ConfigError::TooLarge {
+                    what,
+                    value: value.into(),
+                    limit: MAX_SIDE.into(),
+                    hint: "export the model for a smaller input or fix its preprocess metadata",
+                })
+            } else {
+                Ok(value)
+            }
+        };
+        let crop_size = side("the crop size", crop_size)?;
+        let scale_size = side(
+            "preprocess.scale_size",
+            meta.scale_size
+                .unwrap_or_else(|| (crop_size * 8).div_ceil(7)),
+        )?;
+        let clip_values = 3 * u128::from(clip_length) * u128::from(crop_size).pow(2);
+        if clip_values > MAX_CLIP_VALUES {
+            return Err(ConfigError::TooLarge {
+                what: "one clip tensor (3 × clip length × crop size²)",
+                value: clip_values,
+                limit: MAX_CLIP_VALUES,
+                hint: "use a smaller clip-length or a model with a smaller crop",
+            });
+        }
+        let fixed_batch = fixed(shape[0]);
+        if let Some(b) = fixed_batch {
+            let run_values = clip_values * b as u128;
+            if run_values > MAX_RUN_VALUES {
+                return Err(ConfigError::TooLarge {
+                    what: "one model run (the graph's fixed batch × clip tensor)",
+                    value: run_values,
+                    limit: MAX_RUN_VALUES,
+                    hint: "export the model with a dynamic or smaller batch dimension",
+                });
+            }
+        }
         if scale_size < crop_size {
             return Err(ConfigError::ScaleSmallerThanCrop {
                 scale: scale_size,
@@ -332,7 +396,7 @@ impl ClipConfig {
             layout,
             input_type,
             output_kind: meta.output_kind.unwrap_or(OutputKind::Probabilities),
-            fixed_batch: fixed(shape[0]).map(|b| b as usize),
+            fixed_batch: fixed_batch.map(|b| b as usize),
             num_classes: num_classes as usize,
         })
     }
@@ -495,5 +559,255 @@ mod tests {
         bad_type.input_type = Err("Int64".into());
         let e = ClipConfig::resolve(&none, &bad_type, d).unwrap_err();
         assert!(e.to_string().contains("Int64"), "{e}");
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Properties: whatever a model file's metadata says, parsing never panics, a rejected value
+    // is named with its key, and every value the exporter writes comes back exactly.
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const UINT_KEYS: [&str; 4] = [
+            "clip.length",
+            "clip.frame_stride",
+            "preprocess.scale_size",
+            "preprocess.crop_size",
+        ];
+        const ALL_KEYS: [&str; 11] = [
+            "clip.length",
+            "clip.frame_stride",
+            "preprocess.scale_size",
+            "preprocess.crop_size",
+            "preprocess.mean",
+            "preprocess.std",
+            "preprocess.layout",
+            "output.kind",
+            "labels",
+            "model.name",
+            "model.weights",
+        ];
+
+        /// Any text, and text made of the characters numbers are written with (so near-misses
+        /// like "-3", "1,2", "1e99,0,2", " 8 " and "0x10" come up often).
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[-+0-9., eEinfatyNCTHWlogits]{0,24}",
+                Just(String::new()),
+                Just("-3".to_string()),
+                Just("1,2".to_string()),
+                Just("1,0,2".to_string()),
+                Just("4294967296".to_string()),
+            ]
+        }
+
+        fn field_of(m: &ModelMetadata, key: &str) -> String {
+            match key {
+                "clip.length" => format!("{:?}", m.clip_length),
+                "clip.frame_stride" => format!("{:?}", m.frame_stride),
+                "preprocess.scale_size" => format!("{:?}", m.scale_size),
+                "preprocess.crop_size" => format!("{:?}", m.crop_size),
+                "preprocess.mean" => format!("{:?}", m.mean),
+                "preprocess.std" => format!("{:?}", m.std),
+                "preprocess.layout" => format!("{:?}", m.layout),
+                "output.kind" => format!("{:?}", m.output_kind),
+                "labels" => format!("{:?}", m.labels),
+                "model.name" => format!("{:?}", m.name),
+                _ => format!("{:?}", m.weights),
+            }
+        }
+
+        /// The value `parse` must give for one key, decided independently of the parser.
+        fn expected(key: &str, v: &str) -> Option<String> {
+            let uint = |v: &str| v.trim().parse::<u32>().ok().filter(|&n| n > 0);
+            let triple = |v: &str, positive: bool| -> Option<[f32; 3]> {
+                let parts: Vec<f32> = v
+                    .split(',')
+                    .map(|p| p.trim().parse::<f32>().ok())
+                    .collect::<Option<_>>()?;
+                let t: [f32; 3] = parts.try_into().ok()?;
+                t.iter()
+                    .all(|x| x.is_finite() && (!positive || *x > 0.0))
+                    .then_some(t)
+            };
+            Some(match key {
+                k if UINT_KEYS.contains(&k) => format!("{:?}", Some(uint(v)?)),
+                "preprocess.mean" => format!("{:?}", Some(triple(v, false)?)),
+                "preprocess.std" => format!("{:?}", Some(triple(v, true)?)),
+                "preprocess.layout" => format!(
+                    "{:?}",
+                    Some(match v.trim() {
+                        "NCTHW" => Layout::Ncthw,
+                        "NTHWC" => Layout::Nthwc,
+                        _ => return None,
+                    })
+                ),
+                "output.kind" => format!(
+                    "{:?}",
+                    Some(match v.trim() {
+                        "probabilities" => OutputKind::Probabilities,
+                        "logits" => OutputKind::Logits,
+                        _ => return None,
+                    })
+                ),
+                _ => format!("{:?}", Some(v.to_string())),
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// One key at a time, any value: never a panic; accepted exactly when the contract
+            /// says so; a rejection names the key and the value as they were written.
+            #[test]
+            fn any_value_of_any_key(key in proptest::sample::select(&ALL_KEYS[..]), v in value()) {
+                let parsed = meta(&[(key, v.as_str())]);
+                match (parsed, expected(key, &v)) {
+                    (Ok(m), Some(want)) => {
+                        prop_assert_eq!(field_of(&m, key), want);
+                        // Nothing else was filled in.
+                        prop_assert_eq!(
+                            ALL_KEYS.iter().filter(|k| field_of(&m, k) != "None").count(),
+                            1
+                        );
+                    }
+                    (Err(ConfigError::BadMetadata { key: k, value, expected }), None) => {
+                        prop_assert_eq!(k, key);
+                        prop_assert_eq!(&value, &v);
+                        let text = ConfigError::BadMetadata { key: k, value, expected }.to_string();
+                        prop_assert!(text.contains(key) && text.contains(&v), "{}", text);
+                    }
+                    (got, want) => prop_assert!(false, "{key}={v:?}: got {got:?}, want {want:?}"),
+                }
+            }
+
+            /// Every key at once, any values: never a panic, and an error is about one of them.
+            #[test]
+            fn any_values_of_every_key(values in proptest::collection::vec(value(), 11)) {
+                let pairs: Vec<(&str, &str)> =
+                    ALL_KEYS.iter().copied().zip(values.iter().map(String::as_str)).collect();
+                match meta(&pairs) {
+                    Ok(m) => {
+                        for (k, v) in &pairs {
+                            prop_assert_eq!(Some(field_of(&m, k)), expected(k, v));
+                        }
+                    }
+                    Err(ConfigError::BadMetadata { key, value, .. }) => {
+                        let (_, v) = pairs.iter().find(|(k, _)| *k == key).unwrap();
+                        prop_assert_eq!(*v, value.as_str());
+                        prop_assert_eq!(expected(key, v), None);
+                    }
+                    Err(e) => prop_assert!(false, "unexpected error {e:?}"),
+                }
+            }
+
+            /// What the exporter writes (`str(int)`, Python `repr(float)` of the float32 value,
+            /// Rust's own formatting, spaces around) parses back to exactly the same numbers.
+            #[test]
+            fn valid_values_round_trip(
+                sizes in proptest::array::uniform4(1u32..),
+                mean in proptest::array::uniform3(
+                    any::<f32>().prop_filter("finite", |v| v.is_finite())
+                ),
+                std in proptest::array::uniform3(
+                    any::<f32>().prop_filter("positive", |v| v.is_finite() && *v > 0.0)
+                ),
+                style in 0..4usize,
+                pad in proptest::sample::select(&["", " ", "  ", "\t"][..]),
+            ) {
+                let num = |v: f32| match style {
+                    0 => format!("{}", f64::from(v)),
+                    1 => format!("{v}"),
+                    2 => format!("{v:e}"),
+                    // Python repr(float(numpy.float32)) of large and tiny values: "1.5e+20".
+                    _ => format!("{:e}", f64::from(v)).replace("e", "e+").replace("e+-", "e-"),
+                };
+                let triple = |t: [f32; 3]| {
+                    t.iter().map(|&v| format!("{pad}{}{pad}", num(v))).collect::<Vec<_>>().join(",")
+                };
+                let texts: Vec<String> =
+                    sizes.iter().map(|n| format!("{pad}{n}{pad}")).collect();
+                let (mean_text, std_text) = (triple(mean), triple(std));
+                let m = meta(&[
+                    ("clip.length", texts[0].as_str()),
+                    ("clip.frame_stride", texts[1].as_str()),
+                    ("preprocess.scale_size", texts[2].as_str()),
+                    ("preprocess.crop_size", texts[3].as_str()),
+                    ("preprocess.mean", mean_text.as_str()),
+                    ("preprocess.std", std_text.as_str()),
+                    ("preprocess.layout", "NTHWC"),
+                    ("output.kind", "logits"),
+                ])
+                .unwrap();
+                prop_assert_eq!(
+                    [m.clip_length, m.frame_stride, m.scale_size, m.crop_size],
+                    sizes.map(Some)
+                );
+                prop_assert_eq!(m.mean, Some(mean));
+                prop_assert_eq!(m.std, Some(std));
+            }
+
+            /// Any graph shape, metadata and property values: `resolve` never panics or
+            /// overflows, and what it accepts is consistent (fixed dimensions honoured, crop fits
+            /// the scaled frame, tensors of a size the element can allocate).
+            #[test]
+            fn resolve_never_panics(
+                input in proptest::collection::vec(
+                    prop_oneof![Just(-1i64), 0i64..10, 1i64..300, any::<i64>()], 3..7),
+                classes in prop_oneof![Just(-1i64), 0i64..5, any::<i64>()],
+                m in (
+                    proptest::option::of(prop_oneof![1u32..64, any::<u32>()]),
+                    proptest::option::of(prop_oneof![1u32..16, any::<u32>()]),
+                    proptest::option::of(prop_oneof![1u32..400, any::<u32>()]),
+                    proptest::option::of(prop_oneof![1u32..300, any::<u32>()]),
+                    any::<bool>(),
+                ),
+                props in (
+                    prop_oneof![Just(0u32), 1u32..64, any::<u32>()],
+                    prop_oneof![Just(0u32), 1u32..16, any::<u32>()],
+                    prop_oneof![Just(0u32), 1u32..64, any::<u32>()],
+                ),
+            ) {
+                let metadata = ModelMetadata {
+                    clip_length: m.0,
+                    frame_stride: m.1,
+                    scale_size: m.2,
+                    crop_size: m.3,
+                    layout: Some(if m.4 { Layout::Nthwc } else { Layout::Ncthw }),
+                    ..Default::default()
+                };
+                let overrides = Overrides {
+                    clip_length: props.0,
+                    frame_stride: props.1,
+                    clip_stride: props.2,
+                };
+                let model = io(&input, &[-1, classes]);
+                match ClipConfig::resolve(&metadata, &model, overrides) {
+                    Ok(c) => {
+                        let t = if m.4 { input[1] } else { input[2] };
+                        if t > 0 {
+                            prop_assert_eq!(i64::from(c.clip_length), t);
+                        }
+                        prop_assert!(c.clip_length >= 1 && c.frame_stride >= 1);
+                        prop_assert!(c.clip_stride >= 1);
+                        prop_assert!(c.crop_size >= 1 && c.crop_size <= c.scale_size);
+                        prop_assert!(c.scale_size <= MAX_SIDE);
+                        prop_assert!(c.num_classes >= 2);
+                        let values = c.clip_elements() as u128;
+                        prop_assert!(values <= MAX_CLIP_VALUES);
+                        let batch = c.fixed_batch.unwrap_or(1) as u128;
+                        prop_assert!(values * batch <= MAX_RUN_VALUES.max(values));
+                        let shape = c.input_shape(1);
+                        prop_assert_eq!(shape.iter().product::<i64>() as u128, values);
+                    }
+                    Err(e) => {
+                        // Every error reads as a sentence with something to act on.
+                        prop_assert!(e.to_string().len() > 20, "{}", e);
+                    }
+                }
+            }
+        }
     }
 }

@@ -216,7 +216,7 @@ impl Summary {
         self.clips += 1;
         if let Some(ts) = timestamp {
             self.first_timestamp = Some(self.first_timestamp.map_or(ts, |f| f.min(ts)));
-            let end = ts + duration.unwrap_or(0);
+            let end = ts.saturating_add(duration.unwrap_or(0));
             self.end = Some(self.end.map_or(end, |e| e.max(end)));
         }
     }
@@ -234,7 +234,10 @@ impl Summary {
             timestamp: self.first_timestamp,
             stream_time: None,
             running_time: None,
-            duration: self.first_timestamp.zip(self.end).map(|(s, e)| e - s),
+            duration: self
+                .first_timestamp
+                .zip(self.end)
+                .map(|(s, e)| e.saturating_sub(s)),
             clip_index: self.clips.saturating_sub(1),
             labels,
             scores,
@@ -329,5 +332,97 @@ mod tests {
         assert_eq!(s.get::<u64>("dropped").unwrap(), 1);
         let r = ClipResult::from_structure(&s).unwrap();
         assert_eq!(r.labels, vec!["x", "y"]);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Properties: whatever a model returns (NaN, infinities, huge values) and whatever timestamps
+    // a stream carries, results are computed without a panic and keep their invariants.
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn score() -> impl Strategy<Value = f32> {
+            prop_oneof![
+                -20f32..20.0,
+                Just(f32::NAN),
+                Just(f32::INFINITY),
+                Just(f32::NEG_INFINITY),
+                Just(f32::MAX),
+                Just(-f32::MAX),
+                any::<f32>(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// Softmax of finite logits: probabilities in [0, 1] summing to 1, order kept.
+            #[test]
+            fn softmax_of_finite_logits(logits in proptest::collection::vec(-1e30f32..1e30, 1..50)) {
+                let p = softmax(&logits);
+                prop_assert_eq!(p.len(), logits.len());
+                prop_assert!(p.iter().all(|v| (0.0..=1.0).contains(v)), "{:?}", p);
+                let sum: f32 = p.iter().sum();
+                prop_assert!((sum - 1.0).abs() < 1e-4, "{}", sum);
+                for (i, j) in (0..logits.len()).zip(1..logits.len()) {
+                    if logits[i] < logits[j] {
+                        prop_assert!(p[i] <= p[j]);
+                    }
+                }
+            }
+
+            /// Any scores (NaN and infinities included), any crop count, any k: no panic, top-k
+            /// is a prefix of a total order, labels and scores line up.
+            #[test]
+            fn any_scores_rank_without_panic(
+                crops in proptest::collection::vec(proptest::collection::vec(score(), 3), 1..4),
+                logits in any::<bool>(),
+                k in 0usize..6,
+                window in 0u32..4,
+            ) {
+                let kind = if logits { OutputKind::Logits } else { OutputKind::Probabilities };
+                let scores = clip_scores(&crops, kind);
+                prop_assert_eq!(scores.len(), 3);
+                let mut smoother = Smoother::new(window);
+                let smoothed = smoother.push(scores.clone());
+                let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+                let (names, ranked) = ClipResult::ranked(&smoothed, &labels, k);
+                prop_assert_eq!(names.len(), k.min(3));
+                prop_assert_eq!(ranked.len(), names.len());
+                for w in ranked.windows(2) {
+                    prop_assert!(w[0].total_cmp(&w[1]).is_ge(), "{:?}", ranked);
+                }
+            }
+
+            /// Clip timestamps anywhere in the u64 range, in any order: the summary spans from
+            /// the earliest clip to the latest end without overflowing.
+            #[test]
+            fn summary_of_any_timestamps(
+                clips in proptest::collection::vec(
+                    (proptest::option::of(any::<u64>()), proptest::option::of(any::<u64>())),
+                    0..20,
+                ),
+            ) {
+                gst::init().unwrap();
+                let mut summary = Summary::default();
+                for (ts, duration) in &clips {
+                    summary.add(&[0.5, 0.5], *ts, *duration);
+                }
+                prop_assert_eq!(summary.clips(), clips.len() as u64);
+                let s = summary.to_structure(&["x".to_string(), "y".to_string()], 1, 0);
+                let first = clips.iter().filter_map(|c| c.0).min();
+                let timestamp = s.get::<u64>("timestamp").unwrap();
+                prop_assert_eq!(timestamp, first.unwrap_or(TIME_NONE));
+                if first.is_some() {
+                    let end = clips
+                        .iter()
+                        .filter_map(|(t, d)| t.map(|t| t.saturating_add(d.unwrap_or(0))))
+                        .max()
+                        .unwrap();
+                    prop_assert_eq!(s.get::<u64>("duration").unwrap(), end - timestamp);
+                }
+            }
+        }
     }
 }

@@ -17,39 +17,94 @@ pub struct Sampling {
 }
 
 impl Sampling {
+    // Zero lengths and strides count as 1 here too, as in `ClipSampler::new`: `Sampling` is a
+    // public struct, so its methods must not divide by zero or underflow on any value.
+    fn length(&self) -> u64 {
+        u64::from(self.clip_length.max(1))
+    }
+
+    fn stride(&self) -> u64 {
+        u64::from(self.frame_stride.max(1))
+    }
+
+    fn step(&self) -> u64 {
+        u64::from(self.clip_stride.max(1))
+    }
+
     fn span(&self) -> u64 {
-        u64::from(self.clip_length - 1) * u64::from(self.frame_stride)
+        (self.length() - 1) * self.stride()
     }
 
     /// Index of the first frame of clip `k`.
     pub fn clip_start(&self, k: u64) -> u64 {
-        k * u64::from(self.clip_stride)
+        k.saturating_mul(self.step())
     }
 
     /// Index of the last frame of clip `k`.
     pub fn clip_end(&self, k: u64) -> u64 {
-        self.clip_start(k) + self.span()
+        self.clip_start(k).saturating_add(self.span())
     }
 
     /// Frame indices of clip `k`, in order.
     pub fn clip_frames(&self, k: u64) -> impl Iterator<Item = u64> {
-        let (start, fs) = (self.clip_start(k), u64::from(self.frame_stride));
-        (0..u64::from(self.clip_length)).map(move |i| start + i * fs)
+        let (start, fs) = (self.clip_start(k), self.stride());
+        (0..self.length()).map(move |i| start.saturating_add(i * fs))
     }
 
     /// The clips that contain frame `n`, as a range of clip indices to test.
     fn candidate_clips(&self, n: u64) -> std::ops::RangeInclusive<u64> {
-        let cs = u64::from(self.clip_stride);
+        let cs = self.step();
         let first = n.saturating_sub(self.span()).div_ceil(cs);
         first..=n / cs
     }
 
-    /// Whether any clip samples frame `n`.
+    /// Whether any clip samples frame `n`: some clip k of the candidates with
+    /// k·clip-stride ≡ n (mod frame-stride). Solved directly (the solutions k form one residue
+    /// class modulo frame-stride / gcd), so the cost does not grow with the clip span.
     pub fn is_sampled(&self, n: u64) -> bool {
-        let fs = u64::from(self.frame_stride);
-        self.candidate_clips(n)
-            .any(|k| (n - self.clip_start(k)).is_multiple_of(fs))
+        let (cs, fs) = (self.step(), self.stride());
+        let candidates = self.candidate_clips(n);
+        let (first, last) = (*candidates.start(), *candidates.end());
+        if first > last {
+            return false;
+        }
+        let g = gcd(cs, fs);
+        if !n.is_multiple_of(g) {
+            return false;
+        }
+        let period = fs / g;
+        // k ≡ (n/g)·(cs/g)⁻¹ (mod period)
+        let k0 = mul_mod(
+            (n / g) % period,
+            inverse_mod((cs / g) % period, period),
+            period,
+        );
+        let k = first + (k0 + period - first % period) % period;
+        k <= last
     }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+fn mul_mod(a: u64, b: u64, m: u64) -> u64 {
+    (u128::from(a) * u128::from(b) % u128::from(m)) as u64
+}
+
+/// The inverse of `a` modulo `m` (`a` and `m` coprime; 0 when `m` is 1).
+fn inverse_mod(a: u64, m: u64) -> u64 {
+    let (mut r0, mut r1) = (i128::from(m), i128::from(a));
+    let (mut t0, mut t1) = (0i128, 1i128);
+    while r1 != 0 {
+        let q = r0 / r1;
+        (r0, r1) = (r1, r0 - q * r1);
+        (t0, t1) = (t1, t0 - q * t1);
+    }
+    t0.rem_euclid(i128::from(m)) as u64
 }
 
 /// Timing of one frame (nanoseconds; `None` when the buffer had none).
@@ -171,7 +226,18 @@ impl<F> ClipSampler<F> {
     /// Build clip `k` from the kept frames up to index `last`, padding with its last frame when at
     /// least half are there.
     fn cut(&self, k: u64, last: u64) -> Option<Clip<F>> {
-        let mut frames = Vec::with_capacity(self.sampling.clip_length as usize);
+        let want = self.sampling.clip_length;
+        // Count before allocating: a clip with fewer than half its frames is dropped, so the
+        // allocation below is bounded by twice the frames seen, whatever clip-length is.
+        let have = self
+            .sampling
+            .clip_frames(k)
+            .take_while(|&i| i <= last)
+            .count() as u64;
+        if have == 0 || 2 * have < u64::from(want) {
+            return None;
+        }
+        let mut frames = Vec::with_capacity(want as usize);
         let mut first_timing = None;
         let mut last_timing = FrameTiming::default();
         for idx in self.sampling.clip_frames(k).take_while(|&i| i <= last) {
@@ -180,23 +246,18 @@ impl<F> ClipSampler<F> {
             last_timing = kept.timing;
             frames.push(Arc::clone(&kept.frame));
         }
-        let have = frames.len() as u32;
-        let want = self.sampling.clip_length;
-        if have == 0 || 2 * have < want {
-            return None;
-        }
         let filler = Arc::clone(frames.last()?);
         frames.resize(want as usize, filler);
         let timestamp = first_timing.and_then(|t| t.pts);
         let end = last_timing
             .pts
-            .map(|pts| pts + last_timing.duration.unwrap_or(0));
+            .map(|pts| pts.saturating_add(last_timing.duration.unwrap_or(0)));
         Some(Clip {
             index: k,
             frames,
             timestamp,
             duration: timestamp.zip(end).map(|(s, e)| e.saturating_sub(s)),
-            padded: want - have,
+            padded: want - have as u32,
         })
     }
 
@@ -357,5 +418,210 @@ mod tests {
         assert_eq!((sampler.next_index(), sampler.kept_frames()), (0, 0));
         let clips = run(&mut sampler, 2);
         assert_eq!(clips, vec![(0, vec![0, 1])]);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Properties: the sampler against a direct transcription of DESIGN.md "Clip sampling".
+
+    mod properties {
+        use super::super::*;
+        use super::timing;
+        use proptest::prelude::*;
+
+        /// Clip `k` of DESIGN.md: frames `k·cs + i·fs`, i = 0..L−1.
+        fn design_clip(s: Sampling, k: u64) -> Vec<u64> {
+            (0..u64::from(s.clip_length))
+                .map(|i| k * u64::from(s.clip_stride) + i * u64::from(s.frame_stride))
+                .collect()
+        }
+
+        fn span(s: Sampling) -> u64 {
+            u64::from(s.clip_length - 1) * u64::from(s.frame_stride)
+        }
+
+        /// Whether some clip samples frame `n`, by brute force over every clip that starts by `n`.
+        fn design_sampled(s: Sampling, n: u64) -> bool {
+            (0..=n / u64::from(s.clip_stride)).any(|k| design_clip(s, k).contains(&n))
+        }
+
+        /// The clips complete after `count` frames: those whose last frame was pushed, in order.
+        fn design_complete(s: Sampling, count: u64) -> Vec<(u64, Vec<u64>)> {
+            (0..)
+                .map(|k| (k, design_clip(s, k)))
+                .take_while(|(_, f)| *f.last().unwrap() < count)
+                .collect()
+        }
+
+        /// What `finish()` must return after `count` frames: every clip that started but is not
+        /// complete, padded with its last real frame when it has at least half its frames.
+        fn design_tail(s: Sampling, count: u64) -> Vec<(u64, Vec<u64>, u32)> {
+            if count == 0 {
+                return Vec::new();
+            }
+            let first_open = design_complete(s, count).len() as u64;
+            (first_open..)
+                .take_while(|&k| k * u64::from(s.clip_stride) < count)
+                .filter_map(|k| {
+                    let mut frames: Vec<u64> = design_clip(s, k)
+                        .into_iter()
+                        .filter(|&n| n < count)
+                        .collect();
+                    let have = frames.len();
+                    if 2 * have < s.clip_length as usize {
+                        return None;
+                    }
+                    let last = *frames.last().unwrap();
+                    frames.resize(s.clip_length as usize, last);
+                    Some((k, frames, s.clip_length - have as u32))
+                })
+                .collect()
+        }
+
+        fn sampling() -> impl Strategy<Value = Sampling> {
+            (1u32..=10, 1u32..=5, 1u32..=40).prop_map(|(clip_length, frame_stride, clip_stride)| {
+                Sampling {
+                    clip_length,
+                    frame_stride,
+                    clip_stride,
+                }
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(400))]
+
+            /// Clips are exactly DESIGN.md's, complete as soon as their last frame arrives, in
+            /// order; only sampled frames are asked for; the frames held are exactly the sampled
+            /// frames from the start of the oldest open clip on (so never more than the clip span);
+            /// finish() completes or drops the open clips by the half rule and resets.
+            #[test]
+            fn clips_memory_and_finish_follow_the_design(s in sampling(), count in 0u64..160) {
+                let mut sampler = ClipSampler::new(s);
+                let mut got = Vec::new();
+                for n in 0..count {
+                    prop_assert_eq!(sampler.next_index(), n);
+                    let wanted = sampler.wants_next();
+                    prop_assert_eq!(wanted, design_sampled(s, n), "frame {}", n);
+                    prop_assert_eq!(wanted, s.is_sampled(n));
+                    for clip in sampler.push(wanted.then_some(n), timing(n)) {
+                        let ids: Vec<u64> = clip.frames.iter().map(|f| **f).collect();
+                        // A clip comes out with the frame that completes it.
+                        prop_assert_eq!(*ids.last().unwrap(), n);
+                        prop_assert_eq!(clip.padded, 0);
+                        prop_assert_eq!(clip.timestamp, timing(ids[0]).pts);
+                        prop_assert_eq!(clip.duration, Some(n * 40 + 40 - ids[0] * 40));
+                        got.push((clip.index, ids));
+                    }
+                    // Memory: exactly the sampled frames of the open clips.
+                    let open = (0..).find(|&k| design_clip(s, k).last().unwrap() > &n).unwrap();
+                    let from = open * u64::from(s.clip_stride);
+                    let held = (from..=n).filter(|&m| design_sampled(s, m)).count();
+                    prop_assert_eq!(sampler.kept_frames(), held, "after frame {}", n);
+                    prop_assert!(sampler.kept_frames() as u64 <= span(s));
+                }
+                prop_assert_eq!(&got, &design_complete(s, count));
+
+                let tail: Vec<(u64, Vec<u64>, u32)> = sampler
+                    .finish()
+                    .into_iter()
+                    .map(|c| (c.index, c.frames.iter().map(|f| **f).collect(), c.padded))
+                    .collect();
+                prop_assert_eq!(&tail, &design_tail(s, count));
+                prop_assert_eq!((sampler.next_index(), sampler.kept_frames()), (0, 0));
+                // After finish the sampler counts from 0 again.
+                if s.clip_length == 1 {
+                    prop_assert_eq!(sampler.push(Some(7), timing(0)).len(), 1);
+                }
+            }
+
+            /// Frames without timestamps, `Some` for frames nobody samples, and `None` for frames
+            /// that are sampled never panic; a clip missing a frame is never emitted.
+            #[test]
+            fn careless_callers_never_panic(
+                s in sampling(),
+                pushes in proptest::collection::vec((any::<bool>(), any::<bool>()), 0..120),
+            ) {
+                let mut sampler = ClipSampler::new(s);
+                let mut missing = Vec::new();
+                for (n, (give, timed)) in pushes.iter().enumerate() {
+                    let n = n as u64;
+                    if !give && sampler.wants_next() {
+                        missing.push(n);
+                    }
+                    let t = if *timed { timing(n) } else { FrameTiming::default() };
+                    for clip in sampler.push(give.then_some(n), t) {
+                        prop_assert!(clip.frames.iter().all(|f| !missing.contains(f)));
+                    }
+                    prop_assert!(sampler.kept_frames() as u64 <= span(s));
+                }
+                for clip in sampler.finish() {
+                    prop_assert!(clip.frames.iter().all(|f| !missing.contains(f)));
+                    prop_assert_eq!(clip.frames.len(), s.clip_length as usize);
+                }
+            }
+
+            /// The closed-form `is_sampled` agrees with testing every clip that could hold the
+            /// frame, for strides and frame numbers well beyond the ones above.
+            #[test]
+            fn is_sampled_matches_a_scan_of_the_candidate_clips(
+                clip_length in 1u32..=200,
+                frame_stride in 1u32..=300,
+                clip_stride in 1u32..=500,
+                n in 0u64..2_000_000,
+            ) {
+                let s = Sampling { clip_length, frame_stride, clip_stride };
+                let (cs, fs) = (u64::from(clip_stride), u64::from(frame_stride));
+                let span = u64::from(clip_length - 1) * fs;
+                let scan = (n.saturating_sub(span).div_ceil(cs)..=n / cs)
+                    .any(|k| (n - k * cs).is_multiple_of(fs));
+                prop_assert_eq!(s.is_sampled(n), scan);
+            }
+
+            /// Timestamps anywhere in the u64 range (GStreamer's are) never overflow.
+            #[test]
+            fn any_timestamps(
+                s in sampling(),
+                times in proptest::collection::vec((any::<u64>(), any::<Option<u64>>()), 0..60),
+            ) {
+                let mut sampler = ClipSampler::new(s);
+                for (n, (pts, duration)) in times.iter().enumerate() {
+                    let t = FrameTiming { pts: Some(*pts), duration: *duration };
+                    for clip in sampler.push(sampler.wants_next().then_some(n as u64), t) {
+                        prop_assert!(clip.timestamp.is_some());
+                    }
+                }
+                sampler.finish();
+            }
+
+            /// Any settings, zeros and u32::MAX included: no overflow, no huge allocation, and the
+            /// sampler holds at most one frame per pushed frame.
+            #[test]
+            fn extreme_settings_never_panic(
+                clip_length in prop_oneof![Just(0u32), Just(1), Just(u32::MAX), any::<u32>()],
+                frame_stride in prop_oneof![Just(0u32), Just(1), Just(u32::MAX), any::<u32>()],
+                clip_stride in prop_oneof![Just(0u32), Just(1), Just(u32::MAX), any::<u32>()],
+                count in 0u64..40,
+            ) {
+                let raw = Sampling { clip_length, frame_stride, clip_stride };
+                let mut sampler = ClipSampler::new(raw);
+                let s = sampler.sampling();
+                prop_assert_eq!(
+                    (s.clip_length, s.frame_stride, s.clip_stride),
+                    (clip_length.max(1), frame_stride.max(1), clip_stride.max(1))
+                );
+                // The raw settings answer like the normalised ones.
+                for n in [0, 1, 2, u64::from(u32::MAX), u64::MAX / 2] {
+                    prop_assert_eq!(raw.is_sampled(n), s.is_sampled(n));
+                }
+                let mut clips = 0usize;
+                for n in 0..count {
+                    let frame = sampler.wants_next().then_some(n);
+                    clips += sampler.push(frame, timing(n)).len();
+                    prop_assert!(sampler.kept_frames() as u64 <= n + 1);
+                }
+                clips += sampler.finish().len();
+                prop_assert!(clips as u64 <= count);
+            }
+        }
     }
 }

@@ -12,6 +12,12 @@ sampling, channel order, cropping, normalisation, layout and element type end to
 - slow.onnx: like logits_dynamic with T fixed to 4 plus a chain of matrix products (tens of ms on
   one CPU), for live-source dropping tests.
 - bad_*.onnx: models the element must refuse with a clear error.
+- hostile_*.onnx (tests/hardening.rs): valid ONNX whose metadata holds malformed or absurd values
+  (clip.length "-3", a two-value mean, a zero std, a crop of a million pixels), zero classes, a
+  fixed batch of 2^24, a graph that fails at run time, one that returns more scores than its output
+  declares, and one that returns NaN; the element must refuse or report each with one error.
+- slow_probe.onnx: probe.onnx's scores, computed after slow.onnx's chain of products (its result
+  multiplied by zero), so a clip is in flight long enough for flushes to race it.
 
 Usage: python3 tools/make_test_models.py [OUT_DIR]    (needs the `onnx` and `numpy` packages)
 """
@@ -138,6 +144,109 @@ def bad(name, in_shape, out_classes, elem=TensorProto.FLOAT):
     return g.to_model(name, probe_meta(labels=None, name=name))
 
 
+
+# ---------------------------------------------------------------------------------------------
+# Hostile models (tests/hardening.rs) and a slow probe.
+
+
+def hostile_meta(key, value):
+    """probe.onnx with one metadata value replaced by `value` (kept verbatim)."""
+    model = probe()
+    props = {p.key: p.value for p in model.metadata_props}
+    props[key] = value
+    del model.metadata_props[:]
+    for k, v in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    return model
+
+
+def hostile_huge_crop():
+    """Dynamic height and width, metadata asking for 1,000,000² crops of 1,000,000 short sides."""
+    g = Graph()
+    x = g.input("video", ["N", 3, T, "H", "W"])
+    m = g.op("ReduceMean", [x], axes=[3, 4], keepdims=0)
+    out = g.op("Reshape", [m, g.ints([0, 3 * T])])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 3 * T])
+    return g.to_model("hostile_huge_crop",
+                      probe_meta(crop_size=1_000_000, scale_size=1_000_000, name="hostile_huge_crop"))
+
+
+def hostile_runtime_failure():
+    """Loads fine; every run fails (a clip of 768 values cannot be reshaped into rows of 5)."""
+    g = Graph()
+    x = g.input("video", ["N", 3, T, S, S])
+    m = channel_means(g, x, [2, 3, 4])
+    out = g.op("MatMul", [m, g.const(np.ones((3, 2), np.float32))])
+    bad = g.op("ReduceSum", [g.op("Reshape", [x, g.ints([5, -1])])], keepdims=0)
+    out = g.op("Add", [out, g.op("Mul", [bad, g.const(np.zeros((), np.float32))])])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 2])
+    return g.to_model("hostile_runtime_failure", probe_meta(labels=None, name="hostile_runtime_failure"))
+
+
+def hostile_lying_output():
+    """Declares 3 scores per clip and returns N + 4 (5 for one clip): the count depends on the
+    batch size, so no shape inference can correct the declaration."""
+    g = Graph()
+    x = g.input("video", ["N", 3, T, S, S])
+    m = channel_means(g, x, [2, 3, 4])  # N,3
+    first = g.op("Slice", [m, g.ints([0]), g.ints([1]), g.ints([1])])  # N,1
+    n = g.op("Gather", [g.op("Shape", [x]), g.ints([0])], axis=0)  # [N]
+    k = g.op("Add", [n, g.ints([4])])
+    out = g.op("Tile", [first, g.op("Concat", [g.ints([1]), k], axis=0)])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 3])
+    return g.to_model("hostile_lying_output", probe_meta(labels=None, name="hostile_lying_output"))
+
+
+def hostile_nan():
+    """Logits that are all NaN."""
+    g = Graph()
+    x = g.input("video", ["N", 3, T, S, S])
+    m = channel_means(g, x, [2, 3, 4])
+    out = g.op("MatMul", [m, g.const(np.full((3, 3), np.nan, np.float32))])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 3])
+    return g.to_model("hostile_nan", probe_meta(labels=None, output_kind="logits", name="hostile_nan"))
+
+
+def slow_probe(rounds=24, width=256):
+    """probe.onnx's 12 scores plus 0 × (slow.onnx's chain), so each run takes tens of ms."""
+    g = Graph()
+    x = g.input("video", ["N", 3, T, S, S])
+    m = g.op("ReduceMean", [x], axes=[3, 4], keepdims=0)  # N,3,T
+    probe_out = g.op("Reshape", [m, g.ints([0, 3 * T])])
+    c = channel_means(g, x, [2, 3, 4])
+    h = g.op("MatMul", [c, g.const(np.full((3, width), 1e-3, np.float32))])
+    rng = np.random.default_rng(0)
+    w = g.const((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32))
+    for _ in range(rounds):
+        h = g.op("Tanh", [g.op("MatMul", [g.op("Tile", [h, g.ints([256, 1])]), w])])
+        h = g.op("ReduceMean", [g.op("Reshape", [h, g.ints([256, -1, width])])], axes=[0],
+                 keepdims=0)
+    zero = g.op("MatMul", [h, g.const(np.zeros((width, 3 * T), np.float32))])
+    out = g.op("Add", [probe_out, zero])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 3 * T])
+    return g.to_model("slow_probe", probe_meta(name="slow_probe"))
+
+
+def hostile_models():
+    return {
+        "hostile_clip_length.onnx": hostile_meta("clip.length", "-3"),
+        "hostile_mean.onnx": hostile_meta("preprocess.mean", "1,2"),
+        "hostile_std.onnx": hostile_meta("preprocess.std", "57.375,0,57.375"),
+        "hostile_huge_crop.onnx": hostile_huge_crop(),
+        "hostile_zero_classes.onnx": bad("hostile_zero_classes", ["N", 3, T, S, S], 0),
+        "hostile_huge_batch.onnx": probe(batch=1 << 24),
+        "hostile_runtime_failure.onnx": hostile_runtime_failure(),
+        "hostile_lying_output.onnx": hostile_lying_output(),
+        "hostile_nan.onnx": hostile_nan(),
+        "slow_probe.onnx": slow_probe(),
+    }
+
 def main():
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "tests" / "models"
     out.mkdir(parents=True, exist_ok=True)
@@ -155,6 +264,7 @@ def main():
         "bad_int64.onnx": bad("bad_int64", ["N", 3, T, S, S], 2, TensorProto.INT64),
         "bad_one_class.onnx": bad("bad_one_class", ["N", 3, T, S, S], 1),
     }
+    models.update(hostile_models())
     for name, model in models.items():
         save(model, str(out / name))
     print(f"wrote {len(models)} models to {out}")

@@ -35,8 +35,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   say "creating the Python environment $VENV"
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import onnxruntime, onnx, numpy, pytest, sys; sys.exit(onnxruntime.__version__ != '$ORT_VERSION')" 2>/dev/null; then
-  say "installing onnxruntime==$ORT_VERSION, onnx, numpy, pytest into $VENV"
+if ! "$VENV/bin/python" -c "import onnxruntime, onnx, numpy, pytest, hypothesis, sys; sys.exit(onnxruntime.__version__ != '$ORT_VERSION')" 2>/dev/null; then
+  say "installing onnxruntime==$ORT_VERSION, onnx, numpy, pytest, hypothesis into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -r "$REPO/tools/requirements.txt"
 fi

@@ -478,8 +478,8 @@ fn worker_loop(
             let outcome = rx.and_then(|rx| receive(&cfg, rx));
             match (outcome, element.upgrade()) {
                 (Ok(scores), Some(element)) => publish(&shared, &cfg, &job, scores, &element),
-                (Err(reason), Some(element)) => {
-                    shared.failed.store(true, Ordering::SeqCst);
+                // One error per stream: the clips queued behind a failed one fail the same way.
+                (Err(reason), Some(element)) if !shared.failed.swap(true, Ordering::SeqCst) => {
                     gst::element_error!(
                         element,
                         gst::StreamError::Failed,
@@ -487,7 +487,7 @@ fn worker_loop(
                         ["model '{}': {}", cfg.engine.path.display(), reason]
                     );
                 }
-                (_, None) => {}
+                _ => {}
             }
         }
         let mut q = lock(&shared.queue);
@@ -505,6 +505,8 @@ fn publish(
     element: &super::NonLocalClassify,
 ) {
     let result = {
+        // Held until the result is queued for the meta, so a flush either comes before (and the
+        // result is dropped) or after (and clears it).
         let q = lock(&shared.queue);
         if q.generation != job.generation {
             return;
@@ -514,7 +516,7 @@ fn publish(
             .add(&scores, job.clip.timestamp, job.clip.duration);
         let smoothed = post.smoother.push(scores);
         let (labels, ranked) = ClipResult::ranked(&smoothed, &cfg.labels, cfg.top_k);
-        ClipResult {
+        let result = ClipResult {
             timestamp: job.clip.timestamp,
             stream_time: job.stream_time,
             running_time: job.running_time,
@@ -524,7 +526,12 @@ fn publish(
             scores: ranked,
             dropped: shared.dropped.load(Ordering::SeqCst),
             latency: u64::try_from(job.arrived.elapsed().as_nanos()).unwrap_or(u64::MAX),
-        }
+        };
+        // Queue the meta before posting: whoever reacts to the message and pushes a buffer must
+        // find the result attached to it.
+        lock(&shared.ready).push(result.clone());
+        drop(q);
+        result
     };
     gst::debug!(
         CAT,
@@ -535,9 +542,6 @@ fn publish(
         result.score(),
         result.latency / 1_000_000
     );
-    // Queue the meta before posting: whoever reacts to the message and pushes a buffer must find
-    // the result attached to it.
-    lock(&shared.ready).push(result.clone());
     if cfg.post_messages {
         let msg = gst::message::Element::builder(result.to_structure(MESSAGE_NAME))
             .src(element)
@@ -872,6 +876,7 @@ impl BaseTransformImpl for NonLocalClassify {
                     q.flushing = true;
                     q.generation += 1;
                     q.jobs.clear();
+                    lock(&shared.ready).clear();
                     shared.cond.notify_all();
                 }
                 EventView::FlushStop(_) => {

@@ -480,7 +480,7 @@ class _Opaque:
         return f"<unloaded {self.qualname}>"
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):  # pure Python: its memo is a dict, not an array
     """Unpickler that resolves only the globals in ``allowed``.
 
     With ``opaque_unknown``, any other global becomes an inert `_Opaque` class (used for the
@@ -516,6 +516,15 @@ _PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyEr
 
 
 def _unpickle(path, file, **kwargs):
+    if not isinstance(file, io.BytesIO):
+        # A length field of a damaged pickle makes the unpickler call read(n) with n in the
+        # billions: a real file allocates n bytes first, a BytesIO returns what it has.
+        start = file.tell()
+        data = io.BytesIO(file.read())
+        try:
+            return _unpickle(path, data, **kwargs)
+        finally:
+            file.seek(start + data.tell())
     try:
         return _RestrictedUnpickler(file, **kwargs).load()
     except CheckpointError:
