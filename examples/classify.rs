@@ -34,8 +34,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+#[path = "common/mod.rs"]
+mod common;
 use anyhow::{anyhow, bail, Context};
 use clap::{CommandFactory, Parser, ValueEnum};
+use common::find_model;
 use gst::glib;
 use gst::prelude::*;
 use gstnonlocal::config::{ClipConfig, Overrides};
@@ -295,31 +298,6 @@ fn read_list(list: &Path) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-/// `--model`, else `NONLOCAL_MODEL`, else what `tools/default-model` prints.
-fn find_model(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(model) = arg {
-        return Ok(model);
-    }
-    if let Some(model) = std::env::var_os("NONLOCAL_MODEL").filter(|m| !m.is_empty()) {
-        return Ok(PathBuf::from(model));
-    }
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/default-model");
-    let hint = "pass --model FILE or set NONLOCAL_MODEL";
-    let out = std::process::Command::new(&tool)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| anyhow!("no model: {hint} ({} could not run: {e})", tool.display()))?;
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || path.is_empty() {
-        bail!(
-            "no model: {hint} ({} failed with {})",
-            tool.display(),
-            out.status
-        );
-    }
-    Ok(PathBuf::from(path))
 }
 
 /// "reason (detail)": the detail is the debug text without its source location line.
