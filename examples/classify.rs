@@ -38,7 +38,7 @@ use std::time::Duration;
 mod common;
 use anyhow::{anyhow, bail, Context};
 use clap::{CommandFactory, Parser, ValueEnum};
-use common::find_model;
+use common::{find_model, with_detail};
 use gst::glib;
 use gst::prelude::*;
 use gstnonlocal::config::{ClipConfig, Overrides};
@@ -298,20 +298,6 @@ fn read_list(list: &Path) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-/// "reason (detail)": the detail is the debug text without its source location line.
-fn with_detail(error: &glib::Error, debug: Option<glib::GString>) -> String {
-    let mut text = error.to_string();
-    let detail = debug
-        .as_deref()
-        .and_then(|d| d.split_once('\n'))
-        .map(|(_, d)| d.trim().to_string())
-        .unwrap_or_default();
-    if !detail.is_empty() && !text.contains(&detail) {
-        let _ = write!(text, " ({detail})");
-    }
-    text
 }
 
 fn describe_error(e: &gst::message::Error) -> String {

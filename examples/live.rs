@@ -27,7 +27,7 @@ use std::time::Duration;
 mod common;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, ValueEnum};
-use common::find_model;
+use common::{find_model, with_detail};
 use gst::glib;
 use gst::prelude::*;
 
@@ -270,20 +270,6 @@ fn build(args: &Args, model: &Path) -> anyhow::Result<(gst::Pipeline, gst::Eleme
     gst::Element::link_many(&chain)?;
     add_source(&pipeline, args.uri.as_deref(), &convert_in)?;
     Ok((pipeline, overlay))
-}
-
-/// "reason (detail)": the detail is the debug text without its source location line.
-fn with_detail(error: &glib::Error, debug: Option<glib::GString>) -> String {
-    let mut text = error.to_string();
-    let detail = debug
-        .as_deref()
-        .and_then(|d| d.split_once('\n'))
-        .map(|(_, d)| d.trim().to_string())
-        .unwrap_or_default();
-    if !detail.is_empty() && !text.contains(&detail) {
-        text = format!("{text} ({detail})");
-    }
-    text
 }
 
 fn seconds(ns: u64) -> String {

@@ -20,19 +20,32 @@ fn expected(k: usize) -> Vec<f32> {
     (0..12).map(|p| (k * 1000 + p) as f32).collect()
 }
 
-#[test]
-fn waiting_clips_share_one_run_and_keep_their_scores() {
+/// A private copy of a test model (so this engine is shared with no other test), opened on CPU
+/// with the given batching. Returns the engine and the folder to remove.
+fn private_engine(
+    name: &str,
+    tag: &str,
+    max_batch: usize,
+) -> (
+    std::sync::Arc<gstnonlocal::engine::SharedEngine>,
+    std::path::PathBuf,
+) {
     init();
-    // A private copy of the model: this test's engine is not shared with other tests.
-    let dir = std::env::temp_dir().join(format!("nl-batch-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("nl-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("probe.onnx");
-    std::fs::copy(model("probe.onnx"), &path).unwrap();
+    let path = dir.join(name);
+    std::fs::copy(model(name), &path).unwrap();
     let engine = Engine::shared(&path, ProviderChoice::Cpu, 0).unwrap();
     engine.register(Batching {
-        max_batch: 4,
+        max_batch,
         timeout: Duration::from_millis(300),
     });
+    (engine, dir)
+}
+
+#[test]
+fn waiting_clips_share_one_run_and_keep_their_scores() {
+    let (engine, dir) = private_engine("probe.onnx", "batch", 4);
     let shape = [1, 3, 4, 8, 8];
     // Three clips submitted back to back: the first waits up to 300 ms for company.
     let rx: Vec<_> = (0..3)
@@ -68,16 +81,7 @@ fn waiting_clips_share_one_run_and_keep_their_scores() {
 
 #[test]
 fn fixed_batch_graphs_run_in_padded_chunks() {
-    init();
-    let dir = std::env::temp_dir().join(format!("nl-batch2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("probe_batch2.onnx");
-    std::fs::copy(model("probe_batch2.onnx"), &path).unwrap();
-    let engine = Engine::shared(&path, ProviderChoice::Cpu, 0).unwrap();
-    engine.register(Batching {
-        max_batch: 8,
-        timeout: Duration::from_millis(300),
-    });
+    let (engine, dir) = private_engine("probe_batch2.onnx", "batch2", 8);
     let shape = [1, 3, 4, 8, 8];
     let rx: Vec<_> = (0..3)
         .map(|k| engine.submit(shape, 1, Batch::F32(clip(k))))

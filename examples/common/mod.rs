@@ -28,3 +28,18 @@ pub fn find_model(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
     Ok(PathBuf::from(path))
 }
+
+/// "reason (detail)": the detail is the debug text without its source location line.
+pub fn with_detail(error: &gst::glib::Error, debug: Option<gst::glib::GString>) -> String {
+    let text = error.to_string();
+    let detail = debug
+        .as_deref()
+        .and_then(|d| d.split_once('\n'))
+        .map(|(_, d)| d.trim().to_string())
+        .unwrap_or_default();
+    if !detail.is_empty() && !text.contains(&detail) {
+        format!("{text} ({detail})")
+    } else {
+        text
+    }
+}
