@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use half::f16;
 use ort::ep::ExecutionProvider as _;
-use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{IoBinding, Session};
+use ort::value::{DynTensor, PrimitiveTensorElementType, TensorElementType, ValueType};
 
 use crate::config::{ConfigError, InputType, ModelIo, ModelMetadata};
 
@@ -70,8 +71,30 @@ pub enum EngineError {
         "CUDA was requested (execution-provider=cuda, device-id={device}) but ONNX Runtime could not create its CUDA execution provider: {reason}. Install onnxruntime-gpu=={ORT_VERSION} with CUDA 13 and cuDNN 9 and point ORT_DYLIB_PATH at it, or set execution-provider=cpu"
     )]
     CudaUnavailable { device: i32, reason: String },
+    #[error(
+        "model '{path}' does not fit in the memory of CUDA device {device} ({reason}); free GPU memory, raise the gpu-memory-limit property, lower max-batch, or set execution-provider=cpu"
+    )]
+    GpuOutOfMemory {
+        path: String,
+        device: i32,
+        reason: String,
+    },
     #[error("inference failed: {0}")]
     Inference(String),
+}
+
+/// Whether an ONNX Runtime message reports exhausted device memory.
+fn is_out_of_memory(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "out of memory",
+        "failed to allocate",
+        "bfcarena",
+        "memoryallocation",
+        "available memory of",
+    ]
+    .iter()
+    .any(|k| m.contains(k))
 }
 
 /// The process-wide ONNX Runtime environment.
@@ -146,58 +169,206 @@ impl Batch {
         self.len() == 0
     }
 
-    /// Append another batch of the same element type.
-    fn extend(&mut self, other: &Batch) -> Result<(), EngineError> {
-        match (self, other) {
-            (Batch::F32(a), Batch::F32(b)) => a.extend_from_slice(b),
-            (Batch::F16(a), Batch::F16(b)) => a.extend_from_slice(b),
-            (Batch::U8(a), Batch::U8(b)) => a.extend_from_slice(b),
-            _ => {
-                return Err(EngineError::Inference(
-                    "clips of different element types in one batch".into(),
-                ))
-            }
-        }
-        Ok(())
-    }
-
-    /// Elements `range` as a new batch.
-    fn slice(&self, range: std::ops::Range<usize>) -> Batch {
-        match self {
-            Batch::F32(v) => Batch::F32(v[range].to_vec()),
-            Batch::F16(v) => Batch::F16(v[range].to_vec()),
-            Batch::U8(v) => Batch::U8(v[range].to_vec()),
+    /// `len` zeros of the element type `ty`.
+    pub fn zeros(ty: InputType, len: usize) -> Batch {
+        match ty {
+            InputType::F32 => Batch::F32(vec![0.0; len]),
+            InputType::F16 => Batch::F16(vec![f16::ZERO; len]),
+            InputType::U8 => Batch::U8(vec![0; len]),
         }
     }
 
-    /// Repeat the last `per` elements until the batch holds `items` items of `per` elements.
-    fn pad_items(&mut self, per: usize, items: usize) {
-        fn pad<T: Clone>(v: &mut Vec<T>, per: usize, items: usize) {
-            let start = v.len().saturating_sub(per);
-            while v.len() < per * items && per > 0 && v.len() >= per {
-                v.extend_from_within(start..start + per);
+    fn input_type(&self) -> InputType {
+        match self {
+            Batch::F32(_) => InputType::F32,
+            Batch::F16(_) => InputType::F16,
+            Batch::U8(_) => InputType::U8,
+        }
+    }
+}
+
+/// The element types a batch can hold, with access to their slice in a [`Batch`].
+trait BatchElement: PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static {
+    fn of(batch: &Batch) -> Option<&[Self]>;
+}
+
+impl BatchElement for f32 {
+    fn of(batch: &Batch) -> Option<&[f32]> {
+        match batch {
+            Batch::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl BatchElement for f16 {
+    fn of(batch: &Batch) -> Option<&[f16]> {
+        match batch {
+            Batch::F16(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl BatchElement for u8 {
+    fn of(batch: &Batch) -> Option<&[u8]> {
+        match batch {
+            Batch::U8(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Where one batch size's input is staged and bound to the session.
+struct Staging {
+    input: DynTensor,
+    binding: IoBinding,
+}
+
+/// The session and its staging buffers (one per input shape met), behind the engine's lock.
+struct Runner {
+    session: Session,
+    /// Allocates staging inputs: page-locked host memory under CUDA, so the copy to the card is
+    /// one fast DMA transfer; the session's CPU allocator otherwise.
+    allocator: Option<Allocator>,
+    staging: HashMap<Vec<i64>, Staging>,
+}
+
+/// Most staging buffers kept (shapes differ only by batch size unless elements override the
+/// clip length of a model with a free time dimension).
+const MAX_STAGING: usize = 16;
+
+/// The staging input of `shape` (made on first use).
+fn staging_for<'a>(
+    staging: &'a mut HashMap<Vec<i64>, Staging>,
+    session: &Session,
+    allocator: Option<&Allocator>,
+    shape: &[i64],
+    io: &ModelIo,
+) -> Result<&'a mut Staging, EngineError> {
+    let err = |e: ort::Error| EngineError::Inference(e.to_string());
+    if !staging.contains_key(shape) {
+        if staging.len() >= MAX_STAGING {
+            staging.clear();
+        }
+        let ty = match io.input_type {
+            Ok(InputType::F32) => TensorElementType::Float32,
+            Ok(InputType::F16) => TensorElementType::Float16,
+            Ok(InputType::U8) => TensorElementType::Uint8,
+            Err(ref other) => {
+                return Err(EngineError::Inference(format!(
+                    "unsupported input element type {other}"
+                )))
+            }
+        };
+        let allocator = allocator.unwrap_or_else(|| session.allocator());
+        let input = DynTensor::new(allocator, ty, shape.to_vec()).map_err(err)?;
+        let mut binding = session.create_binding().map_err(err)?;
+        let cpu = MemoryInfo::new(
+            AllocationDevice::CPU,
+            0,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+        .map_err(err)?;
+        binding
+            .bind_output_to_device(io.output_name.as_str(), &cpu)
+            .map_err(err)?;
+        staging.insert(shape.to_vec(), Staging { input, binding });
+    }
+    staging
+        .get_mut(shape)
+        .ok_or_else(|| EngineError::Inference("staging buffer missing".into()))
+}
+
+impl Runner {
+    /// Copy `items` (each `per` elements; the last one repeated up to the batch size of `shape`)
+    /// into the staging input of `shape`, run, and return each item's scores.
+    fn run<T: BatchElement>(
+        &mut self,
+        shape: &[i64],
+        io: &ModelIo,
+        items: &[&[T]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let err = |e: &dyn std::fmt::Display| EngineError::Inference(e.to_string());
+        let n = shape
+            .first()
+            .and_then(|&b| usize::try_from(b).ok())
+            .filter(|&b| b > 0)
+            .ok_or_else(|| EngineError::Inference(format!("bad batch shape {shape:?}")))?;
+        let per: usize = shape[1..]
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .product();
+        let last = items
+            .last()
+            .ok_or_else(|| EngineError::Inference("a batch without clips".into()))?;
+        if items.len() > n || items.iter().any(|item| item.len() != per) {
+            return Err(EngineError::Inference(format!(
+                "{} clips of {:?} values for an input of shape {shape:?}",
+                items.len(),
+                items.iter().map(|i| i.len()).collect::<Vec<_>>()
+            )));
+        }
+        let Runner {
+            session,
+            allocator,
+            staging,
+        } = self;
+        let staging = staging_for(staging, session, allocator.as_ref(), shape, io)?;
+        {
+            let (_, data) = staging
+                .input
+                .try_extract_tensor_mut::<T>()
+                .map_err(|e| err(&e))?;
+            for (k, dst) in data.chunks_exact_mut(per).enumerate() {
+                dst.copy_from_slice(items.get(k).unwrap_or(last));
             }
         }
-        match self {
-            Batch::F32(v) => pad(v, per, items),
-            Batch::F16(v) => pad(v, per, items),
-            Batch::U8(v) => pad(v, per, items),
+        let Staging { input, binding } = staging;
+        binding
+            .bind_input(io.input_name.as_str(), &*input)
+            .map_err(|e| err(&e))?;
+        let outputs = session.run_binding(binding).map_err(|e| err(&e))?;
+        let out = outputs
+            .values()
+            .next()
+            .ok_or_else(|| EngineError::Inference("the model returned no output".into()))?;
+        let flat: Vec<f32> = match out.try_extract_tensor::<f32>() {
+            Ok((_, data)) => data.to_vec(),
+            Err(_) => {
+                let (_, data) = out.try_extract_tensor::<f16>().map_err(|e| err(&e))?;
+                data.iter().map(|v| v.to_f32()).collect()
+            }
+        };
+        if !flat.len().is_multiple_of(n) || flat.is_empty() {
+            return Err(EngineError::Inference(format!(
+                "the model returned {} values for a batch of {n}",
+                flat.len()
+            )));
         }
+        Ok(flat
+            .chunks(flat.len() / n)
+            .take(items.len())
+            .map(<[f32]>::to_vec)
+            .collect())
     }
 }
 
 /// An opened model: one ONNX Runtime session and what the element needs to know about it.
 pub struct Engine {
-    session: Mutex<Session>,
+    runner: Mutex<Runner>,
     pub path: PathBuf,
     pub io: ModelIo,
     pub metadata: ModelMetadata,
     pub provider: Provider,
+    /// The CUDA device (when the provider is CUDA).
+    pub device: i32,
     /// Why CUDA was not used when `auto` fell back to CPU.
     pub fallback_reason: Option<String>,
 }
 
-type EngineKey = (PathBuf, ProviderChoice, i32);
+type EngineKey = (PathBuf, ProviderChoice, i32, u32);
 static ENGINES: Mutex<Option<HashMap<EngineKey, Weak<SharedEngine>>>> = Mutex::new(None);
 
 fn tensor_dims(ty: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
@@ -215,10 +386,22 @@ impl Engine {
         choice: ProviderChoice,
         device: i32,
     ) -> Result<Arc<SharedEngine>, EngineError> {
+        Self::shared_limited(path, choice, device, 0)
+    }
+
+    /// [`Engine::shared`] with the CUDA memory arena limited to `gpu_mem_limit_mib` MiB (0: no
+    /// limit); engines with different limits are different engines.
+    pub fn shared_limited(
+        path: &Path,
+        choice: ProviderChoice,
+        device: i32,
+        gpu_mem_limit_mib: u32,
+    ) -> Result<Arc<SharedEngine>, EngineError> {
         let key = (
             std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
             choice,
             device,
+            gpu_mem_limit_mib,
         );
         let mut guard = ENGINES
             .lock()
@@ -228,13 +411,28 @@ impl Engine {
         if let Some(engine) = map.get(&key).and_then(Weak::upgrade) {
             return Ok(engine);
         }
-        let engine = Arc::new(SharedEngine::new(Engine::open(path, choice, device)?)?);
+        let engine = Arc::new(SharedEngine::new(Engine::open_limited(
+            path,
+            choice,
+            device,
+            gpu_mem_limit_mib,
+        )?)?);
         map.insert(key, Arc::downgrade(&engine));
         Ok(engine)
     }
 
     /// Open a model file with its own session.
     pub fn open(path: &Path, choice: ProviderChoice, device: i32) -> Result<Engine, EngineError> {
+        Self::open_limited(path, choice, device, 0)
+    }
+
+    /// [`Engine::open`] with the CUDA memory arena limited to `gpu_mem_limit_mib` MiB (0: none).
+    pub fn open_limited(
+        path: &Path,
+        choice: ProviderChoice,
+        device: i32,
+        gpu_mem_limit_mib: u32,
+    ) -> Result<Engine, EngineError> {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| EngineError::ModelUnreadable {
             path: shown.clone(),
@@ -252,7 +450,10 @@ impl Engine {
         let mut provider = Provider::Cpu;
         let mut fallback_reason = None;
         if choice != ProviderChoice::Cpu {
-            let cuda = ort::ep::CUDA::default().with_device_id(device);
+            let mut cuda = ort::ep::CUDA::default().with_device_id(device);
+            if gpu_mem_limit_mib > 0 {
+                cuda = cuda.with_memory_limit(gpu_mem_limit_mib as usize * 1024 * 1024);
+            }
             match cuda.register(&mut builder) {
                 Ok(()) => provider = Provider::Cuda,
                 Err(e) if choice == ProviderChoice::Cuda => {
@@ -264,9 +465,18 @@ impl Engine {
                 Err(e) => fallback_reason = Some(e.to_string()),
             }
         }
-        let session = builder
-            .commit_from_memory(&bytes)
-            .map_err(|e| invalid(&e))?;
+        let session = builder.commit_from_memory(&bytes).map_err(|e| {
+            let reason = e.to_string();
+            if provider == Provider::Cuda && is_out_of_memory(&reason) {
+                EngineError::GpuOutOfMemory {
+                    path: shown.clone(),
+                    device,
+                    reason,
+                }
+            } else {
+                invalid(&e)
+            }
+        })?;
 
         let shape_err = |reason: String| EngineError::ModelShape {
             path: shown.clone(),
@@ -314,12 +524,30 @@ impl Engine {
                 }
             })?
         };
+        // Page-locked staging under CUDA; without it (allocation refused), ordinary host memory.
+        let allocator = (provider == Provider::Cuda)
+            .then(|| {
+                MemoryInfo::new(
+                    AllocationDevice::CUDA_PINNED,
+                    device,
+                    AllocatorType::Device,
+                    MemoryType::CPUInput,
+                )
+                .and_then(|info| Allocator::new(&session, info))
+                .ok()
+            })
+            .flatten();
         Ok(Engine {
-            session: Mutex::new(session),
+            runner: Mutex::new(Runner {
+                session,
+                allocator,
+                staging: HashMap::new(),
+            }),
             path: path.to_path_buf(),
             io,
             metadata,
             provider,
+            device,
             fallback_reason,
         })
     }
@@ -333,44 +561,73 @@ impl Engine {
             .filter(|&b| b > 0)
     }
 
-    /// Run one batch shaped `shape`; returns the scores of each batch item.
+    /// Run one batch shaped `shape` (items concatenated in `batch`); returns each item's scores.
     pub fn run(&self, shape: [i64; 5], batch: &Batch) -> Result<Vec<Vec<f32>>, EngineError> {
-        let err = |e: &dyn std::fmt::Display| EngineError::Inference(e.to_string());
-        let n = usize::try_from(shape[0]).map_err(|e| err(&e))?;
-        let shape = shape.to_vec();
-        let value = match batch {
-            Batch::F32(v) => {
-                TensorRef::from_array_view((shape, v.as_slice())).map(|t| t.into_dyn())
-            }
-            Batch::F16(v) => {
-                TensorRef::from_array_view((shape, v.as_slice())).map(|t| t.into_dyn())
-            }
-            Batch::U8(v) => TensorRef::from_array_view((shape, v.as_slice())).map(|t| t.into_dyn()),
+        let n = usize::try_from(shape[0])
+            .ok()
+            .filter(|&n| n > 0 && batch.len().is_multiple_of(n))
+            .ok_or_else(|| {
+                EngineError::Inference(format!(
+                    "{} input values for a batch shaped {shape:?}",
+                    batch.len()
+                ))
+            })?;
+        let per = batch.len() / n;
+        fn items<T: BatchElement>(batch: &Batch, per: usize) -> Vec<&[T]> {
+            T::of(batch)
+                .map(|v| v.chunks_exact(per.max(1)).collect())
+                .unwrap_or_default()
         }
-        .map_err(|e| err(&e))?;
-        let mut session = self
-            .session
+        match batch {
+            Batch::F32(_) => self.run_items(&shape, &items::<f32>(batch, per)),
+            Batch::F16(_) => self.run_items(&shape, &items::<f16>(batch, per)),
+            Batch::U8(_) => self.run_items(&shape, &items::<u8>(batch, per)),
+        }
+    }
+
+    /// Run `items` (at most `shape[0]`; the last repeated to fill the batch) as one batch.
+    fn run_items<T: BatchElement>(
+        &self,
+        shape: &[i64],
+        items: &[&[T]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let mut runner = self
+            .runner
             .lock()
             .map_err(|_| EngineError::Inference("session lock poisoned".into()))?;
-        let outputs = session
-            .run(ort::inputs![self.io.input_name.as_str() => value])
-            .map_err(|e| err(&e))?;
-        let out = &outputs[0];
-        let flat: Vec<f32> = match out.try_extract_tensor::<f32>() {
-            Ok((_, data)) => data.to_vec(),
-            Err(_) => {
-                let (_, data) = out.try_extract_tensor::<f16>().map_err(|e| err(&e))?;
-                data.iter().map(|v| v.to_f32()).collect()
+        runner.run(shape, &self.io, items).map_err(|e| match e {
+            EngineError::Inference(reason)
+                if self.provider == Provider::Cuda && is_out_of_memory(&reason) =>
+            {
+                EngineError::GpuOutOfMemory {
+                    path: self.path.display().to_string(),
+                    device: self.device,
+                    reason,
+                }
             }
-        };
-        if n == 0 || !flat.len().is_multiple_of(n) {
-            return Err(EngineError::Inference(format!(
-                "the model returned {} values for a batch of {n}",
-                flat.len()
-            )));
-        }
-        Ok(flat.chunks(flat.len() / n).map(<[f32]>::to_vec).collect())
+            other => other,
+        })
     }
+
+    /// Whether inputs are staged in page-locked memory (CUDA).
+    pub fn pinned_staging(&self) -> bool {
+        self.runner
+            .lock()
+            .map(|r| r.allocator.is_some())
+            .unwrap_or(false)
+    }
+}
+
+/// Where a shared engine's inference thread spent its time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineProfile {
+    /// Model runs and the clip items they classified (padding excluded).
+    pub runs: u64,
+    pub items: u64,
+    /// In model runs: copying clips into the staging input, transfers and compute.
+    pub run: Duration,
+    /// Between taking a batch and having answered it, outside model runs.
+    pub other: Duration,
 }
 
 /// Batching parameters of a shared engine: the largest `max-batch` and the smallest
@@ -409,6 +666,14 @@ struct BatchShared {
     /// Model runs and clip items run so far (for tests and tuning).
     runs: AtomicU64,
     items: AtomicU64,
+    /// Time spent in model runs (staging copy, transfers and compute), in nanoseconds.
+    run_ns: AtomicU64,
+    /// Time between taking a batch and answering it, minus `run_ns` (gathering, bookkeeping).
+    other_ns: AtomicU64,
+    /// Clip buffers handed back after a run, for the next clips to be packed into.
+    pool: Mutex<Vec<Batch>>,
+    /// Batch sizes run once already (warm-up), by clip shape.
+    warmed: Mutex<Vec<[i64; 5]>>,
 }
 
 /// An engine shared by every element that opened the same model with the same provider and
@@ -438,6 +703,10 @@ impl SharedEngine {
             cond: Condvar::new(),
             runs: AtomicU64::new(0),
             items: AtomicU64::new(0),
+            run_ns: AtomicU64::new(0),
+            other_ns: AtomicU64::new(0),
+            pool: Mutex::new(Vec::new()),
+            warmed: Mutex::new(Vec::new()),
         });
         let thread = {
             let (engine, shared) = (Arc::clone(&engine), Arc::clone(&shared));
@@ -473,6 +742,68 @@ impl SharedEngine {
             self.shared.runs.load(Ordering::Relaxed),
             self.shared.items.load(Ordering::Relaxed),
         )
+    }
+
+    /// Where the inference thread's time went so far.
+    pub fn profile(&self) -> EngineProfile {
+        let ns = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
+        EngineProfile {
+            runs: self.shared.runs.load(Ordering::Relaxed),
+            items: self.shared.items.load(Ordering::Relaxed),
+            run: ns(&self.shared.run_ns),
+            other: ns(&self.shared.other_ns),
+        }
+    }
+
+    /// A buffer of `len` elements of the model's input type to pack clips into (a recycled one
+    /// when available; its old contents are to be overwritten).
+    pub fn buffer(&self, len: usize) -> Batch {
+        let ty = self.io.input_type.clone().unwrap_or(InputType::F32);
+        let recycled = {
+            let mut pool = self.shared.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.iter()
+                .position(|b| b.input_type() == ty && b.len() == len)
+                .map(|i| pool.swap_remove(i))
+        };
+        recycled.unwrap_or_else(|| Batch::zeros(ty, len))
+    }
+
+    /// Run every batch size the batcher can form for clips shaped `shape` once, so that the first
+    /// clips do not pay for CUDA's kernel selection (seconds per new shape on some models). Does
+    /// nothing on the CPU, whose first runs are not slower.
+    pub fn warm_up(&self, shape: [i64; 5]) -> Result<(), EngineError> {
+        if self.engine.provider != Provider::Cuda {
+            return Ok(());
+        }
+        let max = self.batching().map_or(1, |b| b.max_batch.max(1));
+        let sizes: Vec<usize> = match self.engine.fixed_batch() {
+            Some(b) => vec![b],
+            None => (0..usize::BITS)
+                .map(|k| 1usize << k)
+                .take_while(|&b| b <= max.next_power_of_two())
+                .collect(),
+        };
+        let per: usize = shape[1..]
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .product();
+        for n in sizes {
+            let mut batch_shape = shape;
+            batch_shape[0] = n as i64;
+            {
+                let mut warmed = self.shared.warmed.lock().unwrap_or_else(|e| e.into_inner());
+                if warmed.contains(&batch_shape) {
+                    continue;
+                }
+                warmed.push(batch_shape);
+            }
+            let batch = Batch::zeros(
+                self.io.input_type.clone().unwrap_or(InputType::F32),
+                per * n,
+            );
+            self.engine.run(batch_shape, &batch)?;
+        }
+        Ok(())
     }
 
     /// The batching in force.
@@ -551,15 +882,42 @@ fn batch_loop(engine: &Engine, shared: &BatchShared) {
             }
             taken
         };
+        let started = Instant::now();
+        let run_before = shared.run_ns.load(Ordering::Relaxed);
         let result = run_requests(engine, &taken, shared);
         let mut offset = 0;
+        let mut spent = Vec::with_capacity(taken.len());
         for request in taken {
             let answer = match &result {
-                Ok(scores) => Ok(scores[offset..offset + request.items].to_vec()),
+                Ok(scores) => scores
+                    .get(offset..offset + request.items)
+                    .map(<[Vec<f32>]>::to_vec)
+                    .ok_or_else(|| "the model returned too few scores".to_string()),
                 Err(e) => Err(e.to_string()),
             };
             offset += request.items;
             let _ = request.reply.send(answer);
+            spent.push(request.data);
+        }
+        recycle(shared, spent);
+        let total = started.elapsed().as_nanos() as u64;
+        let run = shared.run_ns.load(Ordering::Relaxed) - run_before;
+        shared
+            .other_ns
+            .fetch_add(total.saturating_sub(run), Ordering::Relaxed);
+    }
+}
+
+/// Most clip buffers kept for reuse.
+const POOL_SIZE: usize = 64;
+
+/// Keep run clips' buffers for the next clips (saves allocating and zeroing tens of megabytes
+/// per clip).
+fn recycle(shared: &BatchShared, buffers: Vec<Batch>) {
+    let mut pool = shared.pool.lock().unwrap_or_else(|e| e.into_inner());
+    for buffer in buffers {
+        if pool.len() < POOL_SIZE {
+            pool.push(buffer);
         }
     }
 }
@@ -570,38 +928,53 @@ fn run_requests(
     requests: &[Request],
     stats: &BatchShared,
 ) -> Result<Vec<Vec<f32>>, EngineError> {
-    let items: usize = requests.iter().map(|r| r.items).sum();
-    let mut data = match requests.first() {
-        Some(first) => first.data.clone(),
-        None => return Ok(Vec::new()),
+    let Some(first) = requests.first() else {
+        return Ok(Vec::new());
     };
-    for r in &requests[1..] {
-        data.extend(&r.data)?;
+    match first.data.input_type() {
+        InputType::F32 => run_typed::<f32>(engine, requests, stats),
+        InputType::F16 => run_typed::<f16>(engine, requests, stats),
+        InputType::U8 => run_typed::<u8>(engine, requests, stats),
     }
-    if items == 0 || !data.len().is_multiple_of(items) {
-        return Err(EngineError::Inference(format!(
-            "{} input values for {items} clips",
-            data.len()
-        )));
+}
+
+fn run_typed<T: BatchElement>(
+    engine: &Engine,
+    requests: &[Request],
+    stats: &BatchShared,
+) -> Result<Vec<Vec<f32>>, EngineError> {
+    // Every clip item of every request, as a slice of the request's own buffer: the only copy
+    // is into the staging input.
+    let mut items: Vec<&[T]> = Vec::new();
+    for r in requests {
+        let data = T::of(&r.data).ok_or_else(|| {
+            EngineError::Inference("clips of different element types in one batch".into())
+        })?;
+        if r.items == 0 || !data.len().is_multiple_of(r.items) {
+            return Err(EngineError::Inference(format!(
+                "{} input values for {} clips",
+                data.len(),
+                r.items
+            )));
+        }
+        items.extend(data.chunks_exact(data.len() / r.items));
     }
-    let per = data.len() / items;
     // A graph with a fixed batch runs exactly that; otherwise batches are padded to a power of
     // two, so a CUDA session meets few input shapes (each new shape costs a cuDNN search).
     let step = engine
         .fixed_batch()
-        .unwrap_or_else(|| items.next_power_of_two());
-    let mut scores = Vec::with_capacity(items);
-    for start in (0..items).step_by(step) {
-        let n = step.min(items - start);
-        let mut chunk = data.slice(start * per..(start + n) * per);
-        chunk.pad_items(per, step);
-        let mut shape = requests[0].shape;
-        shape[0] = step as i64;
-        let mut out = engine.run(shape, &chunk)?;
+        .unwrap_or_else(|| items.len().next_power_of_two());
+    let mut shape = requests[0].shape;
+    shape[0] = step as i64;
+    let mut scores = Vec::with_capacity(items.len());
+    for chunk in items.chunks(step) {
+        let started = Instant::now();
+        scores.extend(engine.run_items(&shape, chunk)?);
         stats.runs.fetch_add(1, Ordering::Relaxed);
-        stats.items.fetch_add(n as u64, Ordering::Relaxed);
-        out.truncate(n);
-        scores.extend(out);
+        stats.items.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        stats
+            .run_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
     Ok(scores)
 }

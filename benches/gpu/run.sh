@@ -1,46 +1,96 @@
 #!/usr/bin/env bash
-# Checks and measurements on a CUDA machine, in one go. Expects, under $BIN (default .gpu-run):
-#   libgstnonlocal.so, element/errors test binaries (built with `cargo test --no-run`),
-#   element_overhead (the release bench binary) and models/*.onnx; ONNX Runtime with CUDA on
-#   ORT_DYLIB_PATH and GStreamer on the library path. Writes logs to $OUT (default ./gpu-out).
-#   benches/gpu/run.sh
+# Checks and measurements on a CUDA machine, in one go:
+#   benches/gpu/run.sh [check|bench|all]        (default all)
+#
+# check: the pipeline, error and batching tests with the CUDA provider, then tests/gpu.rs (CUDA and
+#        CPU agree within float16 tolerance on every model; a GPU out-of-memory is one clear error).
+# bench: PyTorch eager (fp16, channels_last, every form) and the throughput benchmark on the same
+#        card, same weights, then one table (benches/gpu/table.py).
+#
+# Expects, under $BIN (default .gpu-run): libgstnonlocal.so, the release test binaries element,
+# errors, batching and gpu (`cargo test --release --no-run`), the throughput bench binary, and
+# optionally models/*.onnx to add; ONNX Runtime with CUDA on ORT_DYLIB_PATH, GStreamer on the
+# library path, and a Python with torch, numpy and onnx ($PY, default python3). The Non-local
+# models (random weights, seed 0) are exported here. Logs go to $OUT (default ./gpu-out).
 set -u
+PHASE=${1:-all}
 BIN=${BIN:-.gpu-run}
 OUT=${OUT:-gpu-out}
-mkdir -p "$OUT"
+PY=${PY:-python3}
+MODELS=${MODELS:-$OUT/models}
+mkdir -p "$OUT" "$MODELS"
 export GST_PLUGIN_PATH=$PWD/$BIN
 # The test binaries find tests/models through the crate path they were built in.
 SRC_DIR=${NONLOCAL_SRC_DIR:-}
 if [ -n "$SRC_DIR" ] && [ ! -e "$SRC_DIR" ]; then
   mkdir -p "$(dirname "$SRC_DIR")" && ln -s "$PWD" "$SRC_DIR"
 fi
-{
-  date -u '+%Y-%m-%d %H:%M UTC'
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  echo "ORT: $ORT_DYLIB_PATH"
-} > "$OUT/machine.txt" 2>&1
-gst-inspect-1.0 nonlocalclassify > "$OUT/inspect.txt" 2>&1
-echo "inspect rc=$?" >> "$OUT/summary.txt"
 
-# The pipeline tests run with execution-provider=auto, which is CUDA here.
-NONLOCAL_EXPECT_CUDA=1 "$BIN/element" --test-threads=2 > "$OUT/element-tests.txt" 2>&1
-echo "element tests rc=$? $(grep 'test result' "$OUT/element-tests.txt")" >> "$OUT/summary.txt"
-NONLOCAL_EXPECT_CUDA=1 "$BIN/errors" > "$OUT/error-tests.txt" 2>&1
-echo "error tests rc=$? $(grep 'test result' "$OUT/error-tests.txt")" >> "$OUT/summary.txt"
-if [ -x "$BIN/batching" ]; then
-  "$BIN/batching" > "$OUT/batching-tests.txt" 2>&1
-  echo "batching tests rc=$? $(grep 'test result' "$OUT/batching-tests.txt")" >> "$OUT/summary.txt"
-fi
+export_models() {
+  # float16 weights; uint8 input normalised on the card (what the element feeds best), and the
+  # float16-input form for comparison.
+  for arch in c2d-r50-nl i3d-r50-nl; do
+    [ -f "$MODELS/$arch-u8.onnx" ] ||
+      "$PY" tools/export_model.py --arch "$arch" --fp16 --uint8 -o "$MODELS/$arch-u8.onnx"
+    [ -f "$MODELS/$arch-f16.onnx" ] ||
+      "$PY" tools/export_model.py --arch "$arch" --fp16 -o "$MODELS/$arch-f16.onnx"
+  done >> "$OUT/export.txt" 2>&1
+  cp "$BIN"/models/*.onnx "$MODELS/" 2>/dev/null || true
+}
 
-# Element overhead on the GPU, then on the CPU, with each model given.
-for m in "$BIN"/models/*.onnx; do
-  for run in "cuda 1 32" "cuda 8 128" "cuda 32 256" "cpu 1 4"; do
-    set -- $run
-    echo "== $m provider $1, $2 streams, $3 clips" >> "$OUT/bench.txt"
-    timeout 300 "$BIN/element_overhead" --model "$m" --provider "$1" --streams "$2" --clips "$3" \
-      >> "$OUT/bench.txt" 2>&1
-    echo "rc=$?" >> "$OUT/bench.txt"
-    nvidia-smi --query-gpu=memory.used --format=csv,noheader >> "$OUT/bench.txt"
+check() {
+  {
+    date -u '+%Y-%m-%d %H:%M UTC'
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    echo "ORT: $ORT_DYLIB_PATH"
+  } > "$OUT/machine.txt" 2>&1
+  gst-inspect-1.0 nonlocalclassify > "$OUT/inspect.txt" 2>&1
+  echo "inspect rc=$?" >> "$OUT/summary.txt"
+  # The pipeline tests run with execution-provider=auto, which is CUDA here.
+  for t in element errors batching; do
+    NONLOCAL_EXPECT_CUDA=1 timeout 300 "$BIN/$t" --test-threads=2 > "$OUT/$t-tests.txt" 2>&1
+    echo "$t tests rc=$? $(grep 'test result' "$OUT/$t-tests.txt")" >> "$OUT/summary.txt"
   done
-done
-cat "$OUT/summary.txt"
+  export_models
+  NONLOCAL_GPU_MODELS=$(ls "$MODELS"/*.onnx | tr '\n' ':' | sed 's/:$//') \
+    timeout 300 "$BIN/gpu" --ignored --test-threads=1 --nocapture > "$OUT/gpu-tests.txt" 2>&1
+  echo "gpu tests rc=$? $(grep 'test result' "$OUT/gpu-tests.txt")" >> "$OUT/summary.txt"
+}
+
+bench() {
+  export_models
+  J=$OUT/bench.jsonl
+  : > "$J"
+  for arch in c2d-r50-nl i3d-r50-nl; do
+    for b in 1 8; do
+      "$PY" benches/torch_reference.py --weights "$MODELS/$arch-u8.onnx" --batch "$b" \
+        --channels-last --sweep --json >> "$OUT/torch.jsonl" 2>> "$OUT/torch.err"
+    done
+  done
+  nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv \
+    > "$OUT/card.txt" 2>&1
+  run() { timeout 420 "$BIN/throughput" --provider cuda --json "$J" "$@" >> "$OUT/bench.txt" 2>&1
+          echo "rc=$? $*" >> "$OUT/bench.txt"; }
+  run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8 --batches 1,8,16 \
+    --streams 1,8,32 --clips 512 --live-streams 100 --live-seconds 30
+  run --model "$MODELS/i3d-r50-nl-u8.onnx" --name i3d-r50-nl-u8 --batches 1,8,16 \
+    --streams 1,8,32 --clips 256
+  run --model "$MODELS/c2d-r50-nl-f16.onnx" --name c2d-r50-nl-f16 --batches 1,8 --streams 8 \
+    --clips 256
+  run --model "$MODELS/i3d-r50-nl-f16.onnx" --name i3d-r50-nl-f16 --batches 1,8 --streams 8 \
+    --clips 128
+  if [ -f "$MODELS/i3d-kinetics400-u8.onnx" ]; then
+    run --model "$MODELS/i3d-kinetics400-u8.onnx" --name i3d-kinetics400-u8 --batches 1,8 \
+      --streams 8 --clips 128
+  fi
+  "$PY" benches/gpu/table.py "$J" "$OUT/torch.jsonl" > "$OUT/table.md" 2>&1
+  cat "$OUT/table.md"
+}
+
+case "$PHASE" in
+  check) check ;;
+  bench) bench ;;
+  all) check; bench ;;
+  *) echo "usage: $0 [check|bench|all]" >&2; exit 2 ;;
+esac
+cat "$OUT/summary.txt" 2>/dev/null

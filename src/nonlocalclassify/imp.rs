@@ -22,7 +22,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::{Crops, ExecutionProvider};
-use crate::config::{ClipConfig, InputType, Overrides};
+use crate::config::{ClipConfig, Overrides};
 use crate::engine::{Batch, Batching, Engine, ProviderChoice, Scores, SharedEngine};
 use crate::labels;
 use crate::meta::NonLocalClassifyMeta;
@@ -65,6 +65,7 @@ struct Settings {
     post_messages: bool,
     max_batch: u32,
     batch_timeout_ms: u32,
+    gpu_memory_limit: u32,
 }
 
 impl Default for Settings {
@@ -84,6 +85,7 @@ impl Default for Settings {
             post_messages: DEFAULT_POST_MESSAGES,
             max_batch: DEFAULT_MAX_BATCH,
             batch_timeout_ms: DEFAULT_BATCH_TIMEOUT_MS,
+            gpu_memory_limit: 0,
         }
     }
 }
@@ -215,18 +217,22 @@ impl NonLocalClassify {
             ExecutionProvider::Cuda => ProviderChoice::Cuda,
             ExecutionProvider::Cpu => ProviderChoice::Cpu,
         };
-        let engine =
-            Engine::shared(&PathBuf::from(&model), choice, settings.device_id).map_err(|e| {
-                use crate::engine::EngineError as E;
-                let kind = match e {
-                    E::ModelUnreadable { .. } => gst::ResourceError::OpenRead,
-                    E::RuntimeMissing { .. } | E::CudaUnavailable { .. } => {
-                        gst::ResourceError::Failed
-                    }
-                    _ => gst::ResourceError::Settings,
-                };
-                gst::error_msg!(kind, ["{}", e])
-            })?;
+        let engine = Engine::shared_limited(
+            &PathBuf::from(&model),
+            choice,
+            settings.device_id,
+            settings.gpu_memory_limit,
+        )
+        .map_err(|e| {
+            use crate::engine::EngineError as E;
+            let kind = match e {
+                E::ModelUnreadable { .. } => gst::ResourceError::OpenRead,
+                E::GpuOutOfMemory { .. } => gst::ResourceError::NoSpaceLeft,
+                E::RuntimeMissing { .. } | E::CudaUnavailable { .. } => gst::ResourceError::Failed,
+                _ => gst::ResourceError::Settings,
+            };
+            gst::error_msg!(kind, ["{}", e])
+        })?;
         let config = ClipConfig::resolve(
             &engine.metadata,
             &engine.io,
@@ -241,6 +247,13 @@ impl NonLocalClassify {
             max_batch: settings.max_batch.max(1) as usize,
             timeout: std::time::Duration::from_millis(u64::from(settings.batch_timeout_ms)),
         });
+        // Under CUDA, run every batch size once now rather than make the first clips wait.
+        engine.warm_up(config.input_shape(1)).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::Failed,
+                ["model '{}' failed its first run: {}", model, e]
+            )
+        })?;
         let (labels, source) = labels::resolve(
             settings.labels.as_deref().map(std::path::Path::new),
             engine.metadata.labels.as_deref(),
@@ -398,14 +411,14 @@ fn frame_view<'a>(
 // The worker
 // ---------------------------------------------------------------------------------------------
 
-fn pack_batch<T: TensorElement>(
+/// Pack the clip's crops (one per crop position) into `data`, `clip_elements` values each.
+fn pack_crops<T: TensorElement>(
     frames: &[&ScaledFrame],
     cfg: &WorkerConfig,
-    items: usize,
-) -> Result<Vec<T>, String> {
+    data: &mut [T],
+) -> Result<(), String> {
     let per = cfg.config.clip_elements();
-    let mut data = vec![T::default(); per * items];
-    for (chunk, pos) in data.chunks_mut(per).zip(cfg.crops.iter().cycle()) {
+    for (chunk, pos) in data.chunks_mut(per).zip(cfg.crops.iter()) {
         pack_clip(
             frames,
             cfg.config.crop_size,
@@ -416,18 +429,19 @@ fn pack_batch<T: TensorElement>(
         )
         .map_err(|e| e.to_string())?;
     }
-    Ok(data)
+    Ok(())
 }
 
-/// Pack a clip's crops and hand them to the shared engine's batcher.
+/// Pack a clip's crops (into a buffer the engine recycles) and hand them to its batcher.
 fn submit(cfg: &WorkerConfig, clip: &Clip<ScaledFrame>) -> Result<Scores, String> {
     let frames: Vec<&ScaledFrame> = clip.frames.iter().map(|f| f.as_ref()).collect();
     let items = cfg.crops.len();
-    let batch = match cfg.config.input_type {
-        InputType::F32 => Batch::F32(pack_batch(&frames, cfg, items)?),
-        InputType::F16 => Batch::F16(pack_batch(&frames, cfg, items)?),
-        InputType::U8 => Batch::U8(pack_batch(&frames, cfg, items)?),
-    };
+    let mut batch = cfg.engine.buffer(cfg.config.clip_elements() * items);
+    match &mut batch {
+        Batch::F32(v) => pack_crops(&frames, cfg, v)?,
+        Batch::F16(v) => pack_crops(&frames, cfg, v)?,
+        Batch::U8(v) => pack_crops(&frames, cfg, v)?,
+    }
     Ok(cfg.engine.submit(cfg.config.input_shape(1), items, batch))
 }
 
@@ -644,6 +658,12 @@ impl ObjectImpl for NonLocalClassify {
                     .default_value(DEFAULT_BATCH_TIMEOUT_MS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("gpu-memory-limit")
+                    .nick("GPU memory limit")
+                    .blurb("Most MiB of GPU memory the CUDA engine's memory arena may hold (0 = no limit); elements with different limits use different engines")
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("post-messages")
                     .nick("Post messages")
                     .blurb("Post element messages with each result and a summary at end of stream")
@@ -672,6 +692,7 @@ impl ObjectImpl for NonLocalClassify {
             "post-messages" => s.post_messages = value.get().unwrap_or(DEFAULT_POST_MESSAGES),
             "max-batch" => s.max_batch = value.get().unwrap_or(DEFAULT_MAX_BATCH),
             "batch-timeout" => s.batch_timeout_ms = value.get().unwrap_or(DEFAULT_BATCH_TIMEOUT_MS),
+            "gpu-memory-limit" => s.gpu_memory_limit = value.get().unwrap_or_default(),
             other => gst::warning!(CAT, imp = self, "Unknown property {}", other),
         }
     }
@@ -693,6 +714,7 @@ impl ObjectImpl for NonLocalClassify {
             "post-messages" => s.post_messages.to_value(),
             "max-batch" => s.max_batch.to_value(),
             "batch-timeout" => s.batch_timeout_ms.to_value(),
+            "gpu-memory-limit" => s.gpu_memory_limit.to_value(),
             _ => pspec.default_value().clone(),
         }
     }

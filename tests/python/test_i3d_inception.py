@@ -224,6 +224,18 @@ def test_symbolic_batch_runs_several_clips(random_case):
     assert not np.allclose(got[0], got[1])
 
 
+def test_uint8_input_matches_float(random_case):
+    """--uint8: raw NTHWC pixels in, the graph maps them to [-1, 1] NCTHW itself."""
+    tree, _, _ = random_case
+    pixels = np.random.default_rng(9).integers(0, 256, (1, SMALL_T, 224, 224, 3), dtype=np.uint8)
+    video = ((pixels.transpose(0, 4, 1, 2, 3).astype(np.float32) - 127.5) / 127.5)
+    model = i3d.build(tree, clip_length=SMALL_T, labels=LABELS, weights_tag="random", uint8=True)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert {p.key: p.value for p in model.metadata_props}["preprocess.layout"] == "NTHWC"
+    want = np_i3d(video, tree)["Predictions"]
+    assert rel_err(run_onnx(model, pixels), want) < 1e-4
+
+
 def test_rejects_bad_arguments(random_case):
     tree = random_case[0]
     with pytest.raises(ValueError, match="too short"):

@@ -209,6 +209,31 @@ def test_fp16_export_runs_and_agrees():
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99
 
 
+@pytest.mark.parametrize("fp16", [False, True])
+def test_uint8_input_normalises_inside_the_graph(fp16):
+    """A --uint8 model fed raw NTHWC pixels gives the float model's scores on the normalised
+    NCTHW clip: the graph transposes, casts and applies mean and std itself."""
+    arch, frames = "c2d-r50-nl", FRAMES["c2d-r50-nl"]
+    params = params_for(arch)
+    m8 = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=True, fp16=fp16)
+    inp = m8.graph.input[0].type.tensor_type
+    assert inp.elem_type == onnx.TensorProto.UINT8
+    assert [d.dim_value or d.dim_param for d in inp.shape.dim] == ["N", frames, CROP, CROP, 3]
+    meta = {p.key: p.value for p in m8.metadata_props}
+    assert meta["preprocess.layout"] == "NTHWC"
+    pixels = np.random.default_rng(5).integers(0, 256, (2, frames, CROP, CROP, 3), dtype=np.uint8)
+    normalised = ((pixels.transpose(0, 4, 1, 2, 3).astype(np.float64) - np.array(NR.MEAN)
+                   .reshape(1, 3, 1, 1, 1)) / np.array(NR.STD).reshape(1, 3, 1, 1, 1))
+    want = REF.forward(arch, params, normalised)
+    got = run(m8, pixels)
+    if fp16:
+        np.testing.assert_allclose(got, want, rtol=5e-2, atol=0)
+    else:
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=0)
+    # Channels really are told apart: swapping R and B changes the scores.
+    assert np.abs(run(m8, pixels[..., ::-1].copy()) - got).max() > 1e-4
+
+
 STATIC_OK = {"Conv", "BatchNormalization", "Relu", "MaxPool", "Add", "Reshape", "Transpose",
              "MatMul", "Mul", "Softmax", "AveragePool", "ReduceMean", "Cast"}
 
@@ -430,6 +455,16 @@ def test_cli_fair_checkpoint_export(tmp_path):
     video = clip(1, 8, seed=4)
     np.testing.assert_allclose(run(model, video), REF.forward("c2d-r50-nl", params, video),
                                rtol=RTOL, atol=0)
+
+
+def test_cli_uint8_export(tmp_path):
+    out = tmp_path / "c2d-u8.onnx"
+    r = cli("--arch", "c2d-r50-nl", "--uint8", "--crop-size", CROP, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert f"[N,8,{CROP},{CROP},3] uint8" in r.stdout
+    meta, model = metadata(out)
+    assert meta["preprocess.layout"] == "NTHWC"
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
 
 
 def test_cli_usage_errors(tmp_path):

@@ -468,6 +468,7 @@ def build(
     weights_tag: str,
     frame_stride: int = DEFAULT_FRAME_STRIDE,
     endpoint: str = "Predictions",
+    uint8: bool = False,
 ) -> onnx.ModelProto:
     """Build the ONNX model from a checkpoint tree (as returned by `load_checkpoint`).
 
@@ -497,7 +498,7 @@ def build(
     b = _Builder(g, weights)
     n = int(batch) if batch is not None else "N"
 
-    x = g.input(onnxgraph.INPUT_NAME, [n, 3, clip_length, CROP_SIZE, CROP_SIZE])
+    x = onnxgraph.video_input(g, n, clip_length, CROP_SIZE, mean=MEAN, std=STD, uint8=uint8)
     shape = (3, clip_length, CROP_SIZE, CROP_SIZE)
     out = None
     for name, kind, args in LAYERS:
@@ -545,7 +546,7 @@ def build(
         crop_size=CROP_SIZE,
         mean=MEAN,
         std=STD,
-        layout="NCTHW",
+        layout="NTHWC" if uint8 else "NCTHW",
         output_kind="logits" if endpoint == "Logits" else "probabilities",
         labels=labels,
         name=MODEL_NAME if endpoint == "Predictions" else f"{MODEL_NAME}:{endpoint}",
@@ -583,6 +584,13 @@ def default_cache_dir() -> Path:
     return Path(base) / "nonlocalclassify"
 
 
+def _input_desc(batch, clip_length: int, uint8: bool) -> str:
+    n = batch if batch else "N"
+    if uint8:
+        return f"[{n},{clip_length},{CROP_SIZE},{CROP_SIZE},3] uint8"
+    return f"[{n},3,{clip_length},{CROP_SIZE},{CROP_SIZE}]"
+
+
 def build_from_cli(args) -> onnx.ModelProto:
     """Entry point of `tools/export_model.py --arch i3d-kinetics400`; writes args.output."""
     t0 = time.monotonic()
@@ -607,6 +615,7 @@ def build_from_cli(args) -> onnx.ModelProto:
         labels=read_labels(labels_path),
         weights_tag=tag,
         frame_stride=frame_stride,
+        uint8=bool(getattr(args, "uint8", False)),
     )
     onnxgraph.save(model, str(args.output))
     size = Path(args.output).stat().st_size
@@ -614,7 +623,7 @@ def build_from_cli(args) -> onnx.ModelProto:
     print(
         f"{MODEL_NAME}: wrote {args.output} ({size / 1e6:.1f} MB, "
         f"{'float16' if getattr(args, 'fp16', False) else 'float32'}, "
-        f"input [{batch if batch else 'N'},3,{clip_length},{CROP_SIZE},{CROP_SIZE}], "
+        f"input {_input_desc(batch, clip_length, getattr(args, 'uint8', False))}, "
         f"frame stride {frame_stride}, weights {tag}) in {time.monotonic() - t0:.1f}s"
     )
     return model

@@ -524,6 +524,7 @@ def build(
     weights_tag: str = "random",
     pool5_size: int = POOL5_SIZE,
     variant: str = "fair",
+    uint8: bool = False,
 ) -> onnx.ModelProto:
     """Build the ONNX test network of `arch` with `params` (FAIR names, see `expected_params`).
 
@@ -536,6 +537,7 @@ def build(
     pool5_size: spatial kernel of the head's average pool (FAIR: 7; smaller planes use the
       whole plane). Not used by the mmaction2 variant, whose head pools globally.
     variant: "fair" (default) or "mmaction2" (i3d-r50-nl only; see the module docstring).
+    uint8: raw uint8 NTHWC input normalised inside the graph (see `onnxgraph.video_input`).
     """
     spec = get_spec(arch)
     check_variant(arch, variant)
@@ -558,7 +560,8 @@ def build(
     g = onnxgraph.Graph(np.float16 if fp16 else np.float32)
     batch_dim = int(batch) if batch else 0  # Reshape: 0 copies the (symbolic) batch dimension
     n = int(batch) if batch else "N"
-    x = g.input(onnxgraph.INPUT_NAME, [n, 3, frames, crop_size, crop_size])
+    mean, std = (MMACTION2_MEAN, MMACTION2_STD) if mm else (MEAN, STD)
+    x = onnxgraph.video_input(g, n, frames, crop_size, mean=mean, std=std, uint8=uint8)
 
     # Stem.
     pt = (spec.conv1_kt - 1) // 2
@@ -602,9 +605,9 @@ def build(
         frame_stride=MMACTION2_FRAME_STRIDE if mm else spec.frame_stride,
         scale_size=max(SCALE_SIZE, crop_size),
         crop_size=crop_size,
-        mean=MMACTION2_MEAN if mm else MEAN,
-        std=MMACTION2_STD if mm else STD,
-        layout="NCTHW",
+        mean=mean,
+        std=std,
+        layout="NTHWC" if uint8 else "NCTHW",
         output_kind="probabilities",
         labels=labels,
         name=arch,

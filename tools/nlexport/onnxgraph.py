@@ -235,3 +235,22 @@ def save(model: onnx.ModelProto, path: str) -> None:
 INPUT_NAME = "video"
 OUTPUT_NAME = "scores"
 TENSOR_FLOAT = TensorProto.FLOAT
+
+
+def video_input(g: Graph, n, frames: int, crop: int, *, mean, std, uint8: bool = False) -> str:
+    """The model's "video" input; returns the NCTHW tensor in the graph's dtype the network reads.
+
+    Default: the element normalises, the input is [n, 3, frames, crop, crop] in the graph dtype.
+    uint8: the input is the raw crops [n, frames, crop, crop, 3] (NTHWC uint8, a quarter of
+    float32's bytes, copied row by row from the frames), and the graph itself transposes, casts
+    and normalises, (x − mean) / std per channel, on the device the model runs on.
+    """
+    if not uint8:
+        return g.input(INPUT_NAME, [n, 3, frames, crop, crop])
+    x = g.input(INPUT_NAME, [n, frames, crop, crop, 3], elem_type=TensorProto.UINT8)
+    x = g.op("Transpose", [x], "video_ncthw", perm=[0, 4, 1, 2, 3])
+    x = g.op("Cast", [x], "video_cast", to=helper.np_dtype_to_tensor_dtype(g.dtype))
+    scale = (1.0 / np.asarray(std, dtype=np.float64)).reshape(1, 3, 1, 1, 1)
+    shift = (-np.asarray(mean, dtype=np.float64) / np.asarray(std, dtype=np.float64))
+    x = g.op("Mul", [x, g.const(scale, "video_scale")], "video_scaled")
+    return g.op("Add", [x, g.const(shift.reshape(1, 3, 1, 1, 1), "video_shift")], "video_norm")

@@ -1,0 +1,413 @@
+//! Throughput and latency of one model: the engine alone against `nonlocalclassify` in pipelines,
+//! on the same machine in one run.
+//!
+//!     cargo bench --bench throughput -- --model MODEL.onnx [--provider cpu|cuda]
+//!         [--batches 1,8] [--streams 1,8] [--clips N] [--live-streams N --live-seconds S]
+//!         [--json FILE]
+//!
+//! * engine: the shared engine the elements use, fed ready clips (packed, in host memory) in
+//!   batches of each `--batches` size: staging copy, transfer and compute, nothing else.
+//! * element: N parallel `videotestsrc ! nonlocalclassify ! fakesink` pipelines (non-live, as fast
+//!   as they go) sharing that engine; clips/s over all streams, the latency from a clip's last
+//!   frame to its result (median, p99), the mean batch the engine formed.
+//! * live: N live 30 fps sources for S seconds; clips expected, classified and dropped.
+//! * the source alone, for scale: what the test pipelines cost without the element.
+//!
+//! Prints a table with the machine, card and date, and appends one JSON object per measurement to
+//! `--json` (benches/gpu/table.py turns those of several models and PyTorch into one table).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use gst::prelude::*;
+use gstnonlocal::config::{ClipConfig, Overrides};
+use gstnonlocal::engine::{Batch, Batching, Engine, ProviderChoice, SharedEngine};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    /// ONNX model (exported by tools/export_model.py)
+    #[arg(long)]
+    model: String,
+    /// Short name of the model in the output [default: the file name]
+    #[arg(long)]
+    name: Option<String>,
+    /// Execution provider: cpu or cuda
+    #[arg(long, default_value = "cpu")]
+    provider: String,
+    /// Batch sizes to measure the engine alone at (comma-separated)
+    #[arg(long, default_value = "1,8", value_delimiter = ',')]
+    batches: Vec<usize>,
+    /// Numbers of parallel element pipelines to measure (comma-separated; 0 skips)
+    #[arg(long, default_value = "1", value_delimiter = ',')]
+    streams: Vec<u64>,
+    /// Clips per measurement (engine: at least this many; element: over all streams)
+    #[arg(long, default_value_t = 16)]
+    clips: u64,
+    /// The element's max-batch
+    #[arg(long, default_value_t = 8)]
+    max_batch: u32,
+    /// The element's batch-timeout (ms)
+    #[arg(long, default_value_t = 0)]
+    batch_timeout: u32,
+    /// Frame size of the test source
+    #[arg(long, default_value = "320x240")]
+    size: String,
+    /// Pixel format of the test source (a decoder's I420 by default)
+    #[arg(long, default_value = "I420")]
+    format: String,
+    /// Live streams (30 fps) to run for --live-seconds; 0 skips
+    #[arg(long, default_value_t = 0)]
+    live_streams: u64,
+    /// Clip stride of the live streams (frames) [default: the model's]
+    #[arg(long)]
+    live_clip_stride: Option<u32>,
+    #[arg(long, default_value_t = 30)]
+    live_seconds: u64,
+    /// Append one JSON object per measurement to this file
+    #[arg(long)]
+    json: Option<String>,
+    /// Passed by `cargo bench`
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+/// `nvidia-smi` query output, or None without a card.
+fn nvidia_smi(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn card() -> Option<String> {
+    nvidia_smi(&["--query-gpu=name,driver_version", "--format=csv,noheader"])
+        .and_then(|s| s.lines().next().map(str::to_string))
+}
+
+/// GPU memory this process holds (MiB), from nvidia-smi.
+fn gpu_memory_mib() -> Option<u64> {
+    let me = std::process::id().to_string();
+    nvidia_smi(&[
+        "--query-compute-apps=pid,used_memory",
+        "--format=csv,noheader,nounits",
+    ])?
+    .lines()
+    .filter_map(|l| l.split_once(','))
+    .filter(|(pid, _)| pid.trim() == me)
+    .filter_map(|(_, mib)| mib.trim().parse::<u64>().ok())
+    .max()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let k = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[k.min(sorted.len() - 1)]
+}
+
+/// What a pipeline run gave: seconds, clips, latencies (ms, sorted), the largest `dropped`.
+struct PipelineRun {
+    secs: f64,
+    clips: u64,
+    latencies_ms: Vec<f64>,
+    dropped: u64,
+}
+
+fn run_pipeline(desc: &str, stop_after: Option<Duration>) -> anyhow::Result<PipelineRun> {
+    let pipeline = gst::parse::launch(desc)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    pipeline.set_state(gst::State::Paused)?;
+    let _ = pipeline.state(gst::ClockTime::NONE);
+    let bus = pipeline.bus().ok_or_else(|| anyhow::anyhow!("no bus"))?;
+    let t = Instant::now();
+    pipeline.set_state(gst::State::Playing)?;
+    let (mut clips, mut latencies_ms) = (0, Vec::new());
+    // Each element counts its own dropped clips; the last count of each, summed.
+    let mut dropped = std::collections::HashMap::new();
+    let mut eos_sent = false;
+    loop {
+        if let Some(limit) = stop_after {
+            if !eos_sent && t.elapsed() >= limit {
+                pipeline.send_event(gst::event::Eos::new());
+                eos_sent = true;
+            }
+        }
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure().filter(|s| s.name() == "nonlocalclassify") {
+                    clips += 1;
+                    if let Ok(ns) = s.get::<u64>("latency") {
+                        latencies_ms.push(ns as f64 / 1e6);
+                    }
+                    let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+                    dropped.insert(src, s.get::<u64>("dropped").unwrap_or(0));
+                }
+            }
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => {
+                let _ = pipeline.set_state(gst::State::Null);
+                anyhow::bail!("{}: {:?}", e.error(), e.debug())
+            }
+            _ => {}
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    pipeline.set_state(gst::State::Null)?;
+    latencies_ms.sort_by(f64::total_cmp);
+    Ok(PipelineRun {
+        secs,
+        clips,
+        latencies_ms,
+        dropped: dropped.values().sum(),
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    gst::init()?;
+    gstnonlocal::plugin_register_static()?;
+    let choice = match args.provider.as_str() {
+        "cuda" => ProviderChoice::Cuda,
+        "cpu" => ProviderChoice::Cpu,
+        other => anyhow::bail!("--provider takes cpu or cuda, not '{other}'"),
+    };
+    let path = std::path::Path::new(&args.model);
+    let name = args.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let (w, h) = args
+        .size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("--size takes WxH, e.g. 320x240"))?;
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let card = card();
+    let mut json_out = match &args.json {
+        Some(f) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)?,
+        ),
+        None => None,
+    };
+    let common = json!({
+        "model": name, "provider": args.provider, "date": date, "machine": machine(),
+        "card": card, "ort": gstnonlocal::engine::ORT_VERSION,
+    });
+    let mut record = |mut v: serde_json::Value| -> anyhow::Result<()> {
+        if let (Some(obj), Some(c)) = (v.as_object_mut(), common.as_object()) {
+            for (k, x) in c {
+                obj.insert(k.clone(), x.clone());
+            }
+        }
+        if let Some(f) = json_out.as_mut() {
+            writeln!(f, "{v}")?;
+        }
+        Ok(())
+    };
+
+    // The engine every element below shares, warmed up at every batch size they can form.
+    let engine: std::sync::Arc<SharedEngine> = Engine::shared(path, choice, 0)?;
+    let config = ClipConfig::resolve(&engine.metadata, &engine.io, Overrides::default())?;
+    let max_batch = args.max_batch.max(1) as usize;
+    engine.register(Batching {
+        max_batch,
+        timeout: Duration::from_millis(u64::from(args.batch_timeout)),
+    });
+    engine.warm_up(config.input_shape(1))?;
+    println!("nonlocalclassify throughput benchmark");
+    println!("machine : {}", machine());
+    if let Some(card) = &card {
+        println!("card    : {card}");
+    }
+    println!("date    : {date}");
+    println!(
+        "model   : {} ({name}: {} frames every {}, {}² crops, {:?} {:?}, provider {}{})",
+        args.model,
+        config.clip_length,
+        config.frame_stride,
+        config.crop_size,
+        config.input_type,
+        config.layout,
+        engine.provider.name(),
+        if engine.pinned_staging() {
+            ", page-locked staging"
+        } else {
+            ""
+        }
+    );
+    println!("| measurement | clips/s | latency median / p99 (ms) | notes |");
+    println!("|---|---|---|---|");
+
+    // Engine alone: ready clips in host memory, one batch after another.
+    let per = config.clip_elements();
+    for &b in &args.batches {
+        let b = engine.fixed_batch().unwrap_or(b.max(1));
+        let batch = Batch::zeros(config.input_type, per * b);
+        let shape = config.input_shape(b);
+        engine.run(shape, &batch)?;
+        let runs = args.clips.div_ceil(b as u64).max(3);
+        let mut times = Vec::new();
+        let t = Instant::now();
+        for _ in 0..runs {
+            let r = Instant::now();
+            engine.run(shape, &batch)?;
+            times.push(r.elapsed().as_secs_f64() * 1e3);
+        }
+        let rate = (runs * b as u64) as f64 / t.elapsed().as_secs_f64();
+        times.sort_by(f64::total_cmp);
+        let mem = gpu_memory_mib();
+        println!(
+            "| engine, batch {b} | {rate:.1} | {:.1} / {:.1} per batch | GPU memory {} |",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99),
+            mem.map_or("-".into(), |m| format!("{m} MiB"))
+        );
+        record(json!({"kind": "engine", "batch": b, "clips_per_s": rate,
+            "batch_ms_p50": percentile(&times, 0.5), "batch_ms_p99": percentile(&times, 0.99),
+            "gpu_mib": mem}))?;
+    }
+
+    let caps = format!(
+        "video/x-raw,format={},width={w},height={h},framerate=30/1",
+        args.format
+    );
+    let element = |extra: &str| {
+        format!(
+            "nonlocalclassify model=\"{}\" execution-provider={} max-batch={} batch-timeout={} {extra}",
+            args.model, args.provider, args.max_batch, args.batch_timeout
+        )
+    };
+    // Non-live pipelines: as fast as they go, nothing dropped.
+    for &streams in args.streams.iter().filter(|&&s| s > 0) {
+        let frames = args.clips.div_ceil(streams).max(1) * u64::from(config.clip_stride);
+        let desc = (0..streams)
+            .map(|_| {
+                format!(
+                    "videotestsrc num-buffers={frames} pattern=ball ! {caps} ! {} ! fakesink sync=false",
+                    element("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let before = engine.profile();
+        let run = run_pipeline(&desc, None)?;
+        let after = engine.profile();
+        let mem = gpu_memory_mib();
+        let rate = run.clips as f64 / run.secs;
+        let (runs, items) = (after.runs - before.runs, after.items - before.items);
+        let mean_batch = items as f64 / runs.max(1) as f64;
+        let busy = (after.run - before.run).as_secs_f64() / run.secs;
+        let source = {
+            let desc = (0..streams)
+                .map(|_| {
+                    format!(
+                        "videotestsrc num-buffers={frames} pattern=ball ! {caps} ! fakesink sync=false"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let r = run_pipeline(&desc, None)?;
+            (streams * frames) as f64 / r.secs / f64::from(config.clip_stride)
+        };
+        println!(
+            "| element, {streams} streams | {rate:.1} | {:.1} / {:.1} | mean batch {mean_batch:.2}, engine busy {:.0} %, source alone {source:.1} clips/s, GPU memory {} |",
+            percentile(&run.latencies_ms, 0.5),
+            percentile(&run.latencies_ms, 0.99),
+            busy * 100.0,
+            mem.map_or("-".into(), |m| format!("{m} MiB"))
+        );
+        record(
+            json!({"kind": "element", "streams": streams, "clips": run.clips,
+            "clips_per_s": rate, "latency_ms_p50": percentile(&run.latencies_ms, 0.5),
+            "latency_ms_p99": percentile(&run.latencies_ms, 0.99), "mean_batch": mean_batch,
+            "engine_busy": busy, "source_clips_per_s": source, "gpu_mib": mem,
+            "max_batch": args.max_batch, "size": args.size, "format": args.format}),
+        )?;
+    }
+
+    // Live sources at 30 fps: every clip should be classified, none dropped.
+    if args.live_streams > 0 {
+        let stride = args.live_clip_stride.unwrap_or(config.clip_stride);
+        let desc = (0..args.live_streams)
+            .map(|_| {
+                format!(
+                    "videotestsrc is-live=true pattern=ball ! {caps} ! {} ! fakesink sync=false",
+                    element(&format!("clip-stride={stride}"))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let before = engine.profile();
+        let run = run_pipeline(&desc, Some(Duration::from_secs(args.live_seconds)))?;
+        let after = engine.profile();
+        let mem = gpu_memory_mib();
+        let frames_per_stream = run.secs * 30.0;
+        let expected = (args.live_streams as f64
+            * ((frames_per_stream - f64::from(config.clip_length * config.frame_stride))
+                / f64::from(stride)
+                + 1.0)
+                .floor()
+                .max(0.0)) as u64;
+        let (runs, items) = (after.runs - before.runs, after.items - before.items);
+        println!(
+            "| live, {} streams × 30 fps, {:.0} s, clip every {stride} frames | {:.1} | {:.1} / {:.1} | {} clips of about {expected} expected, {} dropped, mean batch {:.2}, GPU memory {} |",
+            args.live_streams,
+            run.secs,
+            run.clips as f64 / run.secs,
+            percentile(&run.latencies_ms, 0.5),
+            percentile(&run.latencies_ms, 0.99),
+            run.clips,
+            run.dropped,
+            items as f64 / runs.max(1) as f64,
+            mem.map_or("-".into(), |m| format!("{m} MiB"))
+        );
+        record(
+            json!({"kind": "live", "streams": args.live_streams, "seconds": run.secs,
+            "clip_stride": stride, "clips": run.clips, "expected": expected,
+            "dropped": run.dropped, "clips_per_s": run.clips as f64 / run.secs,
+            "latency_ms_p50": percentile(&run.latencies_ms, 0.5),
+            "latency_ms_p99": percentile(&run.latencies_ms, 0.99),
+            "mean_batch": items as f64 / runs.max(1) as f64, "gpu_mib": mem}),
+        )?;
+    }
+    let p = engine.profile();
+    println!(
+        "engine thread: {} runs, {} clips, {:.2} s in runs, {:.2} s outside runs",
+        p.runs,
+        p.items,
+        p.run.as_secs_f64(),
+        p.other.as_secs_f64()
+    );
+    Ok(())
+}

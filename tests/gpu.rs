@@ -1,0 +1,113 @@
+//! Checks that need a CUDA card; ignored elsewhere. On a GPU machine (ONNX Runtime with CUDA on
+//! ORT_DYLIB_PATH):
+//!
+//!     NONLOCAL_GPU_MODELS=a.onnx:b.onnx cargo test --release --test gpu -- --ignored
+//!
+//! NONLOCAL_GPU_MODELS lists the models to compare (default: the float16 and uint8 test models);
+//! benches/gpu/run.sh runs these with the exported Non-local and I3D models.
+
+mod common;
+
+use common::*;
+use gstnonlocal::config::{ClipConfig, InputType, Overrides};
+use gstnonlocal::engine::{Batch, Engine, Provider, ProviderChoice};
+
+fn gpu_models() -> Vec<String> {
+    match std::env::var("NONLOCAL_GPU_MODELS") {
+        Ok(list) if !list.is_empty() => list.split(':').map(str::to_string).collect(),
+        _ => vec![model("probe_nthwc_f16.onnx"), model("probe_u8.onnx")],
+    }
+}
+
+/// A deterministic clip batch: pixel values from a hash of the position, normalised as the
+/// model's metadata says (uint8 models take the pixels themselves).
+fn clip_batch(config: &ClipConfig, n: usize) -> Batch {
+    let len = config.clip_elements() * n;
+    let pixel = |i: usize| ((i.wrapping_mul(2654435761) >> 7) % 256) as u8;
+    let norm = |i: usize| {
+        let c = match config.layout {
+            gstnonlocal::preprocess::Layout::Nthwc => i % 3,
+            gstnonlocal::preprocess::Layout::Ncthw => (i / (config.clip_elements() / 3)) % 3,
+        };
+        (f32::from(pixel(i)) - config.norm.mean[c]) / config.norm.std[c]
+    };
+    match config.input_type {
+        InputType::U8 => Batch::U8((0..len).map(pixel).collect()),
+        InputType::F16 => Batch::F16((0..len).map(|i| half::f16::from_f32(norm(i))).collect()),
+        InputType::F32 => Batch::F32((0..len).map(norm).collect()),
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA card: cargo test --test gpu -- --ignored"]
+fn cuda_and_cpu_agree_within_fp16_tolerance() {
+    init();
+    for path in gpu_models() {
+        let path = std::path::Path::new(&path);
+        let cuda = Engine::open(path, ProviderChoice::Cuda, 0).expect("CUDA engine");
+        assert_eq!(cuda.provider, Provider::Cuda);
+        let cpu = Engine::open(path, ProviderChoice::Cpu, 0).expect("CPU engine");
+        let config = ClipConfig::resolve(&cpu.metadata, &cpu.io, Overrides::default()).unwrap();
+        let n = cpu.fixed_batch().unwrap_or(2);
+        let batch = clip_batch(&config, n);
+        let shape = config.input_shape(n);
+        let (a, b) = (
+            cuda.run(shape, &batch).unwrap(),
+            cpu.run(shape, &batch).unwrap(),
+        );
+        assert_eq!(a.len(), n);
+        for (x, y) in a.iter().zip(&b) {
+            let top = y.iter().cloned().fold(f32::MIN, f32::max).abs().max(1e-6);
+            let diff = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0f32, f32::max);
+            // float16 keeps about three decimal digits; 2 % of the largest score allows for the
+            // different kernels and accumulation orders of the two providers.
+            assert!(
+                diff <= 0.02 * top + 1e-5,
+                "{}: CUDA and CPU scores differ by {diff} (largest score {top})",
+                path.display()
+            );
+            let argmax = |v: &[f32]| {
+                v.iter()
+                    .enumerate()
+                    .max_by(|p, q| p.1.total_cmp(q.1))
+                    .map(|(i, _)| i)
+            };
+            let second = {
+                let mut s = y.clone();
+                s.sort_by(|p, q| q.total_cmp(p));
+                s.get(1).copied().unwrap_or(0.0)
+            };
+            // The top class agrees unless the CPU's first two are within the tolerance.
+            if top - second > 0.02 * top {
+                assert_eq!(argmax(x), argmax(y), "{}", path.display());
+            }
+        }
+        println!(
+            "{}: CUDA and CPU agree on {n} clips",
+            path.file_name().unwrap().to_string_lossy()
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA card: cargo test --test gpu -- --ignored"]
+fn gpu_out_of_memory_is_one_clear_error() {
+    // A 1 MiB arena cannot hold any real model's weights or activations.
+    let path = gpu_models().remove(0);
+    let started = std::time::Instant::now();
+    let e = start_error(&[
+        ("model", v(path.as_str())),
+        ("execution-provider", v("cuda")),
+        ("gpu-memory-limit", v(1u32)),
+    ]);
+    assert!(
+        e.contains("does not fit in the memory of CUDA device 0") && e.contains("gpu-memory-limit"),
+        "{e}"
+    );
+    assert_eq!(e.matches("does not fit").count(), 1, "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+}
