@@ -321,8 +321,28 @@ fn main() -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" ");
         let before = engine.profile();
+        let phases = engine.run_times();
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let run = run_pipeline(&desc, None)?;
         let after = engine.profile();
+        let now = engine.run_times();
+        let per_run = |a: Duration, b: Duration| {
+            (a - b).as_secs_f64() * 1e3 / (after.runs - before.runs).max(1) as f64
+        };
+        let (fill_ms, bind_ms, compute_ms) = (
+            per_run(now.fill, phases.fill),
+            per_run(now.bind, phases.bind),
+            per_run(now.compute, phases.compute),
+        );
+        println!(
+            "  per run: fill {fill_ms:.2} ms, bind (transfer) {bind_ms:.2} ms, compute {compute_ms:.2} ms; load before {}, after {}",
+            load.split_whitespace().next().unwrap_or("?"),
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .split_whitespace()
+                .next()
+                .unwrap_or("?")
+        );
         let mem = gpu_memory_mib();
         let rate = run.clips as f64 / run.secs;
         let (runs, items) = (after.runs - before.runs, after.items - before.items);

@@ -227,11 +227,33 @@ struct Staging {
 
 /// The session and its staging buffers (one per input shape met), behind the engine's lock.
 struct Runner {
+    /// The first session: all batch sizes on the CPU, batch size 1 under CUDA.
     session: Session,
+    /// Under CUDA, a session for each other batch size, opened on first use: ONNX Runtime's CUDA
+    /// convolutions re-plan whenever a session's input shape changes (hundreds of milliseconds
+    /// per run on the Non-local networks when batch sizes alternate), so each session keeps one.
+    per_batch: HashMap<i64, Session>,
+    source: Option<SessionSource>,
+    /// The batch size `session` runs under CUDA: the graph's fixed one, else 1.
+    base_batch: i64,
     /// Allocates staging inputs: page-locked host memory under CUDA, so the copy to the card is
     /// one fast DMA transfer; the session's CPU allocator otherwise.
     allocator: Option<Allocator>,
     staging: HashMap<Vec<i64>, Staging>,
+    /// Time spent so far copying clips into staging inputs, binding them (the transfer to the
+    /// device) and running the graph.
+    times: RunTimes,
+}
+
+/// Where model runs spend their time (see [`Engine::run_times`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunTimes {
+    /// Copying clips into the staging input.
+    pub fill: Duration,
+    /// Binding the input: the copy to the device under CUDA.
+    pub bind: Duration,
+    /// The graph run and reading its output back.
+    pub compute: Duration,
 }
 
 /// Most staging buffers kept (shapes differ only by batch size unless elements override the
@@ -312,10 +334,24 @@ impl Runner {
         }
         let Runner {
             session,
+            per_batch,
+            source,
+            base_batch,
             allocator,
             staging,
+            times,
         } = self;
+        let session = match source {
+            Some(source) if shape[0] != *base_batch => match per_batch.entry(shape[0]) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(source.session(ProviderChoice::Cuda)?.0)
+                }
+            },
+            _ => session,
+        };
         let staging = staging_for(staging, session, allocator.as_ref(), shape, io)?;
+        let t0 = Instant::now();
         {
             let (_, data) = staging
                 .input
@@ -326,9 +362,11 @@ impl Runner {
             }
         }
         let Staging { input, binding } = staging;
+        let t1 = Instant::now();
         binding
             .bind_input(io.input_name.as_str(), &*input)
             .map_err(|e| err(&e))?;
+        let t2 = Instant::now();
         let outputs = session.run_binding(binding).map_err(|e| err(&e))?;
         let out = outputs
             .values()
@@ -341,6 +379,9 @@ impl Runner {
                 data.iter().map(|v| v.to_f32()).collect()
             }
         };
+        times.fill += t1 - t0;
+        times.bind += t2 - t1;
+        times.compute += t2.elapsed();
         if !flat.len().is_multiple_of(n) || flat.is_empty() {
             return Err(EngineError::Inference(format!(
                 "the model returned {} values for a batch of {n}",
@@ -352,6 +393,64 @@ impl Runner {
             .take(items.len())
             .map(<[f32]>::to_vec)
             .collect())
+    }
+}
+
+/// What it takes to open (more) sessions of one model.
+struct SessionSource {
+    env: ort::environment::Environment,
+    bytes: Arc<Vec<u8>>,
+    shown: String,
+    device: i32,
+    gpu_mem_limit_mib: u32,
+}
+
+impl SessionSource {
+    /// A session on `choice`'s provider: (session, provider used, why CUDA was not used).
+    fn session(
+        &self,
+        choice: ProviderChoice,
+    ) -> Result<(Session, Provider, Option<String>), EngineError> {
+        let (shown, device) = (&self.shown, self.device);
+        let invalid = |e: &dyn std::fmt::Display| EngineError::ModelInvalid {
+            path: shown.clone(),
+            reason: e.to_string(),
+        };
+        // No spinning: the intra-op threads share the cores with the pipeline's own threads.
+        let mut builder = Session::builder(&self.env)
+            .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
+            .map_err(|e| invalid(&e))?;
+        let mut provider = Provider::Cpu;
+        let mut fallback_reason = None;
+        if choice != ProviderChoice::Cpu {
+            let mut cuda = ort::ep::CUDA::default().with_device_id(device);
+            if self.gpu_mem_limit_mib > 0 {
+                cuda = cuda.with_memory_limit(self.gpu_mem_limit_mib as usize * 1024 * 1024);
+            }
+            match cuda.register(&mut builder) {
+                Ok(()) => provider = Provider::Cuda,
+                Err(e) if choice == ProviderChoice::Cuda => {
+                    return Err(EngineError::CudaUnavailable {
+                        device,
+                        reason: e.to_string(),
+                    })
+                }
+                Err(e) => fallback_reason = Some(e.to_string()),
+            }
+        }
+        let session = builder.commit_from_memory(&self.bytes).map_err(|e| {
+            let reason = e.to_string();
+            if provider == Provider::Cuda && is_out_of_memory(&reason) {
+                EngineError::GpuOutOfMemory {
+                    path: shown.clone(),
+                    device,
+                    reason,
+                }
+            } else {
+                invalid(&e)
+            }
+        })?;
+        Ok((session, provider, fallback_reason))
     }
 }
 
@@ -438,45 +537,18 @@ impl Engine {
             path: shown.clone(),
             reason: e.to_string(),
         })?;
-        let env = runtime()?;
+        let source = SessionSource {
+            env: runtime()?,
+            bytes: Arc::new(bytes),
+            shown: shown.clone(),
+            device,
+            gpu_mem_limit_mib,
+        };
         let invalid = |e: &dyn std::fmt::Display| EngineError::ModelInvalid {
             path: shown.clone(),
             reason: e.to_string(),
         };
-        // No spinning: the intra-op threads share the cores with the pipeline's own threads.
-        let mut builder = Session::builder(&env)
-            .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
-            .map_err(|e| invalid(&e))?;
-        let mut provider = Provider::Cpu;
-        let mut fallback_reason = None;
-        if choice != ProviderChoice::Cpu {
-            let mut cuda = ort::ep::CUDA::default().with_device_id(device);
-            if gpu_mem_limit_mib > 0 {
-                cuda = cuda.with_memory_limit(gpu_mem_limit_mib as usize * 1024 * 1024);
-            }
-            match cuda.register(&mut builder) {
-                Ok(()) => provider = Provider::Cuda,
-                Err(e) if choice == ProviderChoice::Cuda => {
-                    return Err(EngineError::CudaUnavailable {
-                        device,
-                        reason: e.to_string(),
-                    })
-                }
-                Err(e) => fallback_reason = Some(e.to_string()),
-            }
-        }
-        let session = builder.commit_from_memory(&bytes).map_err(|e| {
-            let reason = e.to_string();
-            if provider == Provider::Cuda && is_out_of_memory(&reason) {
-                EngineError::GpuOutOfMemory {
-                    path: shown.clone(),
-                    device,
-                    reason,
-                }
-            } else {
-                invalid(&e)
-            }
-        })?;
+        let (session, provider, fallback_reason) = source.session(choice)?;
 
         let shape_err = |reason: String| EngineError::ModelShape {
             path: shown.clone(),
@@ -539,9 +611,14 @@ impl Engine {
             .flatten();
         Ok(Engine {
             runner: Mutex::new(Runner {
+                // Under CUDA each batch size gets its own session (see `Runner::per_batch`).
+                source: (provider == Provider::Cuda).then_some(source),
+                per_batch: HashMap::new(),
+                base_batch: io.input_shape.first().copied().filter(|&b| b > 0).unwrap_or(1),
                 session,
                 allocator,
                 staging: HashMap::new(),
+                times: RunTimes::default(),
             }),
             path: path.to_path_buf(),
             io,
@@ -607,6 +684,11 @@ impl Engine {
             }
             other => other,
         })
+    }
+
+    /// Where this engine's model runs have spent their time so far.
+    pub fn run_times(&self) -> RunTimes {
+        self.runner.lock().map(|r| r.times).unwrap_or_default()
     }
 
     /// Whether inputs are staged in page-locked memory (CUDA).

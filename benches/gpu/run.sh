@@ -71,10 +71,10 @@ bench() {
     > "$OUT/card.txt" 2>&1
   run() { timeout 420 "$BIN/throughput" --provider cuda --json "$J" "$@" >> "$OUT/bench.txt" 2>&1
           echo "rc=$? $*" >> "$OUT/bench.txt"; }
-  run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8 --batches 1,8,16 \
-    --streams 1,8,32 --clips 512 --live-streams 100 --live-seconds 30
-  run --model "$MODELS/i3d-r50-nl-u8.onnx" --name i3d-r50-nl-u8 --batches 1,8,16 \
-    --streams 1,8,32 --clips 256
+  run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8 --batches 1,2,4,8,16 \
+    --streams 1,8,32,64 --clips 512 --live-streams 100 --live-seconds 30
+  run --model "$MODELS/i3d-r50-nl-u8.onnx" --name i3d-r50-nl-u8 --batches 1,2,4,8,16 \
+    --streams 1,8,32,64 --clips 256
   run --model "$MODELS/c2d-r50-nl-f16.onnx" --name c2d-r50-nl-f16 --batches 1,8 --streams 8 \
     --clips 256
   run --model "$MODELS/i3d-r50-nl-f16.onnx" --name i3d-r50-nl-f16 --batches 1,8 --streams 8 \

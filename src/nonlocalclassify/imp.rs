@@ -247,13 +247,6 @@ impl NonLocalClassify {
             max_batch: settings.max_batch.max(1) as usize,
             timeout: std::time::Duration::from_millis(u64::from(settings.batch_timeout_ms)),
         });
-        // Under CUDA, run every batch size once now rather than make the first clips wait.
-        engine.warm_up(config.input_shape(1)).map_err(|e| {
-            gst::error_msg!(
-                gst::ResourceError::Failed,
-                ["model '{}' failed its first run: {}", model, e]
-            )
-        })?;
         let (labels, source) = labels::resolve(
             settings.labels.as_deref().map(std::path::Path::new),
             engine.metadata.labels.as_deref(),
@@ -298,6 +291,13 @@ impl NonLocalClassify {
             config.num_classes,
             source
         );
+        // Under CUDA, run every batch size once now rather than make the first clips wait.
+        engine.warm_up(config.input_shape(1)).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::Failed,
+                ["model '{}' failed its first run: {}", model, e]
+            )
+        })?;
         Ok(Loaded {
             engine,
             config,
