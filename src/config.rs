@@ -7,6 +7,21 @@
 
 use crate::preprocess::{Layout, Normalization};
 
+/// The model metadata keys of the contract (DESIGN.md, "Model metadata").
+pub const METADATA_KEYS: [&str; 11] = [
+    "clip.length",
+    "clip.frame_stride",
+    "preprocess.scale_size",
+    "preprocess.crop_size",
+    "preprocess.mean",
+    "preprocess.std",
+    "preprocess.layout",
+    "output.kind",
+    "labels",
+    "model.name",
+    "model.weights",
+];
+
 /// Element type of the model's clip input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputType {
@@ -575,19 +590,7 @@ mod tests {
             "preprocess.scale_size",
             "preprocess.crop_size",
         ];
-        const ALL_KEYS: [&str; 11] = [
-            "clip.length",
-            "clip.frame_stride",
-            "preprocess.scale_size",
-            "preprocess.crop_size",
-            "preprocess.mean",
-            "preprocess.std",
-            "preprocess.layout",
-            "output.kind",
-            "labels",
-            "model.name",
-            "model.weights",
-        ];
+        const ALL_KEYS: [&str; 11] = METADATA_KEYS;
 
         /// Any text, and text made of the characters numbers are written with (so near-misses
         /// like "-3", "1,2", "1e99,0,2", " 8 " and "0x10" come up often).

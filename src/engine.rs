@@ -614,7 +614,12 @@ impl Engine {
                 // Under CUDA each batch size gets its own session (see `Runner::per_batch`).
                 source: (provider == Provider::Cuda).then_some(source),
                 per_batch: HashMap::new(),
-                base_batch: io.input_shape.first().copied().filter(|&b| b > 0).unwrap_or(1),
+                base_batch: io
+                    .input_shape
+                    .first()
+                    .copied()
+                    .filter(|&b| b > 0)
+                    .unwrap_or(1),
                 session,
                 allocator,
                 staging: HashMap::new(),

@@ -142,6 +142,18 @@ pub enum PreprocessError {
     ZeroScaleSize,
 
     #[error(
+        "{width}x{height} frames are more than {MAX_ASPECT}:1 (scaled to a short side of \
+         {scale_size} every frame would be {scaled_long} pixels long); crop the video to a usual \
+         aspect ratio first (videocrop)"
+    )]
+    TooElongated {
+        width: u32,
+        height: u32,
+        scale_size: u32,
+        scaled_long: u64,
+    },
+
+    #[error(
         "scaling a {width}x{height} frame to a short side of {scale_size} gives a long side \
          larger than {max} pixels; use a smaller scale size",
         max = u32::MAX
@@ -230,6 +242,10 @@ pub enum PreprocessError {
 /// Size a `width`×`height` frame gets when its short side is scaled to `scale_size`, keeping the
 /// aspect ratio: the long side becomes `round(long * scale_size / short)` (halves round up), at
 /// least 1. A square frame becomes `scale_size`×`scale_size`.
+/// The most elongated frames scaled (long side : short side). Each scaled frame of a clip is
+/// held until the clip is packed, so a 4096×1 stream would otherwise need gigabytes per clip.
+pub const MAX_ASPECT: u64 = 16;
+
 pub fn scaled_size(
     width: u32,
     height: u32,
@@ -247,6 +263,14 @@ pub fn scaled_size(
         (u64::from(height), u64::from(width))
     };
     let scaled_long = ((2 * long * u64::from(scale_size) + short) / (2 * short)).max(1);
+    if long > MAX_ASPECT * short {
+        return Err(PreprocessError::TooElongated {
+            width,
+            height,
+            scale_size,
+            scaled_long,
+        });
+    }
     let scaled_long =
         u32::try_from(scaled_long).map_err(|_| PreprocessError::ScaledFrameTooLarge {
             width,
@@ -1346,7 +1370,7 @@ mod tests {
         assert_eq!(scaled_size(3, 2, 3), Ok((5, 3))); // 4.5 rounds up
         assert_eq!(scaled_size(2, 1, 4), Ok((8, 4)));
         assert_eq!(scaled_size(300, 300, 224), Ok((224, 224)));
-        assert_eq!(scaled_size(1000, 1, 1), Ok((1000, 1)));
+        assert_eq!(scaled_size(16, 1, 1), Ok((16, 1)));
         assert_eq!(
             scaled_size(0, 10, 256),
             Err(PreprocessError::ZeroSizedFrame {
@@ -1357,8 +1381,17 @@ mod tests {
         assert_eq!(scaled_size(10, 10, 0), Err(PreprocessError::ZeroScaleSize));
         assert!(matches!(
             scaled_size(u32::MAX, 1, 2),
-            Err(PreprocessError::ScaledFrameTooLarge { .. })
+            Err(PreprocessError::TooElongated { .. })
         ));
+        assert!(matches!(
+            scaled_size(4096, 1, 256),
+            Err(PreprocessError::TooElongated {
+                scaled_long: 1_048_576,
+                ..
+            })
+        ));
+        assert_eq!(scaled_size(4096, 256, 256), Ok((4096, 256))); // 16:1 still taken
+        assert!(scaled_size(4097, 256, 256).is_err());
     }
 
     fn gray_rgb(width: u32, height: u32, value: u8) -> Vec<u8> {

@@ -721,6 +721,30 @@ fn odd_sizes_and_padded_strides() {
     }
 }
 
+#[test]
+fn extremely_elongated_frames_are_one_clear_error() {
+    let _g = guard();
+    // Scaled to a short side of 256, a 4096×1 frame would be a million pixels long, for every frame
+    // a clip holds; such streams are refused with one error saying what to do.
+    for (w, h) in [(4096, 1), (1, 4096), (700, 2)] {
+        let info = video_info("RGB", w, h);
+        let out = run_frames(
+            &caps("RGB", w as i32, h as i32),
+            &[("model", v(model("probe.onnx")))],
+            7,
+            |n| frame(&info, n),
+        );
+        assert_eq!(out.errors.len(), 1, "{w}×{h}: {:?}", out.errors);
+        assert!(
+            out.errors[0].contains(&format!("{w}x{h} frames are more than 16:1"))
+                && out.errors[0].contains("videocrop"),
+            "{:?}",
+            out.errors
+        );
+        assert!(out.results.is_empty());
+    }
+}
+
 /// `appsrc ! nonlocalclassify ! appsink` where appsrc answers flushing seeks.
 fn seekable_harness(props: &[(&str, glib::Value)]) -> Harness {
     let h = Harness::new(&caps("RGB", 16, 8), props, false);

@@ -271,6 +271,68 @@ def test_random_bytes(tmp_path_factory, data, name):
     check_load(path)
 
 
+# -- the committed corpus (tests/corpus/checkpoints) -------------------------------------------
+
+CORPUS = REPO / "tests" / "corpus" / "checkpoints"
+SUFFIX = {"fair": ".pkl", "paddle": ".pdparams", "mmaction2": ".pth"}
+
+
+def write_corpus(directory: Path) -> None:
+    """Seeds: one pristine file per format; regressions: inputs that once broke the reader."""
+    directory.mkdir(parents=True, exist_ok=True)
+    params = tiny_params()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, write in FILE_WRITERS.items():
+            d = Path(tmp) / name
+            d.mkdir()
+            data = Path(write(d, params)).read_bytes()
+            (directory / f"seed-{name}{SUFFIX[name.split('-')[0]]}").write_bytes(data)
+    # A LONG_BINPUT memo index of 2^31 - 1: made CPython's unpickler allocate 16 GiB.
+    (directory / "regression-memo-index.pkl").write_bytes(
+        b"\x80\x02}r" + struct.pack("<I", 0x7FFFFFFF) + b".")
+    # A BINUNICODE length of 2^32 - 1 in a 20-byte file.
+    (directory / "regression-string-length.pkl").write_bytes(
+        b"\x80\x02X" + struct.pack("<I", 0xFFFFFFFF) + b"abc.")
+
+
+def corpus_files() -> list[Path]:
+    return sorted(p for p in CORPUS.iterdir() if p.is_file())
+
+
+def test_corpus_is_committed():
+    names = [p.name for p in corpus_files()]
+    assert {f"seed-{n}{SUFFIX[n.split('-')[0]]}" for n in FILE_WRITERS} <= set(names)
+    assert any(n.startswith("regression-") for n in names)
+
+
+@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+def test_corpus_file(tmp_path, path):
+    """Seeds load into float32 FAIR-named arrays; regressions are one clean CheckpointError."""
+    copy = tmp_path / path.name
+    copy.write_bytes(path.read_bytes())
+    if path.name.startswith("seed-"):
+        fmt, params = load(copy, allow_architecture_mismatch=True)
+        assert params and all(v.dtype == np.float32 for v in params.values())
+    else:
+        with pytest.raises(C.CheckpointError):
+            load(copy, allow_architecture_mismatch=True)
+
+
+@pytest.mark.parametrize("path", [p for p in corpus_files() if p.name.startswith("seed-")],
+                         ids=lambda p: p.name)
+def test_mutated_corpus_seeds(tmp_path, path):
+    data = path.read_bytes()
+    target = tmp_path / ("fuzzed" + path.suffix)
+
+    @FUZZ
+    @given(changes=edits(len(data)))
+    def run(changes):
+        target.write_bytes(apply_edits(data, changes))
+        check_load(target)
+
+    run()
+
+
 @pytest.mark.parametrize("opcode", [b"r", b"q", b"p"])
 def test_huge_memo_index_needs_no_memory(tmp_path, opcode):
     """A memo index of 2^31 - 1 (one flipped byte of a LONG_BINPUT) must not make the reader
@@ -279,3 +341,11 @@ def test_huge_memo_index_needs_no_memory(tmp_path, opcode):
     path = tmp_path / "memo.pkl"
     path.write_bytes(b"\x80\x02}" + opcode + arg + b".")
     check_load(path)
+
+
+if __name__ == "__main__":
+    # python3 tests/python/test_fuzz_checkpoints.py --write-corpus: (re)write the seeds.
+    if sys.argv[1:] == ["--write-corpus"]:
+        write_corpus(CORPUS)
+    else:
+        sys.exit("usage: test_fuzz_checkpoints.py --write-corpus")
