@@ -427,6 +427,11 @@ impl SessionSource {
             if self.gpu_mem_limit_mib > 0 {
                 cuda = cuda.with_memory_limit(self.gpu_mem_limit_mib as usize * 1024 * 1024);
             }
+            // NONLOCAL_CUDA_NHWC=1: ask the CUDA provider for channels-last convolutions
+            // (a tuning switch measured by benches/gpu/run.sh).
+            if std::env::var("NONLOCAL_CUDA_NHWC").is_ok_and(|v| v == "1") {
+                cuda = cuda.with_prefer_nhwc(true);
+            }
             match cuda.register(&mut builder) {
                 Ok(()) => provider = Provider::Cuda,
                 Err(e) if choice == ProviderChoice::Cuda => {

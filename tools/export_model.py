@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="raw uint8 NTHWC input (N,T,H,W,3), normalised inside the graph on the "
                         "model's device: a quarter of float32's bytes to copy, an eighth of the "
                         "element's packing work")
+    p.add_argument("--form", choices=["conv3d", "2d"], default="conv3d",
+                   help="graph form: conv3d (FAIR's 5-D layout, default) or 2d (C2D networks: the "
+                        "same function over frames with 2-D convolutions, which cuDNN runs faster)")
     p.add_argument("--batch", type=int, default=None, metavar="N",
                    help="fixed batch size: every dimension static, no shape computations "
                         "(default: symbolic batch)")
@@ -269,7 +272,7 @@ def export_nonlocal(args) -> None:
     try:
         model = nr.build(args.arch, params, pairwise=pairwise, fp16=args.fp16, batch=args.batch,
                          crop_size=crop, frames=frames, labels=labels, weights_tag=tag,
-                         variant=variant, uint8=args.uint8)
+                         variant=variant, uint8=args.uint8, form=args.form)
     except ValueError as e:
         raise ExportError(str(e)) from None
     try:
@@ -283,7 +286,7 @@ def export_nonlocal(args) -> None:
                   else f"[{n},3,{frames},{crop},{crop}]")
     print(f"{args.arch}: wrote {args.output} ({size / 1e6:.1f} MB, "
           f"{'float16' if args.fp16 else 'float32'}, {n_params:,} parameters, "
-          f"input {input_desc}, frame stride "
+          f"input {input_desc}, {args.form} form, frame stride "
           f"{spec.frame_stride}, pairwise {pairwise.replace('_', '-')}, "
           f"{'mmaction2' if variant == 'mmaction2' else 'FAIR'} network, weights {tag}) "
           f"in {time.monotonic() - t0:.1f}s")

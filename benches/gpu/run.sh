@@ -29,6 +29,9 @@ fi
 export_models() {
   # float16 weights; uint8 input normalised on the card (what the element feeds best), and the
   # float16-input form for comparison.
+  [ -f "$MODELS/c2d-r50-nl-u8-2d.onnx" ] ||
+    "$PY" tools/export_model.py --arch c2d-r50-nl --fp16 --uint8 --form 2d \
+      -o "$MODELS/c2d-r50-nl-u8-2d.onnx" >> "$OUT/export.txt" 2>&1
   for arch in c2d-r50-nl i3d-r50-nl; do
     [ -f "$MODELS/$arch-u8.onnx" ] ||
       "$PY" tools/export_model.py --arch "$arch" --fp16 --uint8 -o "$MODELS/$arch-u8.onnx"
@@ -71,10 +74,16 @@ bench() {
     > "$OUT/card.txt" 2>&1
   run() { timeout 420 "$BIN/throughput" --provider cuda --json "$J" "$@" >> "$OUT/bench.txt" 2>&1
           echo "rc=$? $*" >> "$OUT/bench.txt"; }
-  run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8 --batches 1,2,4,8,16 \
+  run --model "$MODELS/c2d-r50-nl-u8-2d.onnx" --name c2d-r50-nl-u8-2d --batches 1,2,4,8,16 \
     --streams 1,8,32,64 --clips 512 --live-streams 100 --live-seconds 30
+  NONLOCAL_CUDA_NHWC=1 run --model "$MODELS/c2d-r50-nl-u8-2d.onnx" --name c2d-r50-nl-u8-2d-nhwc \
+    --batches 1,8,16 --streams 0
+  run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8 --batches 1,2,4,8,16 \
+    --streams 1,8,32,64 --clips 512
   run --model "$MODELS/i3d-r50-nl-u8.onnx" --name i3d-r50-nl-u8 --batches 1,2,4,8,16 \
     --streams 1,8,32,64 --clips 256
+  NONLOCAL_CUDA_NHWC=1 run --model "$MODELS/i3d-r50-nl-u8.onnx" --name i3d-r50-nl-u8-nhwc \
+    --batches 1,8 --streams 0
   run --model "$MODELS/c2d-r50-nl-f16.onnx" --name c2d-r50-nl-f16 --batches 1,8 --streams 8 \
     --clips 256
   run --model "$MODELS/i3d-r50-nl-f16.onnx" --name i3d-r50-nl-f16 --batches 1,8 --streams 8 \

@@ -234,6 +234,35 @@ def test_uint8_input_normalises_inside_the_graph(fp16):
     assert np.abs(run(m8, pixels[..., ::-1].copy()) - got).max() > 1e-4
 
 
+@pytest.mark.parametrize("uint8", [False, True])
+def test_2d_form_computes_the_same_function(uint8):
+    """--form 2d: frames through 2-D convolutions, the same scores as the 5-D graph (and the
+    float64 reference), fixed or symbolic batch; I3D networks are refused."""
+    arch, frames = "c2d-r50-nl", FRAMES["c2d-r50-nl"]
+    params = params_for(arch)
+    m2 = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=uint8, form="2d")
+    m3 = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=uint8)
+    convs = [n for n in m2.graph.node if n.op_type == "Conv"]
+    assert convs and all(len(n.attribute[[a.name for a in n.attribute].index("kernel_shape")]
+                                          .ints) == 2 for n in convs)
+    assert m2.graph.input[0].type == m3.graph.input[0].type
+    assert {p.key: p.value for p in m2.metadata_props} == {p.key: p.value for p in m3.metadata_props}
+    rng = np.random.default_rng(7)
+    if uint8:
+        video = rng.integers(0, 256, (3, frames, CROP, CROP, 3), dtype=np.uint8)
+        ref_in = (video.transpose(0, 4, 1, 2, 3) - 114.75) / 57.375
+    else:
+        video = clip(3, frames, seed=7)
+        ref_in = video
+    got = run(m2, video)
+    np.testing.assert_allclose(got, run(m3, video), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(got, REF.forward(arch, params, ref_in), rtol=RTOL, atol=0)
+    static = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=uint8, form="2d", batch=3)
+    np.testing.assert_allclose(run(static, video), got, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="2-D form is for the C2D networks"):
+        NR.build("i3d-r50-nl", params_for("i3d-r50-nl"), crop_size=CROP, frames=16, form="2d")
+
+
 STATIC_OK = {"Conv", "BatchNormalization", "Relu", "MaxPool", "Add", "Reshape", "Transpose",
              "MatMul", "Mul", "Softmax", "AveragePool", "ReduceMean", "Cast"}
 

@@ -511,58 +511,12 @@ def _bottleneck(g, x, params, b: Block, eps: float = BN_EPS):
     return g.relu(g.op("Add", [y, sc], p + "_sum"))
 
 
-def build(
-    arch: str,
-    params,
-    *,
-    pairwise: str = "embedded_gaussian",
-    fp16: bool = False,
-    batch: int | None = None,
-    crop_size: int = DEFAULT_CROP,
-    frames: int | None = None,
-    labels: list[str] | None = None,
-    weights_tag: str = "random",
-    pool5_size: int = POOL5_SIZE,
-    variant: str = "fair",
-    uint8: bool = False,
-) -> onnx.ModelProto:
-    """Build the ONNX test network of `arch` with `params` (FAIR names, see `expected_params`).
 
-    pairwise: "embedded_gaussian" (softmax, FAIR's default) or "dot_product".
-    fp16: weights and input in float16 (the output stays float32).
-    batch: a fixed batch size (every dimension static), else a symbolic "N".
-    crop_size / frames: input plane and clip length (default 224 and the arch's clip length).
-    labels: written to the metadata (must match the number of classes).
-    weights_tag: `random…` or e.g. `fair:<file name>` for model.weights.
-    pool5_size: spatial kernel of the head's average pool (FAIR: 7; smaller planes use the
-      whole plane). Not used by the mmaction2 variant, whose head pools globally.
-    variant: "fair" (default) or "mmaction2" (i3d-r50-nl only; see the module docstring).
-    uint8: raw uint8 NTHWC input normalised inside the graph (see `onnxgraph.video_input`).
-    """
+def _network_3d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes, batch_dim, variant,
+                eps, fp16):
+    """Stem to scores in FAIR's 5-D layout, on the NCTHW clip `x`."""
     spec = get_spec(arch)
-    check_variant(arch, variant)
     mm = variant == "mmaction2"
-    eps = MMACTION2_BN_EPS if mm else BN_EPS
-    pairwise = pairwise.replace("-", "_")
-    if pairwise not in PAIRWISE:
-        raise ValueError(f"pairwise must be one of {PAIRWISE}, not {pairwise!r}")
-    if batch is not None and int(batch) < 1:
-        raise ValueError(f"batch must be positive, not {batch}")
-    check_params(arch, params, variant=variant)
-    num_classes = infer_num_classes(params)
-    if labels is not None and len(labels) != num_classes:
-        raise ValueError(f"{len(labels)} labels for a model with {num_classes} classes")
-    frames = int(frames or spec.clip_length)
-    shapes = feature_shapes(arch, frames, crop_size, variant)
-
-    # Arrays of any float type are accepted (Graph.const casts them to the graph's dtype).
-    params = {k: _as_float(v) for k, v in params.items()}
-    g = onnxgraph.Graph(np.float16 if fp16 else np.float32)
-    batch_dim = int(batch) if batch else 0  # Reshape: 0 copies the (symbolic) batch dimension
-    n = int(batch) if batch else "N"
-    mean, std = (MMACTION2_MEAN, MMACTION2_STD) if mm else (MEAN, STD)
-    x = onnxgraph.video_input(g, n, frames, crop_size, mean=mean, std=std, uint8=uint8)
-
     # Stem.
     pt = (spec.conv1_kt - 1) // 2
     x = g.conv(x, params["conv1_w"], strides=[spec.conv1_st, 2, 2], pads=[pt, 3, 3],
@@ -598,6 +552,181 @@ def build(
     x = g.op("Softmax", [x], "softmax_conv", axis=1)
     g.nodes.append(onnx.helper.make_node(
         "ReduceMean", [x], [onnxgraph.OUTPUT_NAME], name="softmax", axes=[2, 3, 4], keepdims=0))
+
+
+# -- the 2-D form (C2D networks) ------------------------------------------------------------------
+#
+# Tensors are frames, (N·T, C, H, W), clip-major. Every convolution of a C2D network is 1×k×k, so
+# it is a 2-D convolution of the frames; pool2 (max over pairs of frames) and the Non-local blocks
+# (attention over all T·H·W positions of a clip) reshape to reach time; the head averages over
+# frames. The same function as the 5-D graph, in the layout of cuDNN's 2-D kernels.
+
+FORMS = ("conv3d", "2d")
+
+
+def _w2d(w):
+    """A 1×k×k 3-D kernel as a k×k 2-D one."""
+    w = np.asarray(w)
+    if w.shape[2] != 1:
+        raise ValueError(f"a {w.shape[2]}×{w.shape[3]}×{w.shape[4]} kernel has no 2-D form")
+    return w[:, :, 0]
+
+
+def _bottleneck_2d(g, x, params, b: Block, eps: float = BN_EPS):
+    p = b.prefix
+    y = g.conv(x, _w2d(params[p + "_branch2a_w"]), strides=[1, 1], pads=[0, 0],
+               hint=p + "_branch2a")
+    y = g.relu(_bn(g, y, params, p + "_branch2a_bn", eps))
+    y = g.conv(y, _w2d(params[p + "_branch2b_w"]), strides=[b.stride, b.stride], pads=[1, 1],
+               hint=p + "_branch2b")
+    y = g.relu(_bn(g, y, params, p + "_branch2b_bn", eps))
+    y = g.conv(y, _w2d(params[p + "_branch2c_w"]), strides=[1, 1], pads=[0, 0],
+               hint=p + "_branch2c")
+    y = _bn(g, y, params, p + "_branch2c_bn", eps)
+    if b.shortcut_conv:
+        sc = g.conv(x, _w2d(params[p + "_branch1_w"]), strides=[b.stride, b.stride],
+                    pads=[0, 0], hint=p + "_branch1")
+        sc = _bn(g, sc, params, p + "_branch1_bn", eps)
+    else:
+        sc = x
+    return g.relu(g.op("Add", [y, sc], p + "_sum"))
+
+
+def _positions(g, x, t, h, w, c, hint):
+    """Frames (N·T, C, H, W) → (N, T·H·W, C), positions in t, h, w order."""
+    x = g.op("Transpose", [x], hint + "_nhwc", perm=[0, 2, 3, 1])
+    return g.op("Reshape", [x, g.ints([-1, t * h * w, c])], hint + "_pos")
+
+
+def _nonlocal_2d(g, x, params, name, shape, pairwise):
+    """`_nonlocal` (FAIR variant) on frames."""
+    c, t, h, w = shape
+    ci = c // 2
+    hp, wp = _out_size(h, 2, 2, 0), _out_size(w, 2, 2, 0)
+    keys = t * hp * wp
+    theta = g.conv(x, _w2d(params[name + "_theta_w"]), params[name + "_theta_b"],
+                   strides=[1, 1], pads=[0, 0], hint=name + "_theta")
+    pooled = g.maxpool(x, [2, 2], [2, 2], [0, 0], hint=name + "_pool")
+    phi = g.conv(pooled, _w2d(params[name + "_phi_w"]), params[name + "_phi_b"],
+                 strides=[1, 1], pads=[0, 0], hint=name + "_phi")
+    gx = g.conv(pooled, _w2d(params[name + "_g_w"]), params[name + "_g_b"],
+                strides=[1, 1], pads=[0, 0], hint=name + "_g")
+    q = _positions(g, theta, t, h, w, ci, name + "_theta")  # (N, THW, Ci)
+    k = g.op("Transpose", [_positions(g, phi, t, hp, wp, ci, name + "_phi")], name + "_phi_tr",
+             perm=[0, 2, 1])  # (N, Ci, keys)
+    v = _positions(g, gx, t, hp, wp, ci, name + "_g")  # (N, keys, Ci)
+    affinity = g.op("MatMul", [q, k], name + "_affinity")
+    if pairwise == "embedded_gaussian":
+        scaled = g.op("Mul", [affinity, g.const(np.array(ci ** -0.5), name + "_scale")],
+                      name + "_affinity_sc")
+        f = g.op("Softmax", [scaled], name + "_prob", axis=-1)
+    else:
+        f = g.op("Mul", [affinity, g.const(np.array(1.0 / keys), name + "_inv_keys")],
+                 name + "_prob")
+    y = g.op("MatMul", [f, v], name + "_y")  # (N, THW, Ci)
+    y = g.op("Reshape", [y, g.ints([-1, h, w, ci])], name + "_y_frames")
+    y = g.op("Transpose", [y], name + "_y_nchw", perm=[0, 3, 1, 2])
+    y = g.conv(y, _w2d(params[name + "_out_w"]), params[name + "_out_b"],
+               strides=[1, 1], pads=[0, 0], hint=name + "_out")
+    y = _bn(g, y, params, name + "_bn", BN_EPS)
+    return g.op("Add", [x, y], name + "_sum")
+
+
+def _network_2d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes):
+    """Stem to scores of a C2D network on the frames `x` (N·T, 3, H, W)."""
+    x = g.conv(x, _w2d(params["conv1_w"]), strides=[2, 2], pads=[3, 3], hint="conv1")
+    x = g.relu(_bn(g, x, params, "res_conv1_bn", BN_EPS))
+    x = g.maxpool(x, [3, 3], [2, 2], [0, 0], hint="pool1")
+    for b in blocks(arch):
+        if b.prefix == "res3_0":  # pool2: max over pairs of frames
+            c, t, h, w = shapes["res2"]
+            if t % 2:
+                raise ValueError(f"the 2-D form needs an even number of frames at pool2, not {t}")
+            x = g.op("Reshape", [x, g.ints([-1, 2, c, h, w])], "pool2_pairs")
+            x = g.op("ReduceMax", [x], "pool2", axes=[1], keepdims=0)
+        x = _bottleneck_2d(g, x, params, b)
+        if b.nonlocal_name:
+            x = _nonlocal_2d(g, x, params, b.nonlocal_name, shapes[b.prefix.split("_")[0]],
+                             pairwise)
+    c5, t5, h5, w5 = shapes["res5"]
+    kh, kw = min(pool5_size, h5), min(pool5_size, w5)
+    x = g.avgpool(x, [kh, kw], [1, 1], hint="pool5")
+    x = g.op("Reshape", [x, g.ints([-1, t5, c5, h5 - kh + 1, w5 - kw + 1])], "pool5_clips")
+    x = g.op("ReduceMean", [x], "pool5_time", axes=[1], keepdims=0)
+    pred_w = params["pred_w"].reshape(num_classes, c5, 1, 1)
+    x = g.conv(x, pred_w, params["pred_b"], strides=[1, 1], pads=[0, 0], hint="pred")
+    if g.dtype == np.float16:
+        x = g.op("Cast", [x], "pred_float", to=onnx.TensorProto.FLOAT)
+    x = g.op("Softmax", [x], "softmax_conv", axis=1)
+    g.nodes.append(onnx.helper.make_node(
+        "ReduceMean", [x], [onnxgraph.OUTPUT_NAME], name="softmax", axes=[2, 3], keepdims=0))
+
+
+def build(
+    arch: str,
+    params,
+    *,
+    pairwise: str = "embedded_gaussian",
+    fp16: bool = False,
+    batch: int | None = None,
+    crop_size: int = DEFAULT_CROP,
+    frames: int | None = None,
+    labels: list[str] | None = None,
+    weights_tag: str = "random",
+    pool5_size: int = POOL5_SIZE,
+    variant: str = "fair",
+    uint8: bool = False,
+    form: str = "conv3d",
+) -> onnx.ModelProto:
+    """Build the ONNX test network of `arch` with `params` (FAIR names, see `expected_params`).
+
+    pairwise: "embedded_gaussian" (softmax, FAIR's default) or "dot_product".
+    fp16: weights and input in float16 (the output stays float32).
+    batch: a fixed batch size (every dimension static), else a symbolic "N".
+    crop_size / frames: input plane and clip length (default 224 and the arch's clip length).
+    labels: written to the metadata (must match the number of classes).
+    weights_tag: `random…` or e.g. `fair:<file name>` for model.weights.
+    pool5_size: spatial kernel of the head's average pool (FAIR: 7; smaller planes use the
+      whole plane). Not used by the mmaction2 variant, whose head pools globally.
+    variant: "fair" (default) or "mmaction2" (i3d-r50-nl only; see the module docstring).
+    uint8: raw uint8 NTHWC input normalised inside the graph (see `onnxgraph.video_input`).
+    form: "conv3d" (FAIR's 5-D layout) or "2d" (C2D networks only: the same function on frames,
+      2-D convolutions throughout; see `_network_2d`). Input and output are the same.
+    """
+    spec = get_spec(arch)
+    check_variant(arch, variant)
+    mm = variant == "mmaction2"
+    eps = MMACTION2_BN_EPS if mm else BN_EPS
+    pairwise = pairwise.replace("-", "_")
+    if pairwise not in PAIRWISE:
+        raise ValueError(f"pairwise must be one of {PAIRWISE}, not {pairwise!r}")
+    if batch is not None and int(batch) < 1:
+        raise ValueError(f"batch must be positive, not {batch}")
+    check_params(arch, params, variant=variant)
+    num_classes = infer_num_classes(params)
+    if labels is not None and len(labels) != num_classes:
+        raise ValueError(f"{len(labels)} labels for a model with {num_classes} classes")
+    frames = int(frames or spec.clip_length)
+    shapes = feature_shapes(arch, frames, crop_size, variant)
+
+    # Arrays of any float type are accepted (Graph.const casts them to the graph's dtype).
+    params = {k: _as_float(v) for k, v in params.items()}
+    g = onnxgraph.Graph(np.float16 if fp16 else np.float32)
+    batch_dim = int(batch) if batch else 0  # Reshape: 0 copies the (symbolic) batch dimension
+    n = int(batch) if batch else "N"
+    mean, std = (MMACTION2_MEAN, MMACTION2_STD) if mm else (MEAN, STD)
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, not {form!r}")
+    if form == "2d":
+        if mm or spec.conv1_kt != 1 or any(k != 1 for stage in spec.temporal for k in stage):
+            raise ValueError(f"the 2-D form is for the C2D networks, not {arch}"
+                             f"{' (mmaction2)' if mm else ''}")
+        x = onnxgraph.video_frames(g, n, frames, crop_size, mean=mean, std=std, uint8=uint8)
+        _network_2d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes)
+    else:
+        x = onnxgraph.video_input(g, n, frames, crop_size, mean=mean, std=std, uint8=uint8)
+        _network_3d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes, batch_dim,
+                    variant, eps, fp16)
     g.output(onnxgraph.OUTPUT_NAME, [n, num_classes], elem_type=onnx.TensorProto.FLOAT)
 
     props = onnxgraph.metadata(

@@ -237,6 +237,16 @@ OUTPUT_NAME = "scores"
 TENSOR_FLOAT = TensorProto.FLOAT
 
 
+def _normalise(g: Graph, x: str, mean, std, rank: int) -> str:
+    """uint8 pixels (channel axis 1 of a rank-`rank` tensor) → (x − mean) / std in the graph dtype."""
+    shape = (1, 3) + (1,) * (rank - 2)
+    x = g.op("Cast", [x], "video_cast", to=helper.np_dtype_to_tensor_dtype(g.dtype))
+    scale = 1.0 / np.asarray(std, dtype=np.float64)
+    shift = -np.asarray(mean, dtype=np.float64) * scale
+    x = g.op("Mul", [x, g.const(scale.reshape(shape), "video_scale")], "video_scaled")
+    return g.op("Add", [x, g.const(shift.reshape(shape), "video_shift")], "video_norm")
+
+
 def video_input(g: Graph, n, frames: int, crop: int, *, mean, std, uint8: bool = False) -> str:
     """The model's "video" input; returns the NCTHW tensor in the graph's dtype the network reads.
 
@@ -249,8 +259,16 @@ def video_input(g: Graph, n, frames: int, crop: int, *, mean, std, uint8: bool =
         return g.input(INPUT_NAME, [n, 3, frames, crop, crop])
     x = g.input(INPUT_NAME, [n, frames, crop, crop, 3], elem_type=TensorProto.UINT8)
     x = g.op("Transpose", [x], "video_ncthw", perm=[0, 4, 1, 2, 3])
-    x = g.op("Cast", [x], "video_cast", to=helper.np_dtype_to_tensor_dtype(g.dtype))
-    scale = (1.0 / np.asarray(std, dtype=np.float64)).reshape(1, 3, 1, 1, 1)
-    shift = (-np.asarray(mean, dtype=np.float64) / np.asarray(std, dtype=np.float64))
-    x = g.op("Mul", [x, g.const(scale, "video_scale")], "video_scaled")
-    return g.op("Add", [x, g.const(shift.reshape(1, 3, 1, 1, 1), "video_shift")], "video_norm")
+    return _normalise(g, x, mean, std, 5)
+
+
+def video_frames(g: Graph, n, frames: int, crop: int, *, mean, std, uint8: bool = False) -> str:
+    """The same graph input as `video_input`, returned as frames (n·frames, 3, crop, crop)."""
+    if not uint8:
+        x = g.input(INPUT_NAME, [n, 3, frames, crop, crop])
+        x = g.op("Transpose", [x], "video_ntchw", perm=[0, 2, 1, 3, 4])
+        return g.op("Reshape", [x, g.ints([-1, 3, crop, crop])], "video_frames")
+    x = g.input(INPUT_NAME, [n, frames, crop, crop, 3], elem_type=TensorProto.UINT8)
+    x = g.op("Reshape", [x, g.ints([-1, crop, crop, 3])], "video_frames")
+    x = g.op("Transpose", [x], "video_nchw", perm=[0, 3, 1, 2])
+    return _normalise(g, x, mean, std, 4)
