@@ -65,6 +65,10 @@ struct Args {
     live_clip_stride: Option<u32>,
     #[arg(long, default_value_t = 30)]
     live_seconds: u64,
+    /// CUDA devices to spread over (comma-separated): one engine each, engine measurements run
+    /// on all of them at once, element streams take them in turn
+    #[arg(long, default_value = "0", value_delimiter = ',')]
+    devices: Vec<i32>,
     /// Append one JSON object per measurement to this file
     #[arg(long)]
     json: Option<String>,
@@ -220,9 +224,14 @@ fn main() -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let devices = if args.devices.is_empty() {
+        vec![0]
+    } else {
+        args.devices.clone()
+    };
     let common = json!({
         "model": name, "provider": args.provider, "date": date, "machine": machine(),
-        "card": card, "ort": gstnonlocal::engine::ORT_VERSION,
+        "card": card, "ort": gstnonlocal::engine::ORT_VERSION, "devices": devices.len(),
     });
     let mut record = |mut v: serde_json::Value| -> anyhow::Result<()> {
         if let (Some(obj), Some(c)) = (v.as_object_mut(), common.as_object()) {
@@ -236,21 +245,51 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     };
 
-    // The engine every element below shares, warmed up at every batch size they can form.
-    let engine: std::sync::Arc<SharedEngine> = Engine::shared(path, choice, 0)?;
+    // The engines (one per device) every element below shares, warmed up at every batch size
+    // they can form.
+    let engines: Vec<std::sync::Arc<SharedEngine>> = devices
+        .iter()
+        .map(|&d| Engine::shared(path, choice, d))
+        .collect::<Result<_, _>>()?;
+    let engine = &engines[0];
     let config = ClipConfig::resolve(&engine.metadata, &engine.io, Overrides::default())?;
     let max_batch = args.max_batch.max(1) as usize;
-    engine.register(Batching {
-        max_batch,
-        timeout: Duration::from_millis(u64::from(args.batch_timeout)),
-    });
-    engine.warm_up(config.input_shape(1))?;
+    for e in &engines {
+        e.register(Batching {
+            max_batch,
+            timeout: Duration::from_millis(u64::from(args.batch_timeout)),
+        });
+        e.warm_up(config.input_shape(1))?;
+    }
+    // Sums over the engines.
+    let profile = || {
+        engines.iter().map(|e| e.profile()).fold(
+            gstnonlocal::engine::EngineProfile::default(),
+            |a, p| gstnonlocal::engine::EngineProfile {
+                runs: a.runs + p.runs,
+                items: a.items + p.items,
+                run: a.run + p.run,
+                other: a.other + p.other,
+            },
+        )
+    };
+    let run_times = || {
+        engines.iter().map(|e| e.run_times()).fold(
+            gstnonlocal::engine::RunTimes::default(),
+            |a, t| gstnonlocal::engine::RunTimes {
+                fill: a.fill + t.fill,
+                bind: a.bind + t.bind,
+                compute: a.compute + t.compute,
+            },
+        )
+    };
     println!("nonlocalclassify throughput benchmark");
     println!("machine : {}", machine());
     if let Some(card) = &card {
         println!("card    : {card}");
     }
     println!("date    : {date}");
+    println!("devices : {devices:?}");
     println!(
         "model   : {} ({name}: {} frames every {}, {}² crops, {:?} {:?}, provider {}{})",
         args.model,
@@ -269,22 +308,40 @@ fn main() -> anyhow::Result<()> {
     println!("| measurement | clips/s | latency median / p99 (ms) | notes |");
     println!("|---|---|---|---|");
 
-    // Engine alone: ready clips in host memory, one batch after another.
+    // Engine alone: ready clips in host memory, one batch after another (on every device at
+    // once when there are several).
     let per = config.clip_elements();
     for &b in &args.batches {
         let b = engine.fixed_batch().unwrap_or(b.max(1));
         let batch = Batch::zeros(config.input_type, per * b);
         let shape = config.input_shape(b);
-        engine.run(shape, &batch)?;
         let runs = args.clips.div_ceil(b as u64).max(3);
-        let mut times = Vec::new();
-        let t = Instant::now();
-        for _ in 0..runs {
-            let r = Instant::now();
-            engine.run(shape, &batch)?;
-            times.push(r.elapsed().as_secs_f64() * 1e3);
+        for e in &engines {
+            e.run(shape, &batch)?;
         }
-        let rate = (runs * b as u64) as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut times: Vec<f64> = std::thread::scope(|scope| {
+            let threads: Vec<_> = engines
+                .iter()
+                .map(|e| {
+                    let batch = &batch;
+                    scope.spawn(move || {
+                        (0..runs)
+                            .map(|_| {
+                                let r = Instant::now();
+                                e.run(shape, batch).map(|_| r.elapsed().as_secs_f64() * 1e3)
+                            })
+                            .collect::<Result<Vec<f64>, _>>()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|_| Ok(Vec::new())))
+                .collect::<Result<Vec<Vec<f64>>, _>>()
+                .map(|v| v.concat())
+        })?;
+        let rate = (runs * b as u64 * engines.len() as u64) as f64 / t.elapsed().as_secs_f64();
         times.sort_by(f64::total_cmp);
         let mem = gpu_memory_mib();
         println!(
@@ -302,30 +359,34 @@ fn main() -> anyhow::Result<()> {
         "video/x-raw,format={},width={w},height={h},framerate=30/1",
         args.format
     );
-    let element = |extra: &str| {
+    let element = |i: u64, extra: &str| {
         format!(
-            "nonlocalclassify model=\"{}\" execution-provider={} max-batch={} batch-timeout={} {extra}",
-            args.model, args.provider, args.max_batch, args.batch_timeout
+            "nonlocalclassify model=\"{}\" execution-provider={} device-id={} max-batch={} batch-timeout={} {extra}",
+            args.model,
+            args.provider,
+            devices[i as usize % devices.len()],
+            args.max_batch,
+            args.batch_timeout
         )
     };
     // Non-live pipelines: as fast as they go, nothing dropped.
     for &streams in args.streams.iter().filter(|&&s| s > 0) {
         let frames = args.clips.div_ceil(streams).max(1) * u64::from(config.clip_stride);
         let desc = (0..streams)
-            .map(|_| {
+            .map(|i| {
                 format!(
                     "videotestsrc num-buffers={frames} pattern=ball ! {caps} ! {} ! fakesink sync=false",
-                    element("")
+                    element(i, "")
                 )
             })
             .collect::<Vec<_>>()
             .join(" ");
-        let before = engine.profile();
-        let phases = engine.run_times();
+        let before = profile();
+        let phases = run_times();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let run = run_pipeline(&desc, None)?;
-        let after = engine.profile();
-        let now = engine.run_times();
+        let after = profile();
+        let now = run_times();
         let per_run = |a: Duration, b: Duration| {
             (a - b).as_secs_f64() * 1e3 / (after.runs - before.runs).max(1) as f64
         };
@@ -380,17 +441,17 @@ fn main() -> anyhow::Result<()> {
     if args.live_streams > 0 {
         let stride = args.live_clip_stride.unwrap_or(config.clip_stride);
         let desc = (0..args.live_streams)
-            .map(|_| {
+            .map(|i| {
                 format!(
                     "videotestsrc is-live=true pattern=ball ! {caps} ! {} ! fakesink sync=false",
-                    element(&format!("clip-stride={stride}"))
+                    element(i, &format!("clip-stride={stride}"))
                 )
             })
             .collect::<Vec<_>>()
             .join(" ");
-        let before = engine.profile();
+        let before = profile();
         let run = run_pipeline(&desc, Some(Duration::from_secs(args.live_seconds)))?;
-        let after = engine.profile();
+        let after = profile();
         let mem = gpu_memory_mib();
         let frames_per_stream = run.secs * 30.0;
         let expected = (args.live_streams as f64
@@ -421,7 +482,7 @@ fn main() -> anyhow::Result<()> {
             "mean_batch": items as f64 / runs.max(1) as f64, "gpu_mib": mem}),
         )?;
     }
-    let p = engine.profile();
+    let p = profile();
     println!(
         "engine thread: {} runs, {} clips, {:.2} s in runs, {:.2} s outside runs",
         p.runs,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks and measurements on a CUDA machine, in one go:
-#   benches/gpu/run.sh [check|bench|all]        (default all)
+#   benches/gpu/run.sh [check|bench|multi|all]        (default all; multi needs two cards)
 #
 # check: the pipeline, error and batching tests with the CUDA provider, then tests/gpu.rs (CUDA and
 #        CPU agree within float16 tolerance on every model; a GPU out-of-memory is one clear error).
@@ -96,10 +96,29 @@ bench() {
   cat "$OUT/table.md"
 }
 
+# Two cards: the same model on one card, then on both (an engine each; engine runs on both at
+# once, element streams alternating between them).
+multi() {
+  export_models
+  J=$OUT/multi.jsonl
+  : > "$J"
+  nvidia-smi --query-gpu=index,name,driver_version --format=csv > "$OUT/cards.txt" 2>&1
+  for devs in 0 0,1; do
+    for m in c2d-r50-nl-u8 i3d-r50-nl-u8; do
+      timeout 240 "$BIN/throughput" --provider cuda --json "$J" --devices "$devs" \
+        --model "$MODELS/$m.onnx" --name "$m" --batches 8,16 --streams 64 --clips 512 \
+        >> "$OUT/multi.txt" 2>&1
+      echo "rc=$? $m devices $devs" >> "$OUT/multi.txt"
+    done
+  done
+  grep -E "^devices|^model|^\| (engine|element)" "$OUT/multi.txt"
+}
+
 case "$PHASE" in
   check) check ;;
   bench) bench ;;
+  multi) multi ;;
   all) check; bench ;;
-  *) echo "usage: $0 [check|bench|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [check|bench|multi|all]" >&2; exit 2 ;;
 esac
 cat "$OUT/summary.txt" 2>/dev/null

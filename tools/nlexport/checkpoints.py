@@ -1130,8 +1130,8 @@ def _torch_legacy(path, f) -> object:
             base = _Storage(base.flat[storage.offset:stop], base.type_name)
         try:
             arrays[id(holder)] = rebuild_v2(base, offset, size, stride)
-        except pickle.UnpicklingError as exc:
-            raise CheckpointError(path, str(exc)) from None
+        except _PICKLE_ERRORS as exc:  # a damaged file can give any value for size or stride
+            raise CheckpointError(path, f"bad tensor {storage.key}: {exc}") from None
     return _replace_holders(obj, arrays)
 
 
