@@ -223,6 +223,15 @@ impl BatchElement for u8 {
 struct Staging {
     input: DynTensor,
     binding: IoBinding,
+    /// CUDA graphs: the input and output on the card, bound once (a captured graph replays on
+    /// the same addresses); the staging input is copied into `device_input` before each run.
+    device: Option<(DynTensor, DynTensor)>,
+}
+
+/// NONLOCAL_CUDA_GRAPH=1: capture each CUDA session's run as a CUDA graph and replay it (every
+/// session sees one input shape); a tuning switch measured by benches/gpu/run.sh.
+fn cuda_graphs() -> bool {
+    std::env::var("NONLOCAL_CUDA_GRAPH").is_ok_and(|v| v == "1")
 }
 
 /// The session and its staging buffers (one per input shape met), behind the engine's lock.
@@ -260,11 +269,25 @@ pub struct RunTimes {
 /// clip length of a model with a free time dimension).
 const MAX_STAGING: usize = 16;
 
+/// A score tensor (float32 or float16) as float32 values.
+fn scores_of<T: ort::value::TensorValueTypeMarker + ?Sized>(
+    value: &ort::value::Value<T>,
+) -> ort::Result<Vec<f32>> {
+    match value.try_extract_tensor::<f32>() {
+        Ok((_, data)) => Ok(data.to_vec()),
+        Err(_) => {
+            let (_, data) = value.try_extract_tensor::<f16>()?;
+            Ok(data.iter().map(|v| v.to_f32()).collect())
+        }
+    }
+}
+
 /// The staging input of `shape` (made on first use).
 fn staging_for<'a>(
     staging: &'a mut HashMap<Vec<i64>, Staging>,
     session: &Session,
     allocator: Option<&Allocator>,
+    graph_device: Option<i32>,
     shape: &[i64],
     io: &ModelIo,
 ) -> Result<&'a mut Staging, EngineError> {
@@ -286,17 +309,65 @@ fn staging_for<'a>(
         let allocator = allocator.unwrap_or_else(|| session.allocator());
         let input = DynTensor::new(allocator, ty, shape.to_vec()).map_err(err)?;
         let mut binding = session.create_binding().map_err(err)?;
-        let cpu = MemoryInfo::new(
-            AllocationDevice::CPU,
-            0,
-            AllocatorType::Device,
-            MemoryType::Default,
-        )
-        .map_err(err)?;
-        binding
-            .bind_output_to_device(io.output_name.as_str(), &cpu)
-            .map_err(err)?;
-        staging.insert(shape.to_vec(), Staging { input, binding });
+        let device = match graph_device {
+            Some(device) => {
+                let card = Allocator::new(
+                    session,
+                    MemoryInfo::new(
+                        AllocationDevice::CUDA,
+                        device,
+                        AllocatorType::Device,
+                        MemoryType::Default,
+                    )
+                    .map_err(err)?,
+                )
+                .map_err(err)?;
+                let device_input = DynTensor::new(&card, ty, shape.to_vec()).map_err(err)?;
+                let mut out_shape = io.output_shape.clone();
+                if let Some(b) = out_shape.first_mut() {
+                    *b = shape[0];
+                }
+                if out_shape.iter().any(|&d| d < 1) {
+                    return Err(EngineError::Inference(format!(
+                        "CUDA graphs need a fixed output shape, not {:?}",
+                        io.output_shape
+                    )));
+                }
+                let out_ty = match &session.outputs()[0].dtype() {
+                    ValueType::Tensor { ty, .. } => *ty,
+                    _ => TensorElementType::Float32,
+                };
+                let mut device_output = DynTensor::new(&card, out_ty, out_shape).map_err(err)?;
+                binding
+                    .bind_input(io.input_name.as_str(), &device_input)
+                    .map_err(err)?;
+                binding
+                    .bind_output(io.output_name.as_str(), &mut device_output)
+                    .map_err(err)?;
+                Some((device_input, device_output))
+            }
+            None => {
+                let cpu = MemoryInfo::new(
+                    AllocationDevice::CPU,
+                    0,
+                    AllocatorType::Device,
+                    MemoryType::Default,
+                )
+                .map_err(err)?;
+                binding
+                    .bind_output_to_device(io.output_name.as_str(), &cpu)
+                    .map_err(err)?;
+                None
+            }
+        };
+        staging.insert(
+            shape.to_vec(),
+            Staging {
+                input,
+                binding,
+                device,
+            },
+        );
     }
     staging
         .get_mut(shape)
@@ -350,7 +421,15 @@ impl Runner {
             },
             _ => session,
         };
-        let staging = staging_for(staging, session, allocator.as_ref(), shape, io)?;
+        let graph_device = source.as_ref().filter(|_| cuda_graphs()).map(|s| s.device);
+        let staging = staging_for(
+            staging,
+            session,
+            allocator.as_ref(),
+            graph_device,
+            shape,
+            io,
+        )?;
         let t0 = Instant::now();
         {
             let (_, data) = staging
@@ -361,27 +440,42 @@ impl Runner {
                 dst.copy_from_slice(items.get(k).unwrap_or(last));
             }
         }
-        let Staging { input, binding } = staging;
+        let Staging {
+            input,
+            binding,
+            device,
+        } = staging;
         let t1 = Instant::now();
-        binding
-            .bind_input(io.input_name.as_str(), &*input)
-            .map_err(|e| err(&e))?;
-        let t2 = Instant::now();
-        let outputs = session.run_binding(binding).map_err(|e| err(&e))?;
-        let out = outputs
-            .values()
-            .next()
-            .ok_or_else(|| EngineError::Inference("the model returned no output".into()))?;
-        let flat: Vec<f32> = match out.try_extract_tensor::<f32>() {
-            Ok((_, data)) => data.to_vec(),
-            Err(_) => {
-                let (_, data) = out.try_extract_tensor::<f16>().map_err(|e| err(&e))?;
-                data.iter().map(|v| v.to_f32()).collect()
+        let flat = match device {
+            Some((device_input, device_output)) => {
+                input.copy_into(&mut *device_input).map_err(|e| err(&e))?;
+                let t2 = Instant::now();
+                session.run_binding(binding).map_err(|e| err(&e))?;
+                let host = device_output
+                    .to(AllocationDevice::CPU, 0)
+                    .map_err(|e| err(&e))?;
+                let flat = scores_of(&host).map_err(|e| err(&e))?;
+                times.bind += t2 - t1;
+                times.compute += t2.elapsed();
+                flat
+            }
+            None => {
+                binding
+                    .bind_input(io.input_name.as_str(), &*input)
+                    .map_err(|e| err(&e))?;
+                let t2 = Instant::now();
+                let outputs = session.run_binding(binding).map_err(|e| err(&e))?;
+                let out = outputs
+                    .values()
+                    .next()
+                    .ok_or_else(|| EngineError::Inference("the model returned no output".into()))?;
+                let flat = scores_of(&out).map_err(|e| err(&e))?;
+                times.bind += t2 - t1;
+                times.compute += t2.elapsed();
+                flat
             }
         };
         times.fill += t1 - t0;
-        times.bind += t2 - t1;
-        times.compute += t2.elapsed();
         if !flat.len().is_multiple_of(n) || flat.is_empty() {
             return Err(EngineError::Inference(format!(
                 "the model returned {} values for a batch of {n}",
@@ -431,6 +525,9 @@ impl SessionSource {
             // (a tuning switch measured by benches/gpu/run.sh).
             if std::env::var("NONLOCAL_CUDA_NHWC").is_ok_and(|v| v == "1") {
                 cuda = cuda.with_prefer_nhwc(true);
+            }
+            if cuda_graphs() {
+                cuda = cuda.with_cuda_graph(true);
             }
             match cuda.register(&mut builder) {
                 Ok(()) => provider = Provider::Cuda,
@@ -893,7 +990,11 @@ impl SharedEngine {
                 self.io.input_type.clone().unwrap_or(InputType::F32),
                 per * n,
             );
-            self.engine.run(batch_shape, &batch)?;
+            // Under CUDA graphs ONNX Runtime captures after a regular run or two: run each size
+            // three times here so that capture happens at start-up, not on the first clips.
+            for _ in 0..if cuda_graphs() { 3 } else { 1 } {
+                self.engine.run(batch_shape, &batch)?;
+            }
         }
         Ok(())
     }
