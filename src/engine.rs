@@ -986,10 +986,7 @@ impl SharedEngine {
                 }
                 warmed.push(batch_shape);
             }
-            let batch = Batch::zeros(
-                self.io.input_type.clone().unwrap_or(InputType::F32),
-                per * n,
-            );
+            let batch = self.buffer(per * n);
             // Under CUDA graphs ONNX Runtime captures after a regular run or two: run each size
             // three times here so that capture happens at start-up, not on the first clips.
             for _ in 0..if cuda_graphs() { 3 } else { 1 } {

@@ -490,22 +490,22 @@ def _nonlocal(g, x, params, name, shape, batch_dim, pairwise, variant="fair"):
     return g.op("Add", [x, y], name + "_sum")
 
 
-def _bottleneck(g, x, params, b: Block, eps: float = BN_EPS):
+def _bottleneck(g, x, params, b: Block, eps: float = BN_EPS, two_d: bool = False):
+    """A bottleneck block on NCTHW clips, or with `two_d` on frames (N·T, C, H, W)."""
     p = b.prefix
     pt = (b.kt - 1) // 2
-    y = g.conv(x, params[p + "_branch2a_w"], strides=[1, 1, 1], pads=[pt, 0, 0],
-               hint=p + "_branch2a")
-    y = g.relu(_bn(g, y, params, p + "_branch2a_bn", eps))
-    y = g.conv(y, params[p + "_branch2b_w"], strides=[1, b.stride, b.stride], pads=[0, 1, 1],
-               hint=p + "_branch2b")
-    y = g.relu(_bn(g, y, params, p + "_branch2b_bn", eps))
-    y = g.conv(y, params[p + "_branch2c_w"], strides=[1, 1, 1], pads=[0, 0, 0],
-               hint=p + "_branch2c")
-    y = _bn(g, y, params, p + "_branch2c_bn", eps)
+
+    def conv(x, name, stride, pad, pad_t=0):
+        w = params[p + name + "_w"]
+        if two_d:
+            return g.conv(x, _w2d(w), strides=[stride] * 2, pads=[pad] * 2, hint=p + name)
+        return g.conv(x, w, strides=[1, stride, stride], pads=[pad_t, pad, pad], hint=p + name)
+
+    y = g.relu(_bn(g, conv(x, "_branch2a", 1, 0, pt), params, p + "_branch2a_bn", eps))
+    y = g.relu(_bn(g, conv(y, "_branch2b", b.stride, 1), params, p + "_branch2b_bn", eps))
+    y = _bn(g, conv(y, "_branch2c", 1, 0), params, p + "_branch2c_bn", eps)
     if b.shortcut_conv:
-        sc = g.conv(x, params[p + "_branch1_w"], strides=[1, b.stride, b.stride],
-                    pads=[0, 0, 0], hint=p + "_branch1")
-        sc = _bn(g, sc, params, p + "_branch1_bn", eps)
+        sc = _bn(g, conv(x, "_branch1", b.stride, 0), params, p + "_branch1_bn", eps)
     else:
         sc = x
     return g.relu(g.op("Add", [y, sc], p + "_sum"))
@@ -572,26 +572,6 @@ def _w2d(w):
     return w[:, :, 0]
 
 
-def _bottleneck_2d(g, x, params, b: Block, eps: float = BN_EPS):
-    p = b.prefix
-    y = g.conv(x, _w2d(params[p + "_branch2a_w"]), strides=[1, 1], pads=[0, 0],
-               hint=p + "_branch2a")
-    y = g.relu(_bn(g, y, params, p + "_branch2a_bn", eps))
-    y = g.conv(y, _w2d(params[p + "_branch2b_w"]), strides=[b.stride, b.stride], pads=[1, 1],
-               hint=p + "_branch2b")
-    y = g.relu(_bn(g, y, params, p + "_branch2b_bn", eps))
-    y = g.conv(y, _w2d(params[p + "_branch2c_w"]), strides=[1, 1], pads=[0, 0],
-               hint=p + "_branch2c")
-    y = _bn(g, y, params, p + "_branch2c_bn", eps)
-    if b.shortcut_conv:
-        sc = g.conv(x, _w2d(params[p + "_branch1_w"]), strides=[b.stride, b.stride],
-                    pads=[0, 0], hint=p + "_branch1")
-        sc = _bn(g, sc, params, p + "_branch1_bn", eps)
-    else:
-        sc = x
-    return g.relu(g.op("Add", [y, sc], p + "_sum"))
-
-
 def _positions(g, x, t, h, w, c, hint):
     """Frames (N·T, C, H, W) → (N, T·H·W, C), positions in t, h, w order."""
     x = g.op("Transpose", [x], hint + "_nhwc", perm=[0, 2, 3, 1])
@@ -644,7 +624,7 @@ def _network_2d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes):
                 raise ValueError(f"the 2-D form needs an even number of frames at pool2, not {t}")
             x = g.op("Reshape", [x, g.ints([-1, 2, c, h, w])], "pool2_pairs")
             x = g.op("ReduceMax", [x], "pool2", axes=[1], keepdims=0)
-        x = _bottleneck_2d(g, x, params, b)
+        x = _bottleneck(g, x, params, b, two_d=True)
         if b.nonlocal_name:
             x = _nonlocal_2d(g, x, params, b.nonlocal_name, shapes[b.prefix.split("_")[0]],
                              pairwise)
