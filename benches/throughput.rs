@@ -65,6 +65,10 @@ struct Args {
     live_clip_stride: Option<u32>,
     #[arg(long, default_value_t = 30)]
     live_seconds: u64,
+    /// Start the live streams one by one over one clip period (as independent cameras do),
+    /// instead of all at once (whose clips then all end in the same frame)
+    #[arg(long)]
+    live_stagger: bool,
     /// CUDA devices to spread over (comma-separated): one engine each, engine measurements run
     /// on all of them at once, element streams take them in turn
     #[arg(long, default_value = "0", value_delimiter = ',')]
@@ -121,6 +125,41 @@ fn gpu_memory_mib() -> Option<u64> {
     .max()
 }
 
+/// The CUDA profiler range (cudaProfilerStart/Stop): kernel-level profilers that honour it
+/// (`benches/gpu/kprof.c`, `nsys --capture-range=cudaProfilerApi`) record only the engine's
+/// timed runs. Without the CUDA runtime in the process it does nothing.
+struct ProfilerRange(Option<libloading::Library>);
+
+impl ProfilerRange {
+    fn new() -> Self {
+        // SAFETY: the CUDA runtime's initialisers have no preconditions; ONNX Runtime's CUDA
+        // provider has loaded the same library already.
+        let lib = ["libcudart.so.13", "libcudart.so.12", "libcudart.so"]
+            .iter()
+            .find_map(|name| unsafe { libloading::Library::new(*name) }.ok());
+        Self(lib)
+    }
+
+    fn call(&self, symbol: &[u8]) {
+        if let Some(lib) = &self.0 {
+            // SAFETY: cudaProfilerStart/Stop take no arguments and return a cudaError_t.
+            unsafe {
+                if let Ok(f) = lib.get::<unsafe extern "C" fn() -> i32>(symbol) {
+                    f();
+                }
+            }
+        }
+    }
+
+    fn start(&self) {
+        self.call(b"cudaProfilerStart");
+    }
+
+    fn stop(&self) {
+        self.call(b"cudaProfilerStop");
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -138,49 +177,105 @@ struct PipelineRun {
 }
 
 fn run_pipeline(desc: &str, stop_after: Option<Duration>) -> anyhow::Result<PipelineRun> {
-    let pipeline = gst::parse::launch(desc)?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
-    pipeline.set_state(gst::State::Paused)?;
-    let _ = pipeline.state(gst::ClockTime::NONE);
-    let bus = pipeline.bus().ok_or_else(|| anyhow::anyhow!("no bus"))?;
+    run_pipelines(&[desc.to_string()], Duration::ZERO, stop_after)
+}
+
+/// Run pipelines `descs`, the i-th started i × `spread` / N after the first (independent
+/// cameras do not start their clips in step); each gets EOS `stop_after` after its start, if
+/// given. Counts the element messages of all of them.
+fn run_pipelines(
+    descs: &[String],
+    spread: Duration,
+    stop_after: Option<Duration>,
+) -> anyhow::Result<PipelineRun> {
+    struct Stream {
+        pipeline: gst::Pipeline,
+        bus: gst::Bus,
+        start: Duration,
+        started: bool,
+        eos_sent: bool,
+        done: bool,
+    }
+    let n = descs.len().max(1) as u32;
+    let mut streams = descs
+        .iter()
+        .enumerate()
+        .map(|(i, desc)| {
+            let pipeline = gst::parse::launch(desc)?
+                .downcast::<gst::Pipeline>()
+                .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+            pipeline.set_state(gst::State::Paused)?;
+            let _ = pipeline.state(gst::ClockTime::NONE);
+            let bus = pipeline.bus().ok_or_else(|| anyhow::anyhow!("no bus"))?;
+            Ok(Stream {
+                pipeline,
+                bus,
+                start: spread * i as u32 / n,
+                started: false,
+                eos_sent: false,
+                done: false,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let stop_all = |streams: &[Stream]| {
+        for s in streams {
+            let _ = s.pipeline.set_state(gst::State::Null);
+        }
+    };
     let t = Instant::now();
-    pipeline.set_state(gst::State::Playing)?;
     let (mut clips, mut latencies_ms) = (0, Vec::new());
     // Each element counts its own dropped clips; the last count of each, summed.
     let mut dropped = std::collections::HashMap::new();
-    let mut eos_sent = false;
-    loop {
-        if let Some(limit) = stop_after {
-            if !eos_sent && t.elapsed() >= limit {
-                pipeline.send_event(gst::event::Eos::new());
-                eos_sent = true;
+    while streams.iter().any(|s| !s.done) {
+        let now = t.elapsed();
+        let mut idle = true;
+        for s in streams.iter_mut().filter(|s| !s.done) {
+            if !s.started {
+                if now < s.start {
+                    continue;
+                }
+                s.pipeline.set_state(gst::State::Playing)?;
+                s.started = true;
             }
-        }
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            continue;
-        };
-        match msg.view() {
-            gst::MessageView::Element(e) => {
-                if let Some(s) = e.structure().filter(|s| s.name() == "nonlocalclassify") {
-                    clips += 1;
-                    if let Ok(ns) = s.get::<u64>("latency") {
-                        latencies_ms.push(ns as f64 / 1e6);
-                    }
-                    let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
-                    dropped.insert(src, s.get::<u64>("dropped").unwrap_or(0));
+            if let Some(limit) = stop_after {
+                if !s.eos_sent && now >= s.start + limit {
+                    s.pipeline.send_event(gst::event::Eos::new());
+                    s.eos_sent = true;
                 }
             }
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => {
-                let _ = pipeline.set_state(gst::State::Null);
-                anyhow::bail!("{}: {:?}", e.error(), e.debug())
+            while let Some(msg) = s.bus.pop() {
+                idle = false;
+                match msg.view() {
+                    gst::MessageView::Element(e) => {
+                        if let Some(st) = e.structure().filter(|st| st.name() == "nonlocalclassify")
+                        {
+                            clips += 1;
+                            if let Ok(ns) = st.get::<u64>("latency") {
+                                latencies_ms.push(ns as f64 / 1e6);
+                            }
+                            let src = msg.src().map(|s| s.path_string().to_string());
+                            dropped.insert(src, st.get::<u64>("dropped").unwrap_or(0));
+                        }
+                    }
+                    gst::MessageView::Eos(_) => {
+                        s.done = true;
+                        break;
+                    }
+                    gst::MessageView::Error(e) => {
+                        let (error, debug) = (e.error(), e.debug());
+                        stop_all(&streams);
+                        anyhow::bail!("{error}: {debug:?}")
+                    }
+                    _ => {}
+                }
             }
-            _ => {}
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    pipeline.set_state(gst::State::Null)?;
+    stop_all(&streams);
     latencies_ms.sort_by(f64::total_cmp);
     Ok(PipelineRun {
         secs,
@@ -311,6 +406,10 @@ fn main() -> anyhow::Result<()> {
     // Engine alone: ready clips in host memory, one batch after another (on every device at
     // once when there are several).
     let per = config.clip_elements();
+    let range = match engine.provider.name() {
+        "cuda" => ProfilerRange::new(),
+        _ => ProfilerRange(None),
+    };
     for &b in &args.batches {
         let b = engine.fixed_batch().unwrap_or(b.max(1));
         let batch = Batch::zeros(config.input_type, per * b);
@@ -319,6 +418,8 @@ fn main() -> anyhow::Result<()> {
         for e in &engines {
             e.run(shape, &batch)?;
         }
+        let phases = run_times();
+        range.start();
         let t = Instant::now();
         let mut times: Vec<f64> = std::thread::scope(|scope| {
             let threads: Vec<_> = engines
@@ -342,17 +443,28 @@ fn main() -> anyhow::Result<()> {
                 .map(|v| v.concat())
         })?;
         let rate = (runs * b as u64 * engines.len() as u64) as f64 / t.elapsed().as_secs_f64();
+        range.stop();
         times.sort_by(f64::total_cmp);
         let mem = gpu_memory_mib();
+        let now = run_times();
+        let all_runs = (runs * engines.len() as u64) as f64;
+        let per_run = |a: Duration, b: Duration| (a - b).as_secs_f64() * 1e3 / all_runs;
+        let (fill_ms, bind_ms, compute_ms) = (
+            per_run(now.fill, phases.fill),
+            per_run(now.bind, phases.bind),
+            per_run(now.compute, phases.compute),
+        );
         println!(
-            "| engine, batch {b} | {rate:.1} | {:.1} / {:.1} per batch | GPU memory {} |",
+            "| engine, batch {b} | {rate:.1} | {:.1} / {:.1} per batch | GPU memory {}; per run: fill {fill_ms:.2} ms, bind {bind_ms:.2} ms, compute {compute_ms:.2} ms |",
             percentile(&times, 0.5),
             percentile(&times, 0.99),
             mem.map_or("-".into(), |m| format!("{m} MiB"))
         );
         record(json!({"kind": "engine", "batch": b, "clips_per_s": rate,
             "batch_ms_p50": percentile(&times, 0.5), "batch_ms_p99": percentile(&times, 0.99),
-            "gpu_mib": mem}))?;
+            "gpu_mib": mem, "fill_ms": fill_ms, "bind_ms": bind_ms, "compute_ms": compute_ms,
+            "cuda_options": std::env::var("NONLOCAL_CUDA_OPTIONS").unwrap_or_default(),
+            "unfused": engine.unfused_reason().is_some()}))?;
     }
 
     let caps = format!(
@@ -440,20 +552,24 @@ fn main() -> anyhow::Result<()> {
     // Live sources at 30 fps: every clip should be classified, none dropped.
     if args.live_streams > 0 {
         let stride = args.live_clip_stride.unwrap_or(config.clip_stride);
-        let desc = (0..args.live_streams)
-            .map(|i| {
-                format!(
-                    "videotestsrc is-live=true pattern=ball ! {caps} ! {} ! fakesink sync=false",
-                    element(i, &format!("clip-stride={stride}"))
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+        let descs = (0..args.live_streams).map(|i| {
+            format!(
+                "videotestsrc is-live=true pattern=ball ! {caps} ! {} ! fakesink sync=false",
+                element(i, &format!("clip-stride={stride}"))
+            )
+        });
+        let seconds = Duration::from_secs(args.live_seconds);
         let before = profile();
-        let run = run_pipeline(&desc, Some(Duration::from_secs(args.live_seconds)))?;
+        let run = if args.live_stagger {
+            // One pipeline per stream, started over one clip period.
+            let period = Duration::from_secs_f64(f64::from(stride) / 30.0);
+            run_pipelines(&descs.collect::<Vec<_>>(), period, Some(seconds))?
+        } else {
+            run_pipeline(&descs.collect::<Vec<_>>().join(" "), Some(seconds))?
+        };
         let after = profile();
         let mem = gpu_memory_mib();
-        let frames_per_stream = run.secs * 30.0;
+        let frames_per_stream = seconds.as_secs_f64() * 30.0;
         let expected = (args.live_streams as f64
             * ((frames_per_stream - f64::from(config.clip_length * config.frame_stride))
                 / f64::from(stride)
@@ -462,9 +578,10 @@ fn main() -> anyhow::Result<()> {
                 .max(0.0)) as u64;
         let (runs, items) = (after.runs - before.runs, after.items - before.items);
         println!(
-            "| live, {} streams × 30 fps, {:.0} s, clip every {stride} frames | {:.1} | {:.1} / {:.1} | {} clips of about {expected} expected, {} dropped, mean batch {:.2}, GPU memory {} |",
+            "| live, {} streams × 30 fps{}, {:.0} s, clip every {stride} frames | {:.1} | {:.1} / {:.1} | {} clips of about {expected} expected, {} dropped, mean batch {:.2}, GPU memory {} |",
             args.live_streams,
-            run.secs,
+            if args.live_stagger { " (staggered starts)" } else { "" },
+            seconds.as_secs_f64(),
             run.clips as f64 / run.secs,
             percentile(&run.latencies_ms, 0.5),
             percentile(&run.latencies_ms, 0.99),
@@ -473,14 +590,13 @@ fn main() -> anyhow::Result<()> {
             items as f64 / runs.max(1) as f64,
             mem.map_or("-".into(), |m| format!("{m} MiB"))
         );
-        record(
-            json!({"kind": "live", "streams": args.live_streams, "seconds": run.secs,
+        record(json!({"kind": "live", "streams": args.live_streams,
+            "seconds": seconds.as_secs_f64(), "staggered": args.live_stagger,
             "clip_stride": stride, "clips": run.clips, "expected": expected,
             "dropped": run.dropped, "clips_per_s": run.clips as f64 / run.secs,
             "latency_ms_p50": percentile(&run.latencies_ms, 0.5),
             "latency_ms_p99": percentile(&run.latencies_ms, 0.99),
-            "mean_batch": items as f64 / runs.max(1) as f64, "gpu_mib": mem}),
-        )?;
+            "mean_batch": items as f64 / runs.max(1) as f64, "gpu_mib": mem}))?;
     }
     let p = profile();
     println!(

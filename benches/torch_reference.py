@@ -822,6 +822,9 @@ def _time(model, video, iters: int, warmup: int, repeats: int, device) -> list[f
             model(video)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+            # The profiler range: kernel-level profilers that honour it (benches/gpu/kprof.c,
+            # nsys --capture-range=cudaProfilerApi) record the timed batches only.
+            torch.cuda.profiler.start()
         windows = []
         for _ in range(repeats):
             if device.type == "cuda":
@@ -840,6 +843,8 @@ def _time(model, video, iters: int, warmup: int, repeats: int, device) -> list[f
                 for _ in range(iters):
                     model(video)
                 windows.append((time.perf_counter() - t0) * 1e3 / iters)
+        if device.type == "cuda":
+            torch.cuda.profiler.stop()
     return windows
 
 

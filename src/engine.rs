@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use half::f16;
+use ort::ep::ArbitrarilyConfigurableExecutionProvider as _;
 use ort::ep::ExecutionProvider as _;
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session};
@@ -188,7 +189,9 @@ impl Batch {
 }
 
 /// The element types a batch can hold, with access to their slice in a [`Batch`].
-trait BatchElement: PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static {
+trait BatchElement:
+    PrimitiveTensorElementType + Copy + Send + Sync + std::fmt::Debug + 'static
+{
     fn of(batch: &Batch) -> Option<&[Self]>;
 }
 
@@ -228,6 +231,53 @@ struct Staging {
     device: Option<(DynTensor, DynTensor)>,
 }
 
+/// CUDA provider options set by default: channels-last convolutions with the bias (and folded
+/// batch norm) fused into cuDNN's convolution kernel. Measured on an H100 (benches/gpu/run.sh
+/// kprof): without them cuDNN adds each convolution's bias in a separate generic kernel (a third
+/// of the GPU time of C2D-NL-R50) and converts layouts around every convolution.
+const TUNED_CUDA_OPTIONS: [(&str, &str); 2] = [("prefer_nhwc", "1"), ("fuse_conv_bias", "1")];
+
+/// The CUDA provider options for a session: the tuned defaults, then NONLOCAL_CUDA_OPTIONS
+/// ("key=value,..." as ONNX Runtime names them) over them. `fused: false` leaves out
+/// `fuse_conv_bias` (after cuDNN refused a fused convolution), as does `prefer_nhwc=0` unless
+/// the variable asks for fusion itself (cuDNN fuses channels-last convolutions only).
+fn cuda_options(fused: bool) -> Vec<(String, String)> {
+    merge_options(
+        &parse_options(&std::env::var("NONLOCAL_CUDA_OPTIONS").unwrap_or_default()),
+        fused,
+    )
+}
+
+fn merge_options(user: &[(String, String)], fused: bool) -> Vec<(String, String)> {
+    let mut options: Vec<(String, String)> = TUNED_CUDA_OPTIONS
+        .iter()
+        .map(|&(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (key, value) in user {
+        options.retain(|(k, _)| k != key);
+        options.push((key.clone(), value.clone()));
+    }
+    let set = |key: &str| user.iter().any(|(k, _)| k == key);
+    let nhwc_off = options.iter().any(|(k, v)| k == "prefer_nhwc" && v == "0");
+    if !fused || (nhwc_off && !set("fuse_conv_bias")) {
+        options.retain(|(k, _)| k != "fuse_conv_bias");
+    }
+    options
+}
+
+fn parse_options(text: &str) -> Vec<(String, String)> {
+    text.split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
+}
+
+/// Whether a run failed because cuDNN has no fused convolution for one of the model's layers.
+fn is_fusion_failure(reason: &str) -> bool {
+    reason.contains("CUDNN Frontend") || reason.contains("CUDNN_FE")
+}
+
 /// NONLOCAL_CUDA_GRAPH=1: capture each CUDA session's run as a CUDA graph and replay it (every
 /// session sees one input shape); a tuning switch measured by benches/gpu/run.sh.
 fn cuda_graphs() -> bool {
@@ -252,6 +302,8 @@ struct Runner {
     /// Time spent so far copying clips into staging inputs, binding them (the transfer to the
     /// device) and running the graph.
     times: RunTimes,
+    /// Why convolution fusion was turned off (cuDNN's refusal), if it was.
+    unfused: Option<String>,
 }
 
 /// Where model runs spend their time (see [`Engine::run_times`]).
@@ -376,8 +428,34 @@ fn staging_for<'a>(
 
 impl Runner {
     /// Copy `items` (each `per` elements; the last one repeated up to the batch size of `shape`)
-    /// into the staging input of `shape`, run, and return each item's scores.
+    /// into the staging input of `shape`, run, and return each item's scores. When cuDNN has no
+    /// fused convolution for a layer of the model, the CUDA sessions are opened again without
+    /// fusion and the batch is run again.
     fn run<T: BatchElement>(
+        &mut self,
+        shape: &[i64],
+        io: &ModelIo,
+        items: &[&[T]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        match self.run_once(shape, io, items) {
+            Err(EngineError::Inference(reason)) if is_fusion_failure(&reason) => {
+                let Some(source) = self.source.as_ref() else {
+                    return Err(EngineError::Inference(reason));
+                };
+                if !source.fused.swap(false, Ordering::Relaxed) {
+                    return Err(EngineError::Inference(reason));
+                }
+                self.session = source.session(ProviderChoice::Cuda)?.0;
+                self.per_batch.clear();
+                self.staging.clear();
+                self.unfused = Some(reason);
+                self.run_once(shape, io, items)
+            }
+            other => other,
+        }
+    }
+
+    fn run_once<T: BatchElement>(
         &mut self,
         shape: &[i64],
         io: &ModelIo,
@@ -411,6 +489,7 @@ impl Runner {
             allocator,
             staging,
             times,
+            ..
         } = self;
         let session = match source {
             Some(source) if shape[0] != *base_batch => match per_batch.entry(shape[0]) {
@@ -436,9 +515,7 @@ impl Runner {
                 .input
                 .try_extract_tensor_mut::<T>()
                 .map_err(|e| err(&e))?;
-            for (k, dst) in data.chunks_exact_mut(per).enumerate() {
-                dst.copy_from_slice(items.get(k).unwrap_or(last));
-            }
+            crate::fill::fill(data, per, items, last);
         }
         let Staging {
             input,
@@ -497,6 +574,8 @@ struct SessionSource {
     shown: String,
     device: i32,
     gpu_mem_limit_mib: u32,
+    /// Whether CUDA sessions fuse convolution and bias (cleared when cuDNN refuses one).
+    fused: std::sync::atomic::AtomicBool,
 }
 
 impl SessionSource {
@@ -521,13 +600,11 @@ impl SessionSource {
             if self.gpu_mem_limit_mib > 0 {
                 cuda = cuda.with_memory_limit(self.gpu_mem_limit_mib as usize * 1024 * 1024);
             }
-            // NONLOCAL_CUDA_NHWC=1: ask the CUDA provider for channels-last convolutions
-            // (a tuning switch measured by benches/gpu/run.sh).
-            if std::env::var("NONLOCAL_CUDA_NHWC").is_ok_and(|v| v == "1") {
-                cuda = cuda.with_prefer_nhwc(true);
-            }
             if cuda_graphs() {
                 cuda = cuda.with_cuda_graph(true);
+            }
+            for (key, value) in cuda_options(self.fused.load(Ordering::Relaxed)) {
+                cuda = cuda.with_arbitrary_config(key, value);
             }
             match cuda.register(&mut builder) {
                 Ok(()) => provider = Provider::Cuda,
@@ -645,6 +722,7 @@ impl Engine {
             shown: shown.clone(),
             device,
             gpu_mem_limit_mib,
+            fused: true.into(),
         };
         let invalid = |e: &dyn std::fmt::Display| EngineError::ModelInvalid {
             path: shown.clone(),
@@ -726,6 +804,7 @@ impl Engine {
                 allocator,
                 staging: HashMap::new(),
                 times: RunTimes::default(),
+                unfused: None,
             }),
             path: path.to_path_buf(),
             io,
@@ -796,6 +875,12 @@ impl Engine {
     /// Where this engine's model runs have spent their time so far.
     pub fn run_times(&self) -> RunTimes {
         self.runner.lock().map(|r| r.times).unwrap_or_default()
+    }
+
+    /// Why the CUDA sessions run without fused convolutions, when cuDNN refused one of the
+    /// model's layers (they are reopened without fusion and keep working, a little slower).
+    pub fn unfused_reason(&self) -> Option<String> {
+        self.runner.lock().ok().and_then(|r| r.unfused.clone())
     }
 
     /// Whether inputs are staged in page-locked memory (CUDA).
@@ -1167,4 +1252,65 @@ fn run_typed<T: BatchElement>(
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
     Ok(scores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_options_are_key_value_pairs() {
+        let got = parse_options(
+            " prefer_nhwc=1, fuse_conv_bias = 1,,junk,=2,cudnn_conv_algo_search=HEURISTIC",
+        );
+        let want = [
+            ("prefer_nhwc", "1"),
+            ("fuse_conv_bias", "1"),
+            ("cudnn_conv_algo_search", "HEURISTIC"),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(k, v)| (k.to_string(), v.to_string())).to_vec()
+        );
+        assert!(parse_options("").is_empty());
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn tuned_options_are_defaults_the_environment_overrides() {
+        let tuned = pairs(&[("prefer_nhwc", "1"), ("fuse_conv_bias", "1")]);
+        assert_eq!(merge_options(&[], true), tuned);
+        // After cuDNN refused a fused convolution: channels-last only.
+        assert_eq!(merge_options(&[], false), pairs(&[("prefer_nhwc", "1")]));
+        // Channels-last off takes fusion with it (cuDNN fuses channels-last only)...
+        assert_eq!(
+            merge_options(&pairs(&[("prefer_nhwc", "0")]), true),
+            pairs(&[("prefer_nhwc", "0")])
+        );
+        // ...unless fusion is asked for too; other keys are passed on.
+        assert_eq!(
+            merge_options(
+                &pairs(&[
+                    ("fuse_conv_bias", "1"),
+                    ("prefer_nhwc", "0"),
+                    ("use_tf32", "0")
+                ]),
+                true
+            ),
+            pairs(&[
+                ("fuse_conv_bias", "1"),
+                ("prefer_nhwc", "0"),
+                ("use_tf32", "0")
+            ])
+        );
+        assert!(is_fusion_failure(
+            "Non-zero status code returned while running Conv node. Failed to initialize CUDNN Frontend"
+        ));
+        assert!(!is_fusion_failure("CUDA out of memory"));
+    }
 }

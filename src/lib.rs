@@ -12,6 +12,7 @@ use gst::glib;
 
 pub mod config;
 pub mod engine;
+pub mod fill;
 pub mod labels;
 pub mod meta;
 pub mod nonlocalclassify;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checks and measurements on a CUDA machine, in one go:
-#   benches/gpu/run.sh [check|bench|multi|graphs|all]   (default all; multi needs two cards)
+#   benches/gpu/run.sh [check|bench|multi|graphs|kprof|all]   (default all; multi needs two cards)
+#   (bench is bench-torch, bench-c2d, bench-i3d and bench-table, which can run one by one into
+#   the same $OUT)
 #
 # check: the pipeline, error and batching tests with the CUDA provider, then tests/gpu.rs (CUDA and
 #        CPU agree within float16 tolerance on every model; a GPU out-of-memory is one clear error).
@@ -60,10 +62,14 @@ check() {
   echo "gpu tests rc=$? $(grep 'test result' "$OUT/gpu-tests.txt")" >> "$OUT/summary.txt"
 }
 
-bench() {
+bench_run() { timeout 420 "$BIN/throughput" --provider cuda --json "$OUT/bench.jsonl" "$@" \
+                >> "$OUT/bench.txt" 2>&1
+              echo "rc=$? $*" >> "$OUT/bench.txt"; }
+
+# PyTorch's forms at batch 1 and 8 on the same weights, and the card.
+bench_torch() {
   export_models
-  J=$OUT/bench.jsonl
-  : > "$J"
+  : > "$OUT/torch.jsonl"
   for arch in c2d-r50-nl i3d-r50-nl; do
     for b in 1 8; do
       "$PY" benches/torch_reference.py --weights "$MODELS/$arch-u8.onnx" --batch "$b" \
@@ -72,28 +78,46 @@ bench() {
   done
   nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv \
     > "$OUT/card.txt" 2>&1
-  run() { timeout 420 "$BIN/throughput" --provider cuda --json "$J" "$@" >> "$OUT/bench.txt" 2>&1
-          echo "rc=$? $*" >> "$OUT/bench.txt"; }
-  run --model "$MODELS/c2d-r50-nl-u8-2d.onnx" --name c2d-r50-nl-u8-2d --batches 1,2,4,8,16 \
-    --streams 1,8,32,64 --clips 512 --live-streams 100 --live-seconds 30
-  NONLOCAL_CUDA_NHWC=1 run --model "$MODELS/c2d-r50-nl-u8-2d.onnx" --name c2d-r50-nl-u8-2d-nhwc \
-    --batches 1,8,16 --streams 0
-  run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8 --batches 1,2,4,8,16 \
-    --streams 1,8,32,64 --clips 512
-  run --model "$MODELS/i3d-r50-nl-u8.onnx" --name i3d-r50-nl-u8 --batches 1,2,4,8,16 \
-    --streams 1,8,32,64 --clips 256
-  NONLOCAL_CUDA_NHWC=1 run --model "$MODELS/i3d-r50-nl-u8.onnx" --name i3d-r50-nl-u8-nhwc \
-    --batches 1,8 --streams 0
-  run --model "$MODELS/c2d-r50-nl-f16.onnx" --name c2d-r50-nl-f16 --batches 1,8 --streams 8 \
-    --clips 256
-  run --model "$MODELS/i3d-r50-nl-f16.onnx" --name i3d-r50-nl-f16 --batches 1,8 --streams 8 \
-    --clips 128
+}
+
+# The engine and the element with the engine's CUDA defaults (prefer_nhwc=1, fuse_conv_bias=1);
+# `-untuned`: the CUDA provider's own defaults.
+bench_c2d() {
+  export_models
+  bench_run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8 \
+    --batches 1,2,4,8,16 --streams 1,8,32,64 --clips 512 --live-streams 100 --live-seconds 30
+  bench_run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8-staggered --batches 8 \
+    --streams 0 --live-streams 100 --live-seconds 30 --live-stagger
+  NONLOCAL_CUDA_OPTIONS=prefer_nhwc=0 bench_run --model "$MODELS/c2d-r50-nl-u8.onnx" \
+    --name c2d-r50-nl-u8-untuned --batches 1,8 --streams 0
+  bench_run --model "$MODELS/c2d-r50-nl-u8-2d.onnx" --name c2d-r50-nl-u8-2d --batches 1,8,16 \
+    --streams 0
+  bench_run --model "$MODELS/c2d-r50-nl-f16.onnx" --name c2d-r50-nl-f16 --batches 1,8 \
+    --streams 8 --clips 256
+}
+
+bench_i3d() {
+  export_models
+  bench_run --model "$MODELS/i3d-r50-nl-u8.onnx" --name i3d-r50-nl-u8 \
+    --batches 1,2,4,8,16 --streams 1,8,32,64 --clips 256
+  NONLOCAL_CUDA_OPTIONS=prefer_nhwc=0 bench_run --model "$MODELS/i3d-r50-nl-u8.onnx" \
+    --name i3d-r50-nl-u8-untuned --batches 1,8 --streams 0
+  bench_run --model "$MODELS/i3d-r50-nl-f16.onnx" --name i3d-r50-nl-f16 --batches 1,8 \
+    --streams 8 --clips 128
   if [ -f "$MODELS/i3d-kinetics400-u8.onnx" ]; then
-    run --model "$MODELS/i3d-kinetics400-u8.onnx" --name i3d-kinetics400-u8 --batches 1,8 \
-      --streams 8 --clips 128
+    bench_run --model "$MODELS/i3d-kinetics400-u8.onnx" --name i3d-kinetics400-u8 \
+      --batches 1,8 --streams 8 --clips 128
   fi
-  "$PY" benches/gpu/table.py "$J" "$OUT/torch.jsonl" > "$OUT/table.md" 2>&1
+}
+
+bench_table() {
+  "$PY" benches/gpu/table.py "$OUT/bench.jsonl" "$OUT/torch.jsonl" > "$OUT/table.md" 2>&1
   cat "$OUT/table.md"
+}
+
+bench() {
+  : > "$OUT/bench.jsonl"
+  bench_torch; bench_c2d; bench_i3d; bench_table
 }
 
 # Two cards: the same model on one card, then on both (an engine each; engine runs on both at
@@ -135,12 +159,54 @@ graphs() {
   grep -E "^model|^\| (engine|element)|^rc=" "$OUT/graphs.txt"
 }
 
+# Kernel-level profiles (benches/gpu/kprof.c, built as $BIN/libkprof.so) of the engine at batch 8
+# under CUDA provider options, and of PyTorch's forms on the same weights; throughput of each
+# variant in $OUT/kprof.jsonl, profiles summarised in $OUT/kprof.md.
+kprof() {
+  export_models
+  local lib=$PWD/$BIN/libkprof.so P=$OUT/kprof.tsv J=$OUT/kprof.jsonl cupti
+  [ -f "$lib" ] || { echo "kprof: $lib missing (cc -O2 -shared -fPIC -o $lib benches/gpu/kprof.c -ldl)"; return 1; }
+  cupti=$("$PY" -c 'import nvidia, os; print(list(nvidia.__path__)[0])' 2>/dev/null)
+  cupti=$(find "$cupti" "$("$PY" -c 'import torch, os; print(os.path.dirname(torch.__file__))' 2>/dev/null)" \
+    -name 'libcupti.so*' 2>/dev/null | head -1)
+  echo "CUPTI: ${cupti:-not found}" >> "$OUT/kprof.txt"
+  : > "$P"; : > "$J"
+  prof() { local label=$1; shift
+    CUDA_INJECTION64_PATH=$lib KPROF_CUPTI=$cupti KPROF_OUT=$P KPROF_LABEL=$label "$@"; }
+  ort() { local m=$1 name=$2 opts=$3
+    NONLOCAL_CUDA_OPTIONS=$opts prof "ort $name:clips=512" timeout 240 "$BIN/throughput" \
+      --provider cuda --json "$J" --model "$MODELS/$m.onnx" --name "$name" --batches 8 \
+      --streams 0 --clips 512 >> "$OUT/kprof.txt" 2>&1
+    echo "rc=$? $name ($opts)" >> "$OUT/kprof.txt"; }
+  # The engine's defaults (prefer_nhwc=1, fuse_conv_bias=1) and the CUDA provider's own
+  # (prefer_nhwc=0, which also leaves fusion out).
+  for m in c2d-r50-nl-u8 i3d-r50-nl-u8; do
+    ort "$m" "$m" ""
+    ort "$m" "$m-plain" "prefer_nhwc=0"
+  done
+  ort c2d-r50-nl-u8-2d c2d-r50-nl-u8-2d ""
+  for spec in c2d-r50-nl:2d: i3d-r50-nl:2d:--sdpa; do
+    IFS=: read -r arch form sdpa <<< "$spec"
+    prof "torch $arch $form${sdpa:+ sdpa}:clips=1200" "$PY" benches/torch_reference.py \
+      --weights "$MODELS/$arch-u8.onnx" --batch 8 --iters 50 --repeats 3 --channels-last \
+      --form "$form" $sdpa --json >> "$OUT/kprof-torch.jsonl" 2>> "$OUT/kprof.txt"
+  done
+  "$PY" benches/gpu/kprof.py "$P" > "$OUT/kprof.md" 2>&1
+  grep -E "^\| engine|^rc=|^model" "$OUT/kprof.txt"
+  head -20 "$OUT/kprof.md"
+}
+
 case "$PHASE" in
+  kprof) kprof ;;
+  bench-torch) bench_torch ;;
+  bench-c2d) bench_c2d ;;
+  bench-i3d) bench_i3d ;;
+  bench-table) bench_table ;;
   graphs) graphs ;;
   check) check ;;
   bench) bench ;;
   multi) multi ;;
   all) check; bench ;;
-  *) echo "usage: $0 [check|bench|multi|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [check|bench|multi|graphs|kprof|all]" >&2; exit 2 ;;
 esac
 cat "$OUT/summary.txt" 2>/dev/null

@@ -54,8 +54,9 @@ def main(argv: list[str]) -> int:
           f"cuDNN {t0.get('cudnn')}")
     print()
     print("| model | batch | PyTorch eager best, clips/s (form) | engine, clips/s | engine / PyTorch"
-          " | engine batch latency p50 / p99, ms | GPU memory, MiB |")
-    print("|---|---|---|---|---|---|---|")
+          " | engine batch latency p50 / p99, ms | per batch: staging copy / compute, ms"
+          " | GPU memory, MiB |")
+    print("|---|---|---|---|---|---|---|---|")
     engine_rate: dict = {}
     for r in (r for r in bench if r["kind"] == "engine"):
         engine_rate[(r["model"], r["batch"])] = r["clips_per_s"]
@@ -66,7 +67,8 @@ def main(argv: list[str]) -> int:
         ratio = r["clips_per_s"] / t["clips_per_s"] if t else None
         print(f"| {r['model']} | {r['batch']} | {fmt(t and t['clips_per_s'])}{form} | "
               f"{fmt(r['clips_per_s'])} | {fmt(ratio, 2)} | {fmt(r['batch_ms_p50'])} / "
-              f"{fmt(r['batch_ms_p99'])} | {r.get('gpu_mib') or '-'} |")
+              f"{fmt(r['batch_ms_p99'])} | {fmt(r.get('fill_ms'), 2)} / "
+              f"{fmt(r.get('compute_ms'), 2)} | {r.get('gpu_mib') or '-'} |")
     print()
     print("| model | streams | element, clips/s | element / engine at its max-batch | latency last "
           "frame → result p50 / p99, ms | mean batch | engine busy | source alone, clips/s |")
@@ -80,11 +82,12 @@ def main(argv: list[str]) -> int:
     live = [r for r in bench if r["kind"] == "live"]
     if live:
         print()
-        print("| model | live streams × 30 fps | seconds | clip every | clips expected | classified "
-              "| dropped | latency p50 / p99, ms | mean batch |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| model | live streams × 30 fps | starts | seconds | clip every | clips expected | "
+              "classified | dropped | latency p50 / p99, ms | mean batch |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in live:
-            print(f"| {r['model']} | {r['streams']} | {fmt(r['seconds'], 0)} | "
+            starts = "over one clip period" if r.get("staggered") else "all at once"
+            print(f"| {r['model']} | {r['streams']} | {starts} | {fmt(r['seconds'], 0)} | "
                   f"{r['clip_stride']} frames | {r['expected']} | {r['clips']} | {r['dropped']} | "
                   f"{fmt(r['latency_ms_p50'])} / {fmt(r['latency_ms_p99'])} | "
                   f"{fmt(r['mean_batch'], 2)} |")

@@ -298,6 +298,15 @@ impl NonLocalClassify {
                 ["model '{}' failed its first run: {}", model, e]
             )
         })?;
+        if let Some(reason) = engine.unfused_reason() {
+            gst::info!(
+                CAT,
+                imp = self,
+                "cuDNN has no fused convolution for a layer of {}: running without fusion ({})",
+                model,
+                reason
+            );
+        }
         Ok(Loaded {
             engine,
             config,
