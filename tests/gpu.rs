@@ -38,6 +38,41 @@ fn clip_batch(config: &ClipConfig, n: usize) -> Batch {
     }
 }
 
+/// CUDA scores `a` against CPU scores `b` of the same clips: within float16 tolerance, the same
+/// top class unless the CPU's first two are closer than that.
+fn assert_agree(path: &std::path::Path, a: &[Vec<f32>], b: &[Vec<f32>]) {
+    for (x, y) in a.iter().zip(b) {
+        let top = y.iter().cloned().fold(f32::MIN, f32::max).abs().max(1e-6);
+        let diff = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        // float16 keeps about three decimal digits; 2 % of the largest score allows for the
+        // different kernels and accumulation orders of the two providers.
+        assert!(
+            diff <= 0.02 * top + 1e-5,
+            "{}: CUDA and CPU scores differ by {diff} (largest score {top})",
+            path.display()
+        );
+        let argmax = |v: &[f32]| {
+            v.iter()
+                .enumerate()
+                .max_by(|p, q| p.1.total_cmp(q.1))
+                .map(|(i, _)| i)
+        };
+        let second = {
+            let mut s = y.clone();
+            s.sort_by(|p, q| q.total_cmp(p));
+            s.get(1).copied().unwrap_or(0.0)
+        };
+        // The top class agrees unless the CPU's first two are within the tolerance.
+        if top - second > 0.02 * top {
+            assert_eq!(argmax(x), argmax(y), "{}", path.display());
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs a CUDA card: cargo test --test gpu -- --ignored"]
 fn cuda_and_cpu_agree_within_fp16_tolerance() {
@@ -56,36 +91,7 @@ fn cuda_and_cpu_agree_within_fp16_tolerance() {
             cpu.run(shape, &batch).unwrap(),
         );
         assert_eq!(a.len(), n);
-        for (x, y) in a.iter().zip(&b) {
-            let top = y.iter().cloned().fold(f32::MIN, f32::max).abs().max(1e-6);
-            let diff = x
-                .iter()
-                .zip(y)
-                .map(|(p, q)| (p - q).abs())
-                .fold(0.0f32, f32::max);
-            // float16 keeps about three decimal digits; 2 % of the largest score allows for the
-            // different kernels and accumulation orders of the two providers.
-            assert!(
-                diff <= 0.02 * top + 1e-5,
-                "{}: CUDA and CPU scores differ by {diff} (largest score {top})",
-                path.display()
-            );
-            let argmax = |v: &[f32]| {
-                v.iter()
-                    .enumerate()
-                    .max_by(|p, q| p.1.total_cmp(q.1))
-                    .map(|(i, _)| i)
-            };
-            let second = {
-                let mut s = y.clone();
-                s.sort_by(|p, q| q.total_cmp(p));
-                s.get(1).copied().unwrap_or(0.0)
-            };
-            // The top class agrees unless the CPU's first two are within the tolerance.
-            if top - second > 0.02 * top {
-                assert_eq!(argmax(x), argmax(y), "{}", path.display());
-            }
-        }
+        assert_agree(path, &a, &b);
         println!(
             "{}: CUDA and CPU agree on {n} clips",
             path.file_name().unwrap().to_string_lossy()
@@ -110,4 +116,45 @@ fn gpu_out_of_memory_is_one_clear_error() {
     );
     assert_eq!(e.matches("does not fit").count(), 1, "{e}");
     assert!(started.elapsed() < std::time::Duration::from_secs(120));
+}
+
+#[test]
+#[ignore = "needs a CUDA card: cargo test --test gpu -- --ignored"]
+fn refused_fusion_reopens_the_sessions_unfused() {
+    init();
+    let Some(path) = std::env::var("NONLOCAL_GPU_MODELS")
+        .ok()
+        .and_then(|l| l.split(':').next().map(str::to_string))
+        .filter(|p| !p.is_empty())
+    else {
+        println!("skipped: needs a real network in NONLOCAL_GPU_MODELS");
+        return;
+    };
+    let path = std::path::Path::new(&path);
+    // cuDNN fuses the bias into channels-last convolutions only: asking for fusion with
+    // channels-first convolutions makes it refuse every layer, as it would one layer it has no
+    // fused kernel for. (run.sh runs these tests one at a time, so the variable is ours.)
+    std::env::set_var("NONLOCAL_CUDA_OPTIONS", "prefer_nhwc=0,fuse_conv_bias=1");
+    let cuda = Engine::open(path, ProviderChoice::Cuda, 0).expect("CUDA engine");
+    let cpu = Engine::open(path, ProviderChoice::Cpu, 0).expect("CPU engine");
+    let config = ClipConfig::resolve(&cpu.metadata, &cpu.io, Overrides::default()).unwrap();
+    let n = cpu.fixed_batch().unwrap_or(2);
+    let batch = clip_batch(&config, n);
+    let shape = config.input_shape(n);
+    let a = cuda.run(shape, &batch);
+    std::env::remove_var("NONLOCAL_CUDA_OPTIONS");
+    let a = a.expect("the run succeeds without fusion");
+    let reason = cuda
+        .unfused_reason()
+        .expect("fusion was refused and turned off");
+    assert!(reason.contains("CUDNN"), "{reason}");
+    assert_agree(path, &a, &cpu.run(shape, &batch).unwrap());
+    // The next batch size opens its session without fusion straight away.
+    let shape1 = config.input_shape(1);
+    let one = clip_batch(&config, 1);
+    assert_agree(
+        path,
+        &cuda.run(shape1, &one).unwrap(),
+        &cpu.run(shape1, &one).unwrap(),
+    );
 }

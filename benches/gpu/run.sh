@@ -21,7 +21,8 @@ OUT=${OUT:-gpu-out}
 PY=${PY:-python3}
 MODELS=${MODELS:-$OUT/models}
 mkdir -p "$OUT" "$MODELS"
-export GST_PLUGIN_PATH=$PWD/$BIN
+case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
+export GST_PLUGIN_PATH=$BIN
 # The test binaries find tests/models through the crate path they were built in.
 SRC_DIR=${NONLOCAL_SRC_DIR:-}
 if [ -n "$SRC_DIR" ] && [ ! -e "$SRC_DIR" ]; then
@@ -164,7 +165,7 @@ graphs() {
 # variant in $OUT/kprof.jsonl, profiles summarised in $OUT/kprof.md.
 kprof() {
   export_models
-  local lib=$PWD/$BIN/libkprof.so P=$OUT/kprof.tsv J=$OUT/kprof.jsonl cupti
+  local lib=$BIN/libkprof.so P=$OUT/kprof.tsv J=$OUT/kprof.jsonl cupti
   [ -f "$lib" ] || { echo "kprof: $lib missing (cc -O2 -shared -fPIC -o $lib benches/gpu/kprof.c -ldl)"; return 1; }
   cupti=$("$PY" -c 'import nvidia, os; print(list(nvidia.__path__)[0])' 2>/dev/null)
   cupti=$(find "$cupti" "$("$PY" -c 'import torch, os; print(os.path.dirname(torch.__file__))' 2>/dev/null)" \
