@@ -6,8 +6,8 @@
 Each profiler range is labelled `<name>:clips=<N>` (KPROF_LABEL; N is the number of clips the
 range processed), so times are given per clip. Prints, per range: GPU busy time per clip, the
 share of the range the card was busy, and how the busy time splits into kinds of work
-(convolutions, matrix products, layout changes, element-wise work, pooling, softmax, reductions,
-copies); then the heaviest kernels of each range.
+(separate bias additions, layout changes, convolutions, softmax, matrix products, pooling,
+reductions, element-wise work, copies); then the heaviest kernels of each range.
 """
 import argparse
 import re
@@ -15,6 +15,9 @@ import sys
 
 # First match wins; kernel names are searched case-insensitively.
 KINDS = [
+    # cuDNN's generic tensor op: ONNX Runtime adds a convolution's bias with it when the bias
+    # is not fused into the convolution.
+    ("bias", r"op_generic_tensor"),
     ("layout", r"transpose|nchwtonhwc|nhwctonchw|nchw2nhwc|nhwc2nchw|permute|layout|"
                r"convertlayout|tensor_transform"),
     ("conv", r"fprop|conv|implicit|winograd|fft|dgrad|wgrad"),
