@@ -421,13 +421,18 @@ fn main() -> anyhow::Result<()> {
         let phases = run_times();
         range.start();
         let t = Instant::now();
+        // One submitting thread per lane of each engine (two under CUDA: one batch's copy-in
+        // and read-back overlap the other's compute, as with the element's batching threads).
+        let lanes = engine.lanes() as u64;
+        let runs = runs.div_ceil(lanes) * lanes;
         let mut times: Vec<f64> = std::thread::scope(|scope| {
             let threads: Vec<_> = engines
                 .iter()
+                .flat_map(|e| std::iter::repeat_n(e, lanes as usize))
                 .map(|e| {
                     let batch = &batch;
                     scope.spawn(move || {
-                        (0..runs)
+                        (0..runs / lanes)
                             .map(|_| {
                                 let r = Instant::now();
                                 e.run(shape, batch).map(|_| r.elapsed().as_secs_f64() * 1e3)

@@ -231,6 +231,17 @@ struct Staging {
     device: Option<(DynTensor, DynTensor)>,
 }
 
+/// Lanes of a CUDA engine (see `Engine::runners`): NONLOCAL_CUDA_LANES (1 to 4), else 2.
+fn cuda_lanes() -> usize {
+    lanes_from(std::env::var("NONLOCAL_CUDA_LANES").ok().as_deref())
+}
+
+fn lanes_from(value: Option<&str>) -> usize {
+    value
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(2, |n| n.clamp(1, 4))
+}
+
 /// CUDA provider options set by default: channels-last convolutions with the bias (and folded
 /// batch norm) fused into cuDNN's convolution kernel. Measured on an H100 (benches/gpu/run.sh
 /// kprof): without them cuDNN adds each convolution's bias in a separate generic kernel (a third
@@ -292,7 +303,9 @@ struct Runner {
     /// convolutions re-plan whenever a session's input shape changes (hundreds of milliseconds
     /// per run on the Non-local networks when batch sizes alternate), so each session keeps one.
     per_batch: HashMap<i64, Session>,
-    source: Option<SessionSource>,
+    source: Option<Arc<SessionSource>>,
+    /// Whether this runner's CUDA sessions were opened with fused convolutions.
+    fused: bool,
     /// The batch size `session` runs under CUDA: the graph's fixed one, else 1.
     base_batch: i64,
     /// Allocates staging inputs: page-locked host memory under CUDA, so the copy to the card is
@@ -427,6 +440,45 @@ fn staging_for<'a>(
 }
 
 impl Runner {
+    /// A runner around `session`; under CUDA (`source` given) with page-locked staging.
+    fn new(
+        session: Session,
+        source: Option<Arc<SessionSource>>,
+        io: &ModelIo,
+        device: i32,
+    ) -> Runner {
+        // Page-locked staging under CUDA; without it (allocation refused), ordinary host memory.
+        let allocator = source.as_ref().and_then(|_| {
+            MemoryInfo::new(
+                AllocationDevice::CUDA_PINNED,
+                device,
+                AllocatorType::Device,
+                MemoryType::CPUInput,
+            )
+            .and_then(|info| Allocator::new(&session, info))
+            .ok()
+        });
+        Runner {
+            fused: source
+                .as_ref()
+                .is_some_and(|s| s.fused.load(Ordering::Relaxed)),
+            // Under CUDA each batch size gets its own session (see `Runner::per_batch`).
+            source,
+            per_batch: HashMap::new(),
+            base_batch: io
+                .input_shape
+                .first()
+                .copied()
+                .filter(|&b| b > 0)
+                .unwrap_or(1),
+            session,
+            allocator,
+            staging: HashMap::new(),
+            times: RunTimes::default(),
+            unfused: None,
+        }
+    }
+
     /// Copy `items` (each `per` elements; the last one repeated up to the batch size of `shape`)
     /// into the staging input of `shape`, run, and return each item's scores. When cuDNN has no
     /// fused convolution for a layer of the model, the CUDA sessions are opened again without
@@ -439,12 +491,12 @@ impl Runner {
     ) -> Result<Vec<Vec<f32>>, EngineError> {
         match self.run_once(shape, io, items) {
             Err(EngineError::Inference(reason)) if is_fusion_failure(&reason) => {
-                let Some(source) = self.source.as_ref() else {
+                let Some(source) = self.source.as_ref().filter(|_| self.fused) else {
                     return Err(EngineError::Inference(reason));
                 };
-                if !source.fused.swap(false, Ordering::Relaxed) {
-                    return Err(EngineError::Inference(reason));
-                }
+                // Every lane's next sessions open without fusion; this lane's reopen now.
+                source.fused.store(false, Ordering::Relaxed);
+                self.fused = false;
                 self.session = source.session(ProviderChoice::Cuda)?.0;
                 self.per_batch.clear();
                 self.staging.clear();
@@ -635,7 +687,11 @@ impl SessionSource {
 
 /// An opened model: one ONNX Runtime session and what the element needs to know about it.
 pub struct Engine {
-    runner: Mutex<Runner>,
+    /// The lanes: each runs one batch at a time with its own sessions and staging; under CUDA
+    /// there are two, so that one batch's copy-in, launch and read-back overlap another's compute.
+    runners: Vec<Mutex<Runner>>,
+    /// The lane to wait for when all are busy.
+    next_lane: AtomicU64,
     pub path: PathBuf,
     pub io: ModelIo,
     pub metadata: ModelMetadata,
@@ -776,36 +832,23 @@ impl Engine {
                 }
             })?
         };
-        // Page-locked staging under CUDA; without it (allocation refused), ordinary host memory.
-        let allocator = (provider == Provider::Cuda)
-            .then(|| {
-                MemoryInfo::new(
-                    AllocationDevice::CUDA_PINNED,
+        let source = Arc::new(source);
+        let cuda = (provider == Provider::Cuda).then(|| Arc::clone(&source));
+        let mut runners = vec![Mutex::new(Runner::new(session, cuda.clone(), &io, device))];
+        if let Some(source) = &cuda {
+            for _ in 1..cuda_lanes() {
+                let (session, _, _) = source.session(ProviderChoice::Cuda)?;
+                runners.push(Mutex::new(Runner::new(
+                    session,
+                    Some(Arc::clone(source)),
+                    &io,
                     device,
-                    AllocatorType::Device,
-                    MemoryType::CPUInput,
-                )
-                .and_then(|info| Allocator::new(&session, info))
-                .ok()
-            })
-            .flatten();
+                )));
+            }
+        }
         Ok(Engine {
-            runner: Mutex::new(Runner {
-                // Under CUDA each batch size gets its own session (see `Runner::per_batch`).
-                source: (provider == Provider::Cuda).then_some(source),
-                per_batch: HashMap::new(),
-                base_batch: io
-                    .input_shape
-                    .first()
-                    .copied()
-                    .filter(|&b| b > 0)
-                    .unwrap_or(1),
-                session,
-                allocator,
-                staging: HashMap::new(),
-                times: RunTimes::default(),
-                unfused: None,
-            }),
+            runners,
+            next_lane: AtomicU64::new(0),
             path: path.to_path_buf(),
             io,
             metadata,
@@ -826,6 +869,16 @@ impl Engine {
 
     /// Run one batch shaped `shape` (items concatenated in `batch`); returns each item's scores.
     pub fn run(&self, shape: [i64; 5], batch: &Batch) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.run_lane(None, shape, batch)
+    }
+
+    /// `run` on `lane` (None: the first free one).
+    fn run_lane(
+        &self,
+        lane: Option<usize>,
+        shape: [i64; 5],
+        batch: &Batch,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
         let n = usize::try_from(shape[0])
             .ok()
             .filter(|&n| n > 0 && batch.len().is_multiple_of(n))
@@ -842,22 +895,38 @@ impl Engine {
                 .unwrap_or_default()
         }
         match batch {
-            Batch::F32(_) => self.run_items(&shape, &items::<f32>(batch, per)),
-            Batch::F16(_) => self.run_items(&shape, &items::<f16>(batch, per)),
-            Batch::U8(_) => self.run_items(&shape, &items::<u8>(batch, per)),
+            Batch::F32(_) => self.run_on(lane, &shape, &items::<f32>(batch, per)),
+            Batch::F16(_) => self.run_on(lane, &shape, &items::<f16>(batch, per)),
+            Batch::U8(_) => self.run_on(lane, &shape, &items::<u8>(batch, per)),
         }
     }
 
-    /// Run `items` (at most `shape[0]`; the last repeated to fill the batch) as one batch.
-    fn run_items<T: BatchElement>(
+    /// Run `items` (at most `shape[0]`; the last repeated to fill the batch) as one batch on
+    /// `lane` (None: the first free lane, else the next in turn).
+    fn run_on<T: BatchElement>(
         &self,
+        lane: Option<usize>,
         shape: &[i64],
         items: &[&[T]],
     ) -> Result<Vec<Vec<f32>>, EngineError> {
-        let mut runner = self
-            .runner
-            .lock()
-            .map_err(|_| EngineError::Inference("session lock poisoned".into()))?;
+        let poisoned = |_| EngineError::Inference("session lock poisoned".into());
+        let free = match lane {
+            Some(_) => None,
+            None => self.runners.iter().find_map(|r| r.try_lock().ok()),
+        };
+        let mut runner = match free {
+            Some(runner) => runner,
+            None => {
+                let n = self.runners.len().max(1);
+                let k = lane
+                    .unwrap_or_else(|| self.next_lane.fetch_add(1, Ordering::Relaxed) as usize % n);
+                self.runners
+                    .get(k % n)
+                    .ok_or_else(|| EngineError::Inference("no runner".into()))?
+                    .lock()
+                    .map_err(poisoned)?
+            }
+        };
         runner.run(shape, &self.io, items).map_err(|e| match e {
             EngineError::Inference(reason)
                 if self.provider == Provider::Cuda && is_out_of_memory(&reason) =>
@@ -874,21 +943,35 @@ impl Engine {
 
     /// Where this engine's model runs have spent their time so far.
     pub fn run_times(&self) -> RunTimes {
-        self.runner.lock().map(|r| r.times).unwrap_or_default()
+        self.runners
+            .iter()
+            .filter_map(|r| r.lock().ok().map(|r| r.times))
+            .fold(RunTimes::default(), |a, t| RunTimes {
+                fill: a.fill + t.fill,
+                bind: a.bind + t.bind,
+                compute: a.compute + t.compute,
+            })
     }
 
     /// Why the CUDA sessions run without fused convolutions, when cuDNN refused one of the
     /// model's layers (they are reopened without fusion and keep working, a little slower).
     pub fn unfused_reason(&self) -> Option<String> {
-        self.runner.lock().ok().and_then(|r| r.unfused.clone())
+        self.runners
+            .iter()
+            .find_map(|r| r.lock().ok().and_then(|r| r.unfused.clone()))
     }
 
     /// Whether inputs are staged in page-locked memory (CUDA).
     pub fn pinned_staging(&self) -> bool {
-        self.runner
-            .lock()
-            .map(|r| r.allocator.is_some())
+        self.runners
+            .first()
+            .and_then(|r| r.lock().ok().map(|r| r.allocator.is_some()))
             .unwrap_or(false)
+    }
+
+    /// How many batches can be in flight at once (see `runners`).
+    pub fn lanes(&self) -> usize {
+        self.runners.len()
     }
 }
 
@@ -955,7 +1038,7 @@ struct BatchShared {
 pub struct SharedEngine {
     engine: Arc<Engine>,
     shared: Arc<BatchShared>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl std::ops::Deref for SharedEngine {
@@ -982,19 +1065,28 @@ impl SharedEngine {
             pool: Mutex::new(Vec::new()),
             warmed: Mutex::new(Vec::new()),
         });
-        let thread = {
+        // One batching thread per lane: while one lane's batch runs, the next forms and runs on
+        // the other.
+        let mut threads = Vec::new();
+        for lane in 0..engine.lanes() {
             let (engine, shared) = (Arc::clone(&engine), Arc::clone(&shared));
-            std::thread::Builder::new()
-                .name("nonlocal-batch".into())
-                .spawn(move || batch_loop(&engine, &shared))
-                .map_err(|e| {
-                    EngineError::Inference(format!("cannot start the inference thread: {e}"))
-                })?
-        };
+            let spawned = std::thread::Builder::new()
+                .name(format!("nonlocal-batch-{lane}"))
+                .spawn(move || batch_loop(&engine, &shared, lane));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) if threads.is_empty() => {
+                    return Err(EngineError::Inference(format!(
+                        "cannot start the inference thread: {e}"
+                    )))
+                }
+                Err(_) => break,
+            }
+        }
         Ok(Self {
             engine,
             shared,
-            thread: Some(thread),
+            threads,
         })
     }
 
@@ -1074,8 +1166,10 @@ impl SharedEngine {
             let batch = self.buffer(per * n);
             // Under CUDA graphs ONNX Runtime captures after a regular run or two: run each size
             // three times here so that capture happens at start-up, not on the first clips.
-            for _ in 0..if cuda_graphs() { 3 } else { 1 } {
-                self.engine.run(batch_shape, &batch)?;
+            for lane in 0..self.engine.lanes() {
+                for _ in 0..if cuda_graphs() { 3 } else { 1 } {
+                    self.engine.run_lane(Some(lane), batch_shape, &batch)?;
+                }
             }
         }
         Ok(())
@@ -1106,7 +1200,7 @@ impl Drop for SharedEngine {
     fn drop(&mut self) {
         lock_queue(&self.shared).stop = true;
         self.shared.cond.notify_all();
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
@@ -1114,7 +1208,7 @@ impl Drop for SharedEngine {
 
 /// The batching thread: take the waiting requests (up to max-batch items, waiting up to the
 /// timeout for more once one is there), run them as one batch, answer each.
-fn batch_loop(engine: &Engine, shared: &BatchShared) {
+fn batch_loop(engine: &Engine, shared: &BatchShared, lane: usize) {
     loop {
         let taken = {
             let mut q = lock_queue(shared);
@@ -1159,7 +1253,7 @@ fn batch_loop(engine: &Engine, shared: &BatchShared) {
         };
         let started = Instant::now();
         let run_before = shared.run_ns.load(Ordering::Relaxed);
-        let result = run_requests(engine, &taken, shared);
+        let result = run_requests(engine, &taken, shared, lane);
         let mut offset = 0;
         let mut spent = Vec::with_capacity(taken.len());
         for request in taken {
@@ -1202,14 +1296,15 @@ fn run_requests(
     engine: &Engine,
     requests: &[Request],
     stats: &BatchShared,
+    lane: usize,
 ) -> Result<Vec<Vec<f32>>, EngineError> {
     let Some(first) = requests.first() else {
         return Ok(Vec::new());
     };
     match first.data.input_type() {
-        InputType::F32 => run_typed::<f32>(engine, requests, stats),
-        InputType::F16 => run_typed::<f16>(engine, requests, stats),
-        InputType::U8 => run_typed::<u8>(engine, requests, stats),
+        InputType::F32 => run_typed::<f32>(engine, requests, stats, lane),
+        InputType::F16 => run_typed::<f16>(engine, requests, stats, lane),
+        InputType::U8 => run_typed::<u8>(engine, requests, stats, lane),
     }
 }
 
@@ -1217,6 +1312,7 @@ fn run_typed<T: BatchElement>(
     engine: &Engine,
     requests: &[Request],
     stats: &BatchShared,
+    lane: usize,
 ) -> Result<Vec<Vec<f32>>, EngineError> {
     // Every clip item of every request, as a slice of the request's own buffer: the only copy
     // is into the staging input.
@@ -1244,7 +1340,7 @@ fn run_typed<T: BatchElement>(
     let mut scores = Vec::with_capacity(items.len());
     for chunk in items.chunks(step) {
         let started = Instant::now();
-        scores.extend(engine.run_items(&shape, chunk)?);
+        scores.extend(engine.run_on(Some(lane), &shape, chunk)?);
         stats.runs.fetch_add(1, Ordering::Relaxed);
         stats.items.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         stats
@@ -1279,6 +1375,16 @@ mod tests {
         list.iter()
             .map(|&(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn cuda_lanes_default_to_two_within_one_to_four() {
+        assert_eq!(lanes_from(None), 2);
+        assert_eq!(lanes_from(Some("1")), 1);
+        assert_eq!(lanes_from(Some(" 3 ")), 3);
+        assert_eq!(lanes_from(Some("0")), 1);
+        assert_eq!(lanes_from(Some("99")), 4);
+        assert_eq!(lanes_from(Some("two")), 2);
     }
 
     #[test]

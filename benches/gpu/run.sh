@@ -82,7 +82,7 @@ bench_torch() {
 }
 
 # The engine and the element with the engine's CUDA defaults (prefer_nhwc=1, fuse_conv_bias=1);
-# `-untuned`: the CUDA provider's own defaults.
+# `-untuned`: the CUDA provider's own defaults; `-1lane`: one batch in flight instead of two.
 bench_c2d() {
   export_models
   bench_run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8 \
@@ -91,6 +91,8 @@ bench_c2d() {
     --streams 0 --live-streams 100 --live-seconds 30 --live-stagger
   NONLOCAL_CUDA_OPTIONS=prefer_nhwc=0 bench_run --model "$MODELS/c2d-r50-nl-u8.onnx" \
     --name c2d-r50-nl-u8-untuned --batches 1,8 --streams 0
+  NONLOCAL_CUDA_LANES=1 bench_run --model "$MODELS/c2d-r50-nl-u8.onnx" \
+    --name c2d-r50-nl-u8-1lane --batches 1,8 --streams 64 --clips 512
   bench_run --model "$MODELS/c2d-r50-nl-u8-2d.onnx" --name c2d-r50-nl-u8-2d --batches 1,8,16 \
     --streams 0
   bench_run --model "$MODELS/c2d-r50-nl-f16.onnx" --name c2d-r50-nl-f16 --batches 1,8 \
@@ -103,6 +105,8 @@ bench_i3d() {
     --batches 1,2,4,8,16 --streams 1,8,32,64 --clips 256
   NONLOCAL_CUDA_OPTIONS=prefer_nhwc=0 bench_run --model "$MODELS/i3d-r50-nl-u8.onnx" \
     --name i3d-r50-nl-u8-untuned --batches 1,8 --streams 0
+  NONLOCAL_CUDA_LANES=1 bench_run --model "$MODELS/i3d-r50-nl-u8.onnx" \
+    --name i3d-r50-nl-u8-1lane --batches 1,8 --streams 64 --clips 256
   bench_run --model "$MODELS/i3d-r50-nl-f16.onnx" --name i3d-r50-nl-f16 --batches 1,8 \
     --streams 8 --clips 128
   if [ -f "$MODELS/i3d-kinetics400-u8.onnx" ]; then
