@@ -357,27 +357,10 @@ fn main() -> anyhow::Result<()> {
         e.warm_up(config.input_shape(1))?;
     }
     // Sums over the engines.
-    let profile = || {
-        engines.iter().map(|e| e.profile()).fold(
-            gstnonlocal::engine::EngineProfile::default(),
-            |a, p| gstnonlocal::engine::EngineProfile {
-                runs: a.runs + p.runs,
-                items: a.items + p.items,
-                run: a.run + p.run,
-                other: a.other + p.other,
-            },
-        )
-    };
-    let run_times = || {
-        engines.iter().map(|e| e.run_times()).fold(
-            gstnonlocal::engine::RunTimes::default(),
-            |a, t| gstnonlocal::engine::RunTimes {
-                fill: a.fill + t.fill,
-                bind: a.bind + t.bind,
-                compute: a.compute + t.compute,
-            },
-        )
-    };
+    let profile =
+        || -> gstnonlocal::engine::EngineProfile { engines.iter().map(|e| e.profile()).sum() };
+    let run_times =
+        || -> gstnonlocal::engine::RunTimes { engines.iter().map(|e| e.run_times()).sum() };
     println!("nonlocalclassify throughput benchmark");
     println!("machine : {}", machine());
     if let Some(card) = &card {

@@ -330,6 +330,23 @@ pub struct RunTimes {
     pub compute: Duration,
 }
 
+impl std::ops::Add for RunTimes {
+    type Output = RunTimes;
+    fn add(self, t: RunTimes) -> RunTimes {
+        RunTimes {
+            fill: self.fill + t.fill,
+            bind: self.bind + t.bind,
+            compute: self.compute + t.compute,
+        }
+    }
+}
+
+impl std::iter::Sum for RunTimes {
+    fn sum<I: Iterator<Item = RunTimes>>(iter: I) -> RunTimes {
+        iter.fold(RunTimes::default(), |a, t| a + t)
+    }
+}
+
 /// Most staging buffers kept (shapes differ only by batch size unless elements override the
 /// clip length of a model with a free time dimension).
 const MAX_STAGING: usize = 16;
@@ -946,11 +963,7 @@ impl Engine {
         self.runners
             .iter()
             .filter_map(|r| r.lock().ok().map(|r| r.times))
-            .fold(RunTimes::default(), |a, t| RunTimes {
-                fill: a.fill + t.fill,
-                bind: a.bind + t.bind,
-                compute: a.compute + t.compute,
-            })
+            .sum()
     }
 
     /// Why the CUDA sessions run without fused convolutions, when cuDNN refused one of the
@@ -985,6 +998,24 @@ pub struct EngineProfile {
     pub run: Duration,
     /// Between taking a batch and having answered it, outside model runs.
     pub other: Duration,
+}
+
+impl std::ops::Add for EngineProfile {
+    type Output = EngineProfile;
+    fn add(self, p: EngineProfile) -> EngineProfile {
+        EngineProfile {
+            runs: self.runs + p.runs,
+            items: self.items + p.items,
+            run: self.run + p.run,
+            other: self.other + p.other,
+        }
+    }
+}
+
+impl std::iter::Sum for EngineProfile {
+    fn sum<I: Iterator<Item = EngineProfile>>(iter: I) -> EngineProfile {
+        iter.fold(EngineProfile::default(), |a, p| a + p)
+    }
 }
 
 /// Batching parameters of a shared engine: the largest `max-batch` and the smallest
