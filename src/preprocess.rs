@@ -739,6 +739,17 @@ pub trait TensorElement: Copy + Default + Send + 'static {
 
     /// The tensor value of `pixel` (0..=255) of `channel` (0 = R, 1 = G, 2 = B).
     fn from_normalized(pixel: u8, channel: usize, norm: &Normalization) -> Self;
+
+    /// Converts a row of RGB pixels into interleaved tensor values through `luts` (see
+    /// [`build_luts`]); `src` and `dst` have the same length.
+    #[inline]
+    fn convert_row(src: &[u8], dst: &mut [Self], luts: &[[Self; 256]; 3]) {
+        for (px, d) in src.chunks_exact(3).zip(dst.chunks_exact_mut(3)) {
+            d[0] = luts[0][usize::from(px[0])];
+            d[1] = luts[1][usize::from(px[1])];
+            d[2] = luts[2][usize::from(px[2])];
+        }
+    }
 }
 
 impl TensorElement for f32 {
@@ -761,6 +772,12 @@ impl TensorElement for u8 {
     #[inline]
     fn from_normalized(pixel: u8, _channel: usize, _norm: &Normalization) -> Self {
         pixel
+    }
+
+    /// The tables are the identity for raw bytes: a plain copy.
+    #[inline]
+    fn convert_row(src: &[u8], dst: &mut [Self], _luts: &[[Self; 256]; 3]) {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -858,7 +875,8 @@ pub fn pack_clip<T: TensorElement>(
         }
     }
 
-    let [lut_r, lut_g, lut_b] = build_luts::<T>(norm);
+    let luts = build_luts::<T>(norm);
+    let [lut_r, lut_g, lut_b] = &luts;
     match layout {
         Layout::Ncthw => {
             let (r_all, rest) = out.split_at_mut(n_frames * plane);
@@ -891,11 +909,7 @@ pub fn pack_clip<T: TensorElement>(
                 for (src, dst_row) in
                     crop_rows(frame, crop, pos).zip(dst_frame.chunks_exact_mut(3 * c))
                 {
-                    for (px, d) in src.chunks_exact(3).zip(dst_row.chunks_exact_mut(3)) {
-                        d[0] = lut_r[usize::from(px[0])];
-                        d[1] = lut_g[usize::from(px[1])];
-                        d[2] = lut_b[usize::from(px[2])];
-                    }
+                    T::convert_row(src, dst_row, &luts);
                 }
             }
         }
