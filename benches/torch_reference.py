@@ -395,7 +395,8 @@ def nonlocal_params_from_onnx(model: OnnxModel, arch: str) -> dict:
     """FAIR-named parameters of a Non-local ResNet export (float32 or float16 as stored).
 
     The exporter names initializers `<FAIR name>_<n>`, BN variances `…_bn_rv_<n>` (FAIR: `_riv`)
-    and stores `pred_w` as a 1×1×1 convolution (classes, 2048, 1, 1, 1).
+    and stores `pred_w` as a 1×1×1 convolution (classes, 2048, 1, 1, 1) and, with `--stem
+    stacked`, conv1 as `conv1_stacked_w` (`nonlocal_resnet.stack_stem`).
     """
     nr, _ = exporter_modules()
     inits = _base_names(model.initializers)
@@ -404,6 +405,8 @@ def nonlocal_params_from_onnx(model: OnnxModel, arch: str) -> dict:
         name = base[:-3] + "_riv" if base.endswith("_bn_rv") else base
         if name == "pred_w":
             arr = arr.reshape(arr.shape[0], -1)
+        if name == "conv1_stacked_w":  # the stacked-taps stem (`--stem stacked`)
+            name, arr = "conv1_w", nr.unstack_stem(arr, 3, nr.get_spec(arch).conv1_kt)
         params[name] = arr
     classes = nr.infer_num_classes(params)
     wanted = nr.expected_params(arch, classes)

@@ -263,6 +263,37 @@ def test_2d_form_computes_the_same_function(uint8):
         NR.build("i3d-r50-nl", params_for("i3d-r50-nl"), crop_size=CROP, frames=16, form="2d")
 
 
+@pytest.mark.parametrize("uint8", [False, True])
+def test_stacked_stem_computes_the_same_function(uint8):
+    """--stem stacked: I3D's 5×7×7 stem as a one-hot tap convolution and a 1×7×7 one gives the
+    scores of the one-convolution graph and the float64 reference, padding frames included."""
+    arch, frames = "i3d-r50-nl", 16
+    params = params_for(arch)
+    stacked = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=uint8, stem="stacked")
+    plain = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=uint8)
+    kernels = [tuple(next(a.ints for a in n.attribute if a.name == "kernel_shape"))
+               for n in stacked.graph.node if n.op_type == "Conv"]
+    assert kernels[:2] == [(5, 1, 1), (1, 7, 7)] and (5, 7, 7) not in kernels
+    rng = np.random.default_rng(11)
+    if uint8:
+        video = rng.integers(0, 256, (2, frames, CROP, CROP, 3), dtype=np.uint8)
+        ref_in = (video.transpose(0, 4, 1, 2, 3) - 114.75) / 57.375
+    else:
+        video = clip(2, frames, seed=11)
+        ref_in = video
+    got = run(stacked, video)
+    np.testing.assert_allclose(got, run(plain, video), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(got, REF.forward(arch, params, ref_in), rtol=RTOL, atol=0)
+    w = params["conv1_w"]
+    assert np.array_equal(NR.unstack_stem(NR.stack_stem(w), 3, 5), w)
+    # C2D stems are 1×7×7 already: the option leaves the graph as it is.
+    c2d = params_for("c2d-r50-nl")
+    assert (NR.build("c2d-r50-nl", c2d, crop_size=CROP, stem="stacked").SerializeToString()
+            == NR.build("c2d-r50-nl", c2d, crop_size=CROP).SerializeToString())
+    with pytest.raises(ValueError, match="stem must be one of"):
+        NR.build(arch, params, crop_size=CROP, frames=frames, stem="taps")
+
+
 STATIC_OK = {"Conv", "BatchNormalization", "Relu", "MaxPool", "Add", "Reshape", "Transpose",
              "MatMul", "Mul", "Softmax", "AveragePool", "ReduceMean", "Cast"}
 

@@ -148,6 +148,15 @@ def test_reader_on_export_cli_file(tmp_path, onnx_mod):
     assert read.inputs["video"] == (10, [1, 3, 16, CROP, CROP])
 
 
+def test_fair_params_from_stacked_stem_export(onnx_mod):
+    params = nl_params("i3d-r50-nl")
+    model = NR.build("i3d-r50-nl", params, crop_size=CROP, frames=16, stem="stacked")
+    read = TR.read_onnx(model.SerializeToString())
+    got = TR.nonlocal_params_from_onnx(read, "i3d-r50-nl")
+    assert list(got) == list(params)
+    assert all(np.array_equal(got[k], params[k]) for k in params)
+
+
 def test_inception_units_from_export(onnx_mod):
     model = I3D.build(inception_tree(), clip_length=16, labels=[f"c{i}" for i in range(400)],
                       weights_tag="random")
