@@ -35,6 +35,9 @@ export_models() {
   [ -f "$MODELS/c2d-r50-nl-u8-2d.onnx" ] ||
     "$PY" tools/export_model.py --arch c2d-r50-nl --fp16 --uint8 --form 2d \
       -o "$MODELS/c2d-r50-nl-u8-2d.onnx" >> "$OUT/export.txt" 2>&1
+  [ -f "$MODELS/i3d-r50-nl-u8-stacked.onnx" ] ||
+    "$PY" tools/export_model.py --arch i3d-r50-nl --fp16 --uint8 --stem stacked \
+      -o "$MODELS/i3d-r50-nl-u8-stacked.onnx" >> "$OUT/export.txt" 2>&1
   for arch in c2d-r50-nl i3d-r50-nl; do
     [ -f "$MODELS/$arch-u8.onnx" ] ||
       "$PY" tools/export_model.py --arch "$arch" --fp16 --uint8 -o "$MODELS/$arch-u8.onnx"
@@ -82,7 +85,9 @@ bench_torch() {
 }
 
 # The engine and the element with the engine's CUDA defaults (prefer_nhwc=1, fuse_conv_bias=1);
-# `-untuned`: the CUDA provider's own defaults; `-1lane`: one batch in flight instead of two.
+# `-untuned`: the CUDA provider's own defaults; `-1lane`: one batch in flight instead of two;
+# `-ball`: test sources that draw every frame (pattern=ball) instead of copying a static one;
+# `-stacked`: I3D exported with `--stem stacked`.
 bench_c2d() {
   export_models
   bench_run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8 \
@@ -93,6 +98,8 @@ bench_c2d() {
     --name c2d-r50-nl-u8-untuned --batches 1,8 --streams 0
   NONLOCAL_CUDA_LANES=1 bench_run --model "$MODELS/c2d-r50-nl-u8.onnx" \
     --name c2d-r50-nl-u8-1lane --batches 1,8 --streams 64 --clips 512
+  bench_run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8-ball --batches 8 \
+    --streams 64 --clips 512 --pattern ball
   bench_run --model "$MODELS/c2d-r50-nl-u8-2d.onnx" --name c2d-r50-nl-u8-2d --batches 1,8,16 \
     --streams 0
   bench_run --model "$MODELS/c2d-r50-nl-f16.onnx" --name c2d-r50-nl-f16 --batches 1,8 \
@@ -107,6 +114,12 @@ bench_i3d() {
     --name i3d-r50-nl-u8-untuned --batches 1,8 --streams 0
   NONLOCAL_CUDA_LANES=1 bench_run --model "$MODELS/i3d-r50-nl-u8.onnx" \
     --name i3d-r50-nl-u8-1lane --batches 1,8 --streams 64 --clips 256
+  bench_run --model "$MODELS/i3d-r50-nl-u8-stacked.onnx" --name i3d-r50-nl-u8-stacked \
+    --batches 1,2,4,8,16 --streams 8,32,64 --clips 256
+  NONLOCAL_CUDA_LANES=1 bench_run --model "$MODELS/i3d-r50-nl-u8-stacked.onnx" \
+    --name i3d-r50-nl-u8-stacked-1lane --batches 1,8 --streams 0
+  bench_run --model "$MODELS/i3d-r50-nl-u8.onnx" --name i3d-r50-nl-u8-ball --batches 8 \
+    --streams 64 --clips 256 --pattern ball
   bench_run --model "$MODELS/i3d-r50-nl-f16.onnx" --name i3d-r50-nl-f16 --batches 1,8 \
     --streams 8 --clips 128
   if [ -f "$MODELS/i3d-kinetics400-u8.onnx" ]; then
@@ -190,6 +203,7 @@ kprof() {
     ort "$m" "$m-plain" "prefer_nhwc=0"
   done
   ort c2d-r50-nl-u8-2d c2d-r50-nl-u8-2d ""
+  ort i3d-r50-nl-u8-stacked i3d-r50-nl-u8-stacked ""
   for spec in c2d-r50-nl:2d: i3d-r50-nl:2d:--sdpa; do
     IFS=: read -r arch form sdpa <<< "$spec"
     prof "torch $arch $form${sdpa:+ sdpa}:clips=1200" "$PY" benches/torch_reference.py \
