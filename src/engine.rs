@@ -889,8 +889,8 @@ impl Engine {
         self.run_lane(None, shape, batch)
     }
 
-    /// `run` on `lane` (None: the first free one).
-    fn run_lane(
+    /// `run` on `lane` (None: the first free one; lanes are `0..lanes()`).
+    pub fn run_lane(
         &self,
         lane: Option<usize>,
         shape: [i64; 5],
