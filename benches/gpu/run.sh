@@ -31,7 +31,8 @@ fi
 
 export_models() {
   # float16 weights; uint8 input normalised on the card (what the element feeds best), and the
-  # float16-input form for comparison.
+  # float16-input form for comparison; I3D with FAIR's one-convolution stem (--stem conv3d) and
+  # with the exporter's default stacked stem.
   [ -f "$MODELS/c2d-r50-nl-u8-2d.onnx" ] ||
     "$PY" tools/export_model.py --arch c2d-r50-nl --fp16 --uint8 --form 2d \
       -o "$MODELS/c2d-r50-nl-u8-2d.onnx" >> "$OUT/export.txt" 2>&1
@@ -40,9 +41,10 @@ export_models() {
       -o "$MODELS/i3d-r50-nl-u8-stacked.onnx" >> "$OUT/export.txt" 2>&1
   for arch in c2d-r50-nl i3d-r50-nl; do
     [ -f "$MODELS/$arch-u8.onnx" ] ||
-      "$PY" tools/export_model.py --arch "$arch" --fp16 --uint8 -o "$MODELS/$arch-u8.onnx"
+      "$PY" tools/export_model.py --arch "$arch" --fp16 --uint8 --stem conv3d \
+        -o "$MODELS/$arch-u8.onnx"
     [ -f "$MODELS/$arch-f16.onnx" ] ||
-      "$PY" tools/export_model.py --arch "$arch" --fp16 -o "$MODELS/$arch-f16.onnx"
+      "$PY" tools/export_model.py --arch "$arch" --fp16 --stem conv3d -o "$MODELS/$arch-f16.onnx"
   done >> "$OUT/export.txt" 2>&1
   cp "$BIN"/models/*.onnx "$MODELS/" 2>/dev/null || true
 }

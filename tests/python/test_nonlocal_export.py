@@ -265,15 +265,18 @@ def test_2d_form_computes_the_same_function(uint8):
 
 @pytest.mark.parametrize("uint8", [False, True])
 def test_stacked_stem_computes_the_same_function(uint8):
-    """--stem stacked: I3D's 5×7×7 stem as a one-hot tap convolution and a 1×7×7 one gives the
-    scores of the one-convolution graph and the float64 reference, padding frames included."""
+    """--stem stacked (the default): I3D's 5×7×7 stem as a one-hot tap convolution and a 1×7×7
+    one gives the scores of the one-convolution graph (--stem conv3d) and the float64
+    reference, padding frames included."""
     arch, frames = "i3d-r50-nl", 16
     params = params_for(arch)
-    stacked = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=uint8, stem="stacked")
-    plain = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=uint8)
-    kernels = [tuple(next(a.ints for a in n.attribute if a.name == "kernel_shape"))
-               for n in stacked.graph.node if n.op_type == "Conv"]
-    assert kernels[:2] == [(5, 1, 1), (1, 7, 7)] and (5, 7, 7) not in kernels
+    stacked = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=uint8)
+    plain = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=uint8, stem="conv3d")
+    def kernels(model):
+        return [tuple(next(a.ints for a in n.attribute if a.name == "kernel_shape"))
+                for n in model.graph.node if n.op_type == "Conv"]
+    assert kernels(stacked)[:2] == [(5, 1, 1), (1, 7, 7)] and (5, 7, 7) not in kernels(stacked)
+    assert kernels(plain)[0] == (5, 7, 7)
     rng = np.random.default_rng(11)
     if uint8:
         video = rng.integers(0, 256, (2, frames, CROP, CROP, 3), dtype=np.uint8)
@@ -288,8 +291,8 @@ def test_stacked_stem_computes_the_same_function(uint8):
     assert np.array_equal(NR.unstack_stem(NR.stack_stem(w), 3, 5), w)
     # C2D stems are 1×7×7 already: the option leaves the graph as it is.
     c2d = params_for("c2d-r50-nl")
-    assert (NR.build("c2d-r50-nl", c2d, crop_size=CROP, stem="stacked").SerializeToString()
-            == NR.build("c2d-r50-nl", c2d, crop_size=CROP).SerializeToString())
+    assert (NR.build("c2d-r50-nl", c2d, crop_size=CROP).SerializeToString()
+            == NR.build("c2d-r50-nl", c2d, crop_size=CROP, stem="conv3d").SerializeToString())
     with pytest.raises(ValueError, match="stem must be one of"):
         NR.build(arch, params, crop_size=CROP, frames=frames, stem="taps")
 

@@ -150,7 +150,7 @@ def test_reader_on_export_cli_file(tmp_path, onnx_mod):
 
 def test_fair_params_from_stacked_stem_export(onnx_mod):
     params = nl_params("i3d-r50-nl")
-    model = NR.build("i3d-r50-nl", params, crop_size=CROP, frames=16, stem="stacked")
+    model = NR.build("i3d-r50-nl", params, crop_size=CROP, frames=16)  # stacked stem
     read = TR.read_onnx(model.SerializeToString())
     got = TR.nonlocal_params_from_onnx(read, "i3d-r50-nl")
     assert list(got) == list(params)

@@ -552,7 +552,7 @@ def _stacked_stem(g, x, w, t_stride: int, t_pad: int) -> str:
 
 
 def _network_3d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes, batch_dim, variant,
-                eps, fp16, stem="conv3d"):
+                eps, fp16, stem="stacked"):
     """Stem to scores in FAIR's 5-D layout, on the NCTHW clip `x`."""
     spec = get_spec(arch)
     mm = variant == "mmaction2"
@@ -700,7 +700,7 @@ def build(
     variant: str = "fair",
     uint8: bool = False,
     form: str = "conv3d",
-    stem: str = "conv3d",
+    stem: str = "stacked",
 ) -> onnx.ModelProto:
     """Build the ONNX test network of `arch` with `params` (FAIR names, see `expected_params`).
 
@@ -716,8 +716,8 @@ def build(
     uint8: raw uint8 NTHWC input normalised inside the graph (see `onnxgraph.video_input`).
     form: "conv3d" (FAIR's 5-D layout) or "2d" (C2D networks only: the same function on frames,
       2-D convolutions throughout; see `_network_2d`). Input and output are the same.
-    stem: "conv3d" (conv1 as one kt×7×7 convolution) or "stacked" (I3D: the temporal taps
-      stacked into channels first, see `_stacked_stem`; the same function, faster on CUDA).
+    stem: "stacked" (I3D: the temporal taps stacked into channels first, see `_stacked_stem`;
+      the same function, faster under CUDA) or "conv3d" (conv1 as one kt×7×7 convolution).
       C2D stems are 1×7×7 already and stay one convolution.
     """
     spec = get_spec(arch)
