@@ -155,6 +155,8 @@ struct State {
     sampler: ClipSampler<ScaledFrame>,
     scaler: Scaler,
     scale_size: u32,
+    /// With the centre crop alone, only that square of each frame is scaled (`scale_centre`).
+    centre_crop: Option<u32>,
     live: Option<bool>,
     max_pending: usize,
     shared: Arc<Shared>,
@@ -843,6 +845,7 @@ impl BaseTransformImpl for NonLocalClassify {
             }),
             scaler: Scaler::new(),
             scale_size: config.scale_size,
+            centre_crop: (settings.crops == Crops::Center).then_some(config.crop_size),
             live: None,
             max_pending: settings.max_pending.max(1) as usize,
             shared,
@@ -973,7 +976,11 @@ impl BaseTransformImpl for NonLocalClassify {
                 );
                 gst::FlowError::NotNegotiated
             })?;
-            let scaled = state.scaler.scale(&view, state.scale_size).map_err(|e| {
+            let scaled = match state.centre_crop {
+                Some(crop) => state.scaler.scale_centre(&view, state.scale_size, crop),
+                None => state.scaler.scale(&view, state.scale_size),
+            };
+            let scaled = scaled.map_err(|e| {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::Format,

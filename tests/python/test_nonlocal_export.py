@@ -62,6 +62,16 @@ def clip(n: int, frames: int, seed: int = 1, crop: int = CROP) -> np.ndarray:
     return ((pixels - 114.75) / 57.375).astype(np.float32)
 
 
+def clip_and_reference_input(n: int, frames: int, seed: int, uint8: bool):
+    """A clip in the model's input form (uint8 NTHWC pixels or normalised NCTHW) and the
+    normalised NCTHW float64 pixels the reference takes for it."""
+    if not uint8:
+        video = clip(n, frames, seed=seed)
+        return video, video
+    video = np.random.default_rng(seed).integers(0, 256, (n, frames, CROP, CROP, 3), dtype=np.uint8)
+    return video, (video.transpose(0, 4, 1, 2, 3) - 114.75) / 57.375
+
+
 def shapeless(arch: str, num_classes: int = 400) -> dict:
     """Zero-cost arrays of the right shapes (check_params only looks at shapes)."""
     return {k: np.broadcast_to(np.float32(0), s) for k, s in NR.expected_params(arch, num_classes).items()}
@@ -247,13 +257,7 @@ def test_2d_form_computes_the_same_function(uint8):
                                           .ints) == 2 for n in convs)
     assert m2.graph.input[0].type == m3.graph.input[0].type
     assert {p.key: p.value for p in m2.metadata_props} == {p.key: p.value for p in m3.metadata_props}
-    rng = np.random.default_rng(7)
-    if uint8:
-        video = rng.integers(0, 256, (3, frames, CROP, CROP, 3), dtype=np.uint8)
-        ref_in = (video.transpose(0, 4, 1, 2, 3) - 114.75) / 57.375
-    else:
-        video = clip(3, frames, seed=7)
-        ref_in = video
+    video, ref_in = clip_and_reference_input(3, frames, 7, uint8)
     got = run(m2, video)
     np.testing.assert_allclose(got, run(m3, video), rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(got, REF.forward(arch, params, ref_in), rtol=RTOL, atol=0)
@@ -277,13 +281,7 @@ def test_stacked_stem_computes_the_same_function(uint8):
                 for n in model.graph.node if n.op_type == "Conv"]
     assert kernels(stacked)[:2] == [(5, 1, 1), (1, 7, 7)] and (5, 7, 7) not in kernels(stacked)
     assert kernels(plain)[0] == (5, 7, 7)
-    rng = np.random.default_rng(11)
-    if uint8:
-        video = rng.integers(0, 256, (2, frames, CROP, CROP, 3), dtype=np.uint8)
-        ref_in = (video.transpose(0, 4, 1, 2, 3) - 114.75) / 57.375
-    else:
-        video = clip(2, frames, seed=11)
-        ref_in = video
+    video, ref_in = clip_and_reference_input(2, frames, 11, uint8)
     got = run(stacked, video)
     np.testing.assert_allclose(got, run(plain, video), rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(got, REF.forward(arch, params, ref_in), rtol=RTOL, atol=0)
