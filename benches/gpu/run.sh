@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks and measurements on a CUDA machine, in one go:
-#   benches/gpu/run.sh [check|bench|multi|graphs|kprof|all]   (default all; multi needs two cards)
+#   benches/gpu/run.sh [check|bench|bench-element|multi|graphs|kprof|all]   (default all; multi
+#   needs two cards)
 #   (bench is bench-torch, bench-c2d, bench-i3d and bench-table, which can run one by one into
 #   the same $OUT)
 #
@@ -130,6 +131,18 @@ bench_i3d() {
   fi
 }
 
+# The element against the engine alone at batch 8 (32 and 64 streams), and the latency of 100
+# live cameras started one by one; no PyTorch (compare with a `bench` run's table).
+bench_element() {
+  export_models
+  for m in c2d-r50-nl-u8 i3d-r50-nl-u8-stacked i3d-r50-nl-u8; do
+    bench_run --model "$MODELS/$m.onnx" --name "$m" --batches 1,8 --streams 32,64 --clips 512
+  done
+  bench_run --model "$MODELS/c2d-r50-nl-u8.onnx" --name c2d-r50-nl-u8-staggered --batches 1 \
+    --streams 0 --live-streams 100 --live-seconds 30 --live-stagger
+  grep -E "^model|^\| (engine|element|live)|^rc=" "$OUT/bench.txt"
+}
+
 bench_table() {
   "$PY" benches/gpu/table.py "$OUT/bench.jsonl" "$OUT/torch.jsonl" > "$OUT/table.md" 2>&1
   cat "$OUT/table.md"
@@ -223,6 +236,7 @@ case "$PHASE" in
   bench-c2d) bench_c2d ;;
   bench-i3d) bench_i3d ;;
   bench-table) bench_table ;;
+  bench-element) bench_element ;;
   graphs) graphs ;;
   check) check ;;
   bench) bench ;;
