@@ -2241,4 +2241,63 @@ mod tests {
         let (square, _) = (scaler.scale_centre(&view, 2, 2).expect("fits"), ());
         assert_eq!((square.width, square.height, square.data.len()), (2, 2, 12));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Any frame size, scale and crop: `scale_centre` never panics, refuses what `pack_clip`
+        /// would refuse, and otherwise gives the centre of `scale` within one level.
+        #[test]
+        fn scale_centre_on_any_size(
+            format in proptest::sample::select(vec![PixelFormat::I420, PixelFormat::Nv12, PixelFormat::Rgb, PixelFormat::Bgrx]),
+            width in 1u32..70,
+            height in 1u32..70,
+            scale_size in 1u32..90,
+            crop in 0u32..90,
+            seed in 0u32..1000,
+        ) {
+            let shapes = plane_shapes(format, width, height);
+            let data: Vec<Vec<u8>> = shapes
+                .iter()
+                .enumerate()
+                .map(|(k, p)| noise(p.row_bytes * p.rows, seed + k as u32))
+                .collect();
+            let plane = |k: usize| data.get(k).map_or(&[][..], |d| &d[..]);
+            let stride = |k: usize| shapes.get(k).map_or(0, |p| p.row_bytes);
+            let view = FrameView {
+                format,
+                width,
+                height,
+                planes: [plane(0), plane(1), plane(2)],
+                strides: [stride(0), stride(1), stride(2)],
+                matrix: YuvMatrix::Bt709,
+                range: YuvRange::Full,
+            };
+            let full = Scaler::new().scale(&view, scale_size);
+            let got = Scaler::new().scale_centre(&view, scale_size, crop);
+            match (full, got) {
+                (Ok(full), Ok(got)) => {
+                    proptest::prop_assert!(crop >= 1 && crop <= full.width.min(full.height));
+                    proptest::prop_assert_eq!((got.width, got.height), (crop, crop));
+                    let want: Vec<u8> = crop_rows(&full, crop, CropPosition::Center)
+                        .flatten()
+                        .copied()
+                        .collect();
+                    proptest::prop_assert_eq!(got.data.len(), want.len());
+                    for (g, w) in got.data.iter().zip(&want) {
+                        proptest::prop_assert!(g.abs_diff(*w) <= 1, "{} against {}", g, w);
+                    }
+                }
+                (Ok(full), Err(e)) => {
+                    let expected = if crop == 0 {
+                        PreprocessError::ZeroCropSize
+                    } else {
+                        PreprocessError::CropTooLarge { crop, index: 0, width: full.width, height: full.height }
+                    };
+                    proptest::prop_assert_eq!(e, expected);
+                }
+                (Err(a), Err(b)) => proptest::prop_assert_eq!(a, b),
+                (Err(a), Ok(_)) => proptest::prop_assert!(false, "scale failed ({}), scale_centre did not", a),
+            }
+        }
+    }
 }
