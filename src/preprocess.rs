@@ -2155,6 +2155,49 @@ mod tests {
             .collect()
     }
 
+    /// Planes of noise for a `format` frame, rows `pad` bytes longer than their pixels.
+    struct NoiseFrame {
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        planes: Vec<Vec<u8>>,
+        strides: Vec<usize>,
+    }
+
+    impl NoiseFrame {
+        fn new(format: PixelFormat, width: u32, height: u32, pad: usize, seed: u32) -> Self {
+            let shapes = plane_shapes(format, width, height);
+            let strides: Vec<usize> = shapes.iter().map(|p| p.row_bytes + pad).collect();
+            let planes = shapes
+                .iter()
+                .zip(&strides)
+                .zip(seed..)
+                .map(|((p, s), seed)| noise(s * p.rows, seed))
+                .collect();
+            Self {
+                format,
+                width,
+                height,
+                planes,
+                strides,
+            }
+        }
+
+        fn view(&self, matrix: YuvMatrix, range: YuvRange) -> FrameView<'_> {
+            let plane = |k: usize| self.planes.get(k).map_or(&[][..], |d| &d[..]);
+            let stride = |k: usize| self.strides.get(k).copied().unwrap_or(0);
+            FrameView {
+                format: self.format,
+                width: self.width,
+                height: self.height,
+                planes: [plane(0), plane(1), plane(2)],
+                strides: [stride(0), stride(1), stride(2)],
+                matrix,
+                range,
+            }
+        }
+    }
+
     /// `scale_centre` against `scale` and cutting the centred square out, over formats, sizes
     /// (landscape, portrait, odd, up- and downscaled, unscaled) and crops up to the short side.
     #[test]
@@ -2172,26 +2215,9 @@ mod tests {
         ];
         let (mut exact, mut total) = (0usize, 0usize);
         for (i, &(format, width, height, scale_size, crop)) in cases.iter().enumerate() {
-            let shapes = plane_shapes(format, width, height);
             // Strides with padding, so that rows are read through them.
-            let strides: Vec<usize> = shapes.iter().map(|p| p.row_bytes + 5).collect();
-            let data: Vec<Vec<u8>> = shapes
-                .iter()
-                .zip(&strides)
-                .enumerate()
-                .map(|(k, (p, s))| noise(s * p.rows, (i * 3 + k) as u32))
-                .collect();
-            let plane = |k: usize| data.get(k).map_or(&[][..], |d| &d[..]);
-            let stride = |k: usize| strides.get(k).copied().unwrap_or(0);
-            let view = FrameView {
-                format,
-                width,
-                height,
-                planes: [plane(0), plane(1), plane(2)],
-                strides: [stride(0), stride(1), stride(2)],
-                matrix: YuvMatrix::Bt601,
-                range: YuvRange::Limited,
-            };
+            let frame = NoiseFrame::new(format, width, height, 5, i as u32 * 3);
+            let view = frame.view(YuvMatrix::Bt601, YuvRange::Limited);
             let full = Scaler::new().scale(&view, scale_size).expect("scale");
             let want: Vec<u8> = crop_rows(&full, crop, CropPosition::Center)
                 .flatten()
@@ -2255,23 +2281,8 @@ mod tests {
             crop in 0u32..90,
             seed in 0u32..1000,
         ) {
-            let shapes = plane_shapes(format, width, height);
-            let data: Vec<Vec<u8>> = shapes
-                .iter()
-                .enumerate()
-                .map(|(k, p)| noise(p.row_bytes * p.rows, seed + k as u32))
-                .collect();
-            let plane = |k: usize| data.get(k).map_or(&[][..], |d| &d[..]);
-            let stride = |k: usize| shapes.get(k).map_or(0, |p| p.row_bytes);
-            let view = FrameView {
-                format,
-                width,
-                height,
-                planes: [plane(0), plane(1), plane(2)],
-                strides: [stride(0), stride(1), stride(2)],
-                matrix: YuvMatrix::Bt709,
-                range: YuvRange::Full,
-            };
+            let frame = NoiseFrame::new(format, width, height, 0, seed);
+            let view = frame.view(YuvMatrix::Bt709, YuvRange::Full);
             let full = Scaler::new().scale(&view, scale_size);
             let got = Scaler::new().scale_centre(&view, scale_size, crop);
             match (full, got) {
