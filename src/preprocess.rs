@@ -583,6 +583,13 @@ fn convert_rect_to_rgb(frame: &FrameView<'_>, r: Rect, dst: &mut [u8], chroma: &
     }
 }
 
+/// The element's resampling: bilinear, every channel on its own (alpha not premultiplied).
+fn bilinear() -> ResizeOptions {
+    ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .use_alpha(false)
+}
+
 fn resize_error(e: impl fmt::Display) -> PreprocessError {
     PreprocessError::Resize(e.to_string())
 }
@@ -660,9 +667,7 @@ impl Scaler {
             return Ok(());
         }
 
-        let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-            .use_alpha(false);
+        let options = bilinear();
 
         let Some(bpp) = packed_bpp(frame.format) else {
             // Y'CbCr: convert at full resolution, then resize the RGB image.
@@ -802,10 +807,7 @@ impl Scaler {
         .map_err(resize_error)?;
         let mut dst = Image::from_slice_u8(crop, crop, &mut out.data, PixelType::U8x3)
             .map_err(resize_error)?;
-        let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-            .use_alpha(false)
-            .crop(left, top, box_w, box_h);
+        let options = bilinear().crop(left, top, box_w, box_h);
         self.resizer
             .resize(&src, &mut dst, &options)
             .map_err(resize_error)?;

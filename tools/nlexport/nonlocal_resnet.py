@@ -512,10 +512,15 @@ def _bottleneck(g, x, params, b: Block, eps: float = BN_EPS, two_d: bool = False
 
 
 
+def _stacked_channels(channels: int, taps: int) -> int:
+    """Channels of the stacked stem: channels·taps rounded up to a multiple of 8."""
+    return -(-channels * taps // 8) * 8
+
+
 def stem_taps(channels: int, taps: int) -> np.ndarray:
-    """One-hot weights (k, channels, taps, 1, 1), k = channels·taps rounded up to a multiple of 8:
-    output channel t·channels + c is input channel c at temporal tap t (the rest are zero)."""
-    k = -(-channels * taps // 8) * 8
+    """One-hot weights (k, channels, taps, 1, 1), k = `_stacked_channels`: output channel
+    t·channels + c is input channel c at temporal tap t (the rest are zero)."""
+    k = _stacked_channels(channels, taps)
     w = np.zeros((k, channels, taps, 1, 1), dtype=np.float32)
     for t in range(taps):
         for c in range(channels):
@@ -527,8 +532,7 @@ def stack_stem(w) -> np.ndarray:
     """conv1_w (o, c, kt, kh, kw) → the weights (o, k, 1, kh, kw) of the same convolution over the
     channels `stem_taps(c, kt)` makes (channel t·c + ci; the padding channels get zeros)."""
     o, c, kt, kh, kw = w.shape
-    k = -(-c * kt // 8) * 8
-    out = np.zeros((o, k, 1, kh, kw), dtype=np.asarray(w).dtype)
+    out = np.zeros((o, _stacked_channels(c, kt), 1, kh, kw), dtype=np.asarray(w).dtype)
     out[:, : c * kt, 0] = np.asarray(w).transpose(0, 2, 1, 3, 4).reshape(o, c * kt, kh, kw)
     return out
 
