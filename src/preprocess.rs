@@ -741,7 +741,8 @@ impl Scaler {
     /// ([`CropPosition::Center`], as [`pack_clip`] does) gives, with only the source pixels that
     /// square reads converted and resampled: a `crop`×`crop` [`ScaledFrame`], whose own centred
     /// crop is itself. The fixed-point resampling weights are computed for the square's box
-    /// instead of the whole frame, so a value may differ from `scale`'s by one (rounding).
+    /// instead of the whole frame, so a value may differ from `scale`'s by one or two levels
+    /// (each of the two resampling passes rounds).
     pub fn scale_centre(
         &mut self,
         frame: &FrameView<'_>,
@@ -2247,7 +2248,7 @@ mod tests {
             assert_eq!((got.width, got.height), (crop, crop), "case {i}");
             assert_eq!(got.data.len(), want.len(), "case {i}");
             for (j, (g, w)) in got.data.iter().zip(&want).enumerate() {
-                assert!(g.abs_diff(*w) <= 1, "case {i}, byte {j}: {g} against {w}");
+                assert!(g.abs_diff(*w) <= 2, "case {i}, byte {j}: {g} against {w}");
             }
             exact += got.data.iter().zip(&want).filter(|(g, w)| g == w).count();
             total += want.len();
@@ -2289,7 +2290,7 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
         /// Any frame size, scale and crop: `scale_centre` never panics, refuses what `pack_clip`
-        /// would refuse, and otherwise gives the centre of `scale` within one level.
+        /// would refuse, and otherwise gives the centre of `scale` within two levels.
         #[test]
         fn scale_centre_on_any_size(
             format in proptest::sample::select(vec![PixelFormat::I420, PixelFormat::Nv12, PixelFormat::Rgb, PixelFormat::Bgrx]),
@@ -2313,7 +2314,7 @@ mod tests {
                         .collect();
                     proptest::prop_assert_eq!(got.data.len(), want.len());
                     for (g, w) in got.data.iter().zip(&want) {
-                        proptest::prop_assert!(g.abs_diff(*w) <= 1, "{} against {}", g, w);
+                        proptest::prop_assert!(g.abs_diff(*w) <= 2, "{} against {}", g, w);
                     }
                 }
                 (Ok(full), Err(e)) => {
