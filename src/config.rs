@@ -1,4 +1,4 @@
-//! Model metadata (DESIGN.md "Model metadata") and how it combines with the graph's input shape
+//! Model metadata (docs/design.md "Model metadata") and how it combines with the graph's input shape
 //! and the element's properties into the settings of one stream's clips.
 //!
 //! Precedence: fixed dimensions of the graph win over metadata; a property that conflicts with a
@@ -7,7 +7,7 @@
 
 use crate::preprocess::{Layout, Normalization};
 
-/// The model metadata keys of the contract (DESIGN.md, "Model metadata").
+/// The model metadata keys of the contract (docs/design.md, "Model metadata").
 pub const METADATA_KEYS: [&str; 11] = [
     "clip.length",
     "clip.frame_stride",

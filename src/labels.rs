@@ -1,6 +1,6 @@
 //! Class labels: parsing label files and choosing where a model's labels come from.
 //!
-//! Resolution order (DESIGN.md, `labels` property): the label file set on the element; else the
+//! Resolution order (docs/design.md, `labels` property): the label file set on the element; else the
 //! `labels` entry of the model metadata; else the built-in Kinetics-400 list when the model has 400
 //! outputs; else `class-N`.
 

@@ -134,7 +134,7 @@ impl ClipResult {
         self.scores.first().copied()
     }
 
-    /// Write the DESIGN.md fields into a structure (message or meta).
+    /// Write the docs/design.md fields into a structure (message or meta).
     pub fn write_fields(&self, s: &mut gst::StructureRef) {
         let t = |v: Option<u64>| v.unwrap_or(TIME_NONE);
         s.set("timestamp", t(self.timestamp));

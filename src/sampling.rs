@@ -1,4 +1,4 @@
-//! Clip sampling (DESIGN.md "Clip sampling").
+//! Clip sampling (docs/design.md "Clip sampling").
 //!
 //! Frame index n counts decoded frames from 0 since the last reset. Clip k takes frames
 //! `k·clip_stride + i·frame_stride`, i = 0..clip_length−1. Only frames some clip needs are kept
@@ -421,14 +421,14 @@ mod tests {
     }
 
     // -----------------------------------------------------------------------------------------
-    // Properties: the sampler against a direct transcription of DESIGN.md "Clip sampling".
+    // Properties: the sampler against a direct transcription of docs/design.md "Clip sampling".
 
     mod properties {
         use super::super::*;
         use super::timing;
         use proptest::prelude::*;
 
-        /// Clip `k` of DESIGN.md: frames `k·cs + i·fs`, i = 0..L−1.
+        /// Clip `k` of docs/design.md: frames `k·cs + i·fs`, i = 0..L−1.
         fn design_clip(s: Sampling, k: u64) -> Vec<u64> {
             (0..u64::from(s.clip_length))
                 .map(|i| k * u64::from(s.clip_stride) + i * u64::from(s.frame_stride))
@@ -490,7 +490,7 @@ mod tests {
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(400))]
 
-            /// Clips are exactly DESIGN.md's, complete as soon as their last frame arrives, in
+            /// Clips are exactly docs/design.md's, complete as soon as their last frame arrives, in
             /// order; only sampled frames are asked for; the frames held are exactly the sampled
             /// frames from the start of the oldest open clip on (so never more than the clip span);
             /// finish() completes or drops the open clips by the half rule and resets.

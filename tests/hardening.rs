@@ -5,7 +5,7 @@
 //! 2. Stream faults through `appsrc ! nonlocalclassify ! appsink`: EOS at every point of a clip,
 //!    no frames at all, gaps, backwards and missing timestamps, timestamps at the end of time, odd
 //!    frame sizes and padded strides, flushes and seeks mid-clip, twice in a row: results are the
-//!    ones DESIGN.md defines and nothing from before a flush comes out after it.
+//!    ones docs/design.md defines and nothing from before a flush comes out after it.
 //! 3. A live source faster than inference for 10,000 frames: video keeps flowing, clips are
 //!    dropped and counted, memory stays flat.
 //! 4. Lifecycle: 1,000 NULL↔PLAYING cycles of one pipeline, 100 elements created and destroyed
@@ -489,7 +489,7 @@ fn nan_scores_are_reported_not_fatal() {
 // ---------------------------------------------------------------------------------------------
 // 2. Stream faults
 
-/// The clips DESIGN.md defines for `count` frames, EOS completion included, as frame lists.
+/// The clips docs/design.md defines for `count` frames, EOS completion included, as frame lists.
 fn design_clips(length: u64, stride: u64, step: u64, count: u64) -> Vec<Vec<u64>> {
     let mut clips = Vec::new();
     let mut k = 0;

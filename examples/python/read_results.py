@@ -26,7 +26,7 @@ META_NAME = "NonLocalClassifyMeta"
 
 
 def result_fields(structure):
-    """The DESIGN.md result fields of a message or meta structure, as a plain dict."""
+    """The docs/design.md result fields of a message or meta structure, as a plain dict."""
     out = {}
     for i in range(structure.n_fields()):
         name = structure.nth_field_name(i)

@@ -1,4 +1,4 @@
-//! The `nonlocalclassify` element (see DESIGN.md for its contract).
+//! The `nonlocalclassify` element (see docs/design.md for its contract).
 
 use gst::glib;
 use gst::prelude::*;

@@ -1,6 +1,6 @@
 """Plain NumPy forward pass of the Non-local ResNet test networks, for checking the ONNX export.
 
-Written from the network description (FAIR video-nonlocal-net's test network; see DESIGN.md,
+Written from the network description (FAIR video-nonlocal-net's test network; see docs/design.md,
 "Models") and deliberately independent of the exporter: its own architecture table (NL block
 positions and temporal kernels spelled out, not derived), convolutions as explicit loops over
 kernel taps with tensor contractions, everything in float64. Only the parameter names (FAIR's

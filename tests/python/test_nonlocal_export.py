@@ -100,7 +100,7 @@ def test_nonlocal_blocks_where_fair_puts_them(arch):
 
 @pytest.mark.parametrize("arch", list(NR.ARCHS))
 def test_feature_shapes_at_224(arch):
-    """The spatial/temporal sizes of DESIGN.md: 112 → 55 (no pool1 padding) → 28 → 14 → 7."""
+    """The spatial/temporal sizes of docs/design.md: 112 → 55 (no pool1 padding) → 28 → 14 → 7."""
     s = NR.feature_shapes(arch)
     assert s["conv1"][1:] == ((16, 112, 112) if arch.startswith("i3d") else (8, 112, 112))
     assert s["pool1"][1:] == (8, 55, 55)

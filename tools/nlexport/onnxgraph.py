@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 
-# The metadata keys the element reads (DESIGN.md, "Model metadata").
+# The metadata keys the element reads (docs/design.md, "Model metadata").
 METADATA_KEYS = (
     "clip.length",
     "clip.frame_stride",
