@@ -36,6 +36,7 @@ gst::plugin_define!(
     "MPL-2.0",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    // No public repository yet: GStreamer's own default origin string.
+    "Unknown package origin",
     env!("BUILD_REL_DATE")
 );

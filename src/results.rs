@@ -194,6 +194,8 @@ pub struct Summary {
     sum: Vec<f64>,
     clips: u64,
     first_timestamp: Option<u64>,
+    /// Stream and running time of the earliest clip (the summary's own times).
+    first_times: (Option<u64>, Option<u64>),
     end: Option<u64>,
 }
 
@@ -206,7 +208,14 @@ impl Summary {
         self.clips
     }
 
-    pub fn add(&mut self, scores: &[f64], timestamp: Option<u64>, duration: Option<u64>) {
+    /// Add a clip's scores; `times` are its stream and running time.
+    pub fn add(
+        &mut self,
+        scores: &[f64],
+        timestamp: Option<u64>,
+        duration: Option<u64>,
+        times: (Option<u64>, Option<u64>),
+    ) {
         if self.sum.len() != scores.len() {
             self.sum = vec![0.0; scores.len()];
         }
@@ -214,7 +223,13 @@ impl Summary {
             *s += v;
         }
         self.clips += 1;
+        if self.clips == 1 {
+            self.first_times = times;
+        }
         if let Some(ts) = timestamp {
+            if self.first_timestamp.is_none_or(|f| ts < f) {
+                self.first_times = times;
+            }
             self.first_timestamp = Some(self.first_timestamp.map_or(ts, |f| f.min(ts)));
             let end = ts.saturating_add(duration.unwrap_or(0));
             self.end = Some(self.end.map_or(end, |e| e.max(end)));
@@ -232,8 +247,8 @@ impl Summary {
         let (labels, scores) = ClipResult::ranked(&self.mean(), labels, k);
         let result = ClipResult {
             timestamp: self.first_timestamp,
-            stream_time: None,
-            running_time: None,
+            stream_time: self.first_times.0,
+            running_time: self.first_times.1,
             duration: self
                 .first_timestamp
                 .zip(self.end)
@@ -320,8 +335,19 @@ mod tests {
     fn summary_averages_every_clip() {
         gst::init().unwrap();
         let mut sum = Summary::default();
-        sum.add(&[1.0, 0.0, 0.0], Some(100), Some(50));
-        sum.add(&[0.0, 0.5, 0.5], Some(200), Some(50));
+        // Clips may be published out of timestamp order: the summary's times are the earliest's.
+        sum.add(
+            &[0.0, 0.5, 0.5],
+            Some(200),
+            Some(50),
+            (Some(1200), Some(2200)),
+        );
+        sum.add(
+            &[1.0, 0.0, 0.0],
+            Some(100),
+            Some(50),
+            (Some(1100), Some(2100)),
+        );
         assert_eq!(sum.mean(), vec![0.5, 0.25, 0.25]);
         let labels: Vec<String> = ["x", "y", "z"].iter().map(|s| s.to_string()).collect();
         let s = sum.to_structure(&labels, 2, 1);
@@ -330,6 +356,9 @@ mod tests {
         assert_eq!(s.get::<&str>("label").unwrap(), "x");
         assert_eq!(s.get::<u64>("duration").unwrap(), 150);
         assert_eq!(s.get::<u64>("dropped").unwrap(), 1);
+        assert_eq!(s.get::<u64>("timestamp").unwrap(), 100);
+        assert_eq!(s.get::<u64>("stream-time").unwrap(), 1100);
+        assert_eq!(s.get::<u64>("running-time").unwrap(), 2100);
         let r = ClipResult::from_structure(&s).unwrap();
         assert_eq!(r.labels, vec!["x", "y"]);
     }
@@ -407,13 +436,15 @@ mod tests {
                 gst::init().unwrap();
                 let mut summary = Summary::default();
                 for (ts, duration) in &clips {
-                    summary.add(&[0.5, 0.5], *ts, *duration);
+                    summary.add(&[0.5, 0.5], *ts, *duration, (*ts, *ts));
                 }
                 prop_assert_eq!(summary.clips(), clips.len() as u64);
                 let s = summary.to_structure(&["x".to_string(), "y".to_string()], 1, 0);
                 let first = clips.iter().filter_map(|c| c.0).min();
                 let timestamp = s.get::<u64>("timestamp").unwrap();
                 prop_assert_eq!(timestamp, first.unwrap_or(TIME_NONE));
+                // The summary's stream time is the earliest clip's (here equal to its timestamp).
+                prop_assert_eq!(s.get::<u64>("stream-time").unwrap(), first.unwrap_or(TIME_NONE));
                 if first.is_some() {
                     let end = clips
                         .iter()

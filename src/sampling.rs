@@ -51,6 +51,12 @@ impl Sampling {
         (0..self.length()).map(move |i| start.saturating_add(i * fs))
     }
 
+    /// Decoded frames a stream needs for one clip: at end of stream the first clip is classified
+    /// once it has at least half of its sampled frames (`ClipSampler::finish`).
+    pub fn min_frames(&self) -> u64 {
+        (self.length().div_ceil(2) - 1) * self.stride() + 1
+    }
+
     /// The clips that contain frame `n`, as a range of clip indices to test.
     fn candidate_clips(&self, n: u64) -> std::ops::RangeInclusive<u64> {
         let cs = self.step();
@@ -279,6 +285,24 @@ mod tests {
             clip_length,
             frame_stride,
             clip_stride,
+        }
+    }
+
+    #[test]
+    fn min_frames_is_the_shortest_stream_giving_a_clip() {
+        for (l, fs) in [(1, 1), (2, 1), (4, 2), (5, 3), (8, 8), (64, 1), (7, 0)] {
+            let sampling = s(l, fs, 1000);
+            let clips_of = |frames: u64| {
+                let mut sampler = ClipSampler::new(sampling);
+                let mut clips = 0;
+                for n in 0..frames {
+                    let frame = sampler.wants_next().then_some(n);
+                    clips += sampler.push(frame, timing(n)).len();
+                }
+                clips + sampler.finish().len()
+            };
+            let min = sampling.min_frames();
+            assert_eq!((clips_of(min), clips_of(min - 1)), (1, 0), "{sampling:?}");
         }
     }
 

@@ -311,6 +311,74 @@ fn result_meta_rides_on_the_next_buffer() {
 }
 
 #[test]
+fn every_result_reaches_downstream_on_a_buffer_or_before_eos() {
+    // 13 frames: clip 0 completes at frame 6, clip 1 only at EOS (padded), when no buffer is left
+    // to carry it: it travels as a serialized custom event, the same structure as its message.
+    let out = run_frames(
+        &caps("RGB", 16, 8),
+        &[("model", v(model("probe.onnx"))), all12()],
+        13,
+        probe_rgb,
+    );
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.results.len(), 2);
+    let on_buffers: Vec<u64> = out
+        .buffers
+        .iter()
+        .flat_map(|b| NonLocalClassifyMeta::results(b))
+        .map(|r| r.clip_index)
+        .collect();
+    let as_events: Vec<u64> = out
+        .events
+        .iter()
+        .filter(|s| s.name() == "nonlocalclassify")
+        .map(|s| s.get::<u64>("clip-index").unwrap())
+        .collect();
+    let mut every: Vec<u64> = on_buffers.iter().chain(&as_events).copied().collect();
+    every.sort();
+    assert_eq!(
+        every,
+        vec![0, 1],
+        "buffers {on_buffers:?}, events {as_events:?}"
+    );
+    assert!(as_events.contains(&1), "{as_events:?}");
+    let event = out
+        .events
+        .iter()
+        .find(|s| s.get::<u64>("clip-index").ok() == Some(1));
+    assert_eq!(event.map(|s| s.to_owned()), Some(out.results[1].clone()));
+}
+
+#[test]
+fn a_stream_too_short_for_one_clip_says_so() {
+    // probe.onnx: 4 frames every 2, so a clip needs frames 0 and 2 (3 decoded frames).
+    let out = run_frames(
+        &caps("RGB", 16, 8),
+        &[("model", v(model("probe.onnx")))],
+        2,
+        probe_rgb,
+    );
+    assert!(out.errors.is_empty() && out.results.is_empty(), "{out:?}");
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    let w = &out.warnings[0];
+    assert!(
+        w.contains("ended after 2 frames")
+            && w.contains("needs at least 3")
+            && w.contains("clip-length"),
+        "{w}"
+    );
+    assert_eq!(out.summary.unwrap().get::<u64>("clips").unwrap(), 0);
+    // Three frames are enough: no warning.
+    let out = run_frames(
+        &caps("RGB", 16, 8),
+        &[("model", v(model("probe.onnx")))],
+        3,
+        probe_rgb,
+    );
+    assert!(out.warnings.is_empty() && out.results.len() == 1, "{out:?}");
+}
+
+#[test]
 fn logits_get_softmax_and_clip_length_property_sets_dynamic_time() {
     let out = run_frames(
         &caps("RGB", 16, 8),

@@ -138,7 +138,7 @@ fn cuda_requested_without_cuda_is_an_error_or_runs_on_cuda() {
 }
 
 #[test]
-fn auto_provider_falls_back_to_cpu_with_a_warning() {
+fn auto_provider_falls_back_to_cpu_without_a_warning() {
     let out = run_frames(
         &caps("RGB", 16, 8),
         &[
@@ -150,16 +150,7 @@ fn auto_provider_falls_back_to_cpu_with_a_warning() {
     );
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     assert_eq!(out.results.len(), 1);
-    // With the CPU-only ONNX Runtime wheel the fallback is announced; on a CUDA machine
-    // (NONLOCAL_EXPECT_CUDA=1) it must not be.
-    let warned = out
-        .warnings
-        .iter()
-        .any(|w| w.contains("CUDA is not available"));
-    assert_eq!(
-        warned,
-        std::env::var_os("NONLOCAL_EXPECT_CUDA").is_none(),
-        "{:?}",
-        out.warnings
-    );
+    // auto means "CUDA if there is one": running on the CPU is not a problem to warn about (it
+    // is logged at INFO level); asking for cuda without it is an error (test above).
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
 }

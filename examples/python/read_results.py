@@ -2,11 +2,13 @@
 """Read nonlocalclassify results from Python with PyGObject (no Rust needed).
 
 Runs a pipeline ending in an appsink, prints every `nonlocalclassify` element message, the
-`NonLocalClassifyMeta` found on buffers, and the end-of-stream `nonlocalclassify-summary`.
+`NonLocalClassifyMeta` found on buffers (and the results that come after the last buffer, as
+serialized custom events before EOS), and the end-of-stream `nonlocalclassify-summary`.
 This is the Python recipe that replaces PaddleHub's `video_classification()`.
 
-    python3 examples/python/read_results.py --model MODEL.onnx --uri file:///path/video.mp4
-    python3 examples/python/read_results.py --model MODEL.onnx      # a live test pattern
+    python3 examples/python/read_results.py --model MODEL.onnx video.mp4        # a path or a URI
+    python3 examples/python/read_results.py --model MODEL.onnx rtsp://camera/stream
+    python3 examples/python/read_results.py --model MODEL.onnx                  # a live test pattern
     python3 examples/python/read_results.py --pipeline "videotestsrc ! ... ! nonlocalclassify model=... ! appsink name=sink"
 
 Needs Debian's python3-gi and python3-gst-1.0 (any distribution Python with PyGObject works) and the
@@ -16,6 +18,7 @@ plugin on GST_PLUGIN_PATH.
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import gi
 
@@ -26,7 +29,9 @@ META_NAME = "NonLocalClassifyMeta"
 
 
 def result_fields(structure):
-    """The docs/design.md result fields of a message or meta structure, as a plain dict."""
+    """The docs/design.md result fields of a message, meta or event structure, as a plain dict;
+    `labels` and `scores` are also given together as `probabilities`, {label: score} best first
+    (PaddleHub's shape)."""
     out = {}
     for i in range(structure.n_fields()):
         name = structure.nth_field_name(i)
@@ -34,7 +39,19 @@ def result_fields(structure):
         if isinstance(value, Gst.ValueArray):
             value = [value[j] for j in range(len(value))]
         out[name] = value
+    if "labels" in out and "scores" in out:
+        out["probabilities"] = dict(zip(out["labels"], out["scores"]))
     return out
+
+
+def to_uri(location):
+    """A URI for a path (relative to the current directory) or a URI."""
+    if Gst.Uri.is_valid(location):
+        return location
+    path = Path(location).resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"{location}: no such file")
+    return Gst.filename_to_uri(str(path))
 
 
 def buffer_results(buffer):
@@ -62,9 +79,21 @@ def run(description, timeout_s=120.0, on_result=None, on_meta=None):
                 on_meta(r)
         return Gst.FlowReturn.OK
 
+    def on_event(_pad, info):
+        event = info.get_event()
+        s = event.get_structure() if event.type == Gst.EventType.CUSTOM_DOWNSTREAM else None
+        if s is not None and s.get_name() == "nonlocalclassify":
+            r = result_fields(s)
+            r["buffer-pts"] = None  # ready after the last buffer: no buffer carries it
+            metas.append(r)
+            if on_meta:
+                on_meta(r)
+        return Gst.PadProbeReturn.OK
+
     if sink is not None:
         sink.set_property("emit-signals", True)
         sink.connect("new-sample", new_sample)
+        sink.get_static_pad("sink").add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, on_event)
 
     loop = GLib.MainLoop()
 
@@ -100,15 +129,22 @@ def run(description, timeout_s=120.0, on_result=None, on_meta=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="path of the .onnx model")
-    ap.add_argument("--uri", help="video URI (file:///…, rtsp://…); default: a live test pattern")
+    ap.add_argument("video", nargs="?", help="video path or URI (file:///…, rtsp://…); default: a live test pattern")
+    ap.add_argument("--uri", help="the same as the positional argument (kept for older scripts)")
     ap.add_argument("--pipeline", help="a whole pipeline description with an appsink named 'sink'")
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     args = ap.parse_args()
     if args.pipeline:
         description = args.pipeline
     elif args.model:
-        source = (f"uridecodebin uri={args.uri}" if args.uri
-                  else "videotestsrc is-live=true num-buffers=300")
+        Gst.init(None)
+        location = args.video or args.uri
+        try:
+            source = (f"uridecodebin uri=\"{to_uri(location)}\"" if location
+                      else "videotestsrc is-live=true num-buffers=300")
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         description = (f"{source} ! videoconvert ! nonlocalclassify model=\"{args.model}\" "
                        "! appsink name=sink sync=false")
     else:

@@ -48,6 +48,17 @@ const DEFAULT_MAX_PENDING: u32 = 2;
 const DEFAULT_POST_MESSAGES: bool = true;
 const DEFAULT_MAX_BATCH: u32 = 8;
 const DEFAULT_BATCH_TIMEOUT_MS: u32 = 0;
+// Property ranges: what a model can take and a user can mean (docs/design.md, "Properties").
+const MAX_CLIP_LENGTH: u32 = 1024;
+const MAX_FRAME_STRIDE: u32 = 64;
+const MAX_CLIP_STRIDE: u32 = 100_000_000;
+const MAX_TOP_K: u32 = 1000;
+const MAX_SMOOTHING: u32 = 1000;
+const MAX_DEVICE_ID: i32 = 63;
+const MAX_PENDING: u32 = 1024;
+const MAX_BATCH: u32 = 256;
+const MAX_BATCH_TIMEOUT_MS: u32 = 10_000;
+const MAX_GPU_MEMORY_MIB: u32 = 1 << 20;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -211,7 +222,7 @@ impl NonLocalClassify {
         let Some(model) = settings.model.clone() else {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ["No model set: set the 'model' property to the path of an .onnx file"]
+                ("No model set: set the 'model' property to the path of an .onnx file")
             ));
         };
         let choice = match settings.execution_provider {
@@ -233,7 +244,7 @@ impl NonLocalClassify {
                 E::RuntimeMissing { .. } | E::CudaUnavailable { .. } => gst::ResourceError::Failed,
                 _ => gst::ResourceError::Settings,
             };
-            gst::error_msg!(kind, ["{}", e])
+            gst::error_msg!(kind, ("{}", e))
         })?;
         let config = ClipConfig::resolve(
             &engine.metadata,
@@ -244,7 +255,7 @@ impl NonLocalClassify {
                 clip_stride: settings.clip_stride,
             },
         )
-        .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["model '{}': {}", model, e]))?;
+        .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("model '{}': {}", model, e)))?;
         engine.register(Batching {
             max_batch: settings.max_batch.max(1) as usize,
             timeout: std::time::Duration::from_millis(u64::from(settings.batch_timeout_ms)),
@@ -254,27 +265,25 @@ impl NonLocalClassify {
             engine.metadata.labels.as_deref(),
             config.num_classes,
         )
-        .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{}", e]))?;
+        .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{}", e)))?;
 
         if let Some(reason) = &engine.fallback_reason {
-            gst::element_imp_warning!(
-                self,
-                gst::LibraryError::Init,
-                ("CUDA is not available, running on CPU"),
-                [
-                    "execution-provider=auto could not create the CUDA execution provider: {}",
-                    reason
-                ]
+            // Nothing is wrong: auto means "CUDA if there is one". Asking for cuda is an error.
+            gst::info!(
+                CAT,
+                imp = self,
+                "CUDA is not available, running on CPU (execution-provider=auto could not create the CUDA execution provider: {})",
+                reason
             );
         }
         if engine.metadata.random_weights() {
             gst::element_imp_warning!(
                 self,
                 gst::StreamError::Format,
-                [
+                (
                     "Model '{}' has random weights (model.weights=random): its labels are meaningless",
                     model
-                ]
+                )
             );
         }
         gst::info!(
@@ -297,7 +306,7 @@ impl NonLocalClassify {
         engine.warm_up(config.input_shape(1)).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::Failed,
-                ["model '{}' failed its first run: {}", model, e]
+                ("model '{}' failed its first run: {}", model, e)
             )
         })?;
         if let Some(reason) = engine.unfused_reason() {
@@ -508,8 +517,12 @@ fn worker_loop(
                     gst::element_error!(
                         element,
                         gst::StreamError::Failed,
-                        ("Inference failed on clip {}", job.clip.index),
-                        ["model '{}': {}", cfg.engine.path.display(), reason]
+                        (
+                            "Inference failed on clip {}: model '{}': {}",
+                            job.clip.index,
+                            cfg.engine.path.display(),
+                            reason
+                        )
                     );
                 }
                 _ => {}
@@ -537,8 +550,12 @@ fn publish(
             return;
         }
         let mut post = lock(&shared.post);
-        post.summary
-            .add(&scores, job.clip.timestamp, job.clip.duration);
+        post.summary.add(
+            &scores,
+            job.clip.timestamp,
+            job.clip.duration,
+            (job.stream_time, job.running_time),
+        );
         let smoothed = post.smoother.push(scores);
         let (labels, ranked) = ClipResult::ranked(&smoothed, &cfg.labels, cfg.top_k);
         let result = ClipResult {
@@ -592,33 +609,37 @@ impl ObjectImpl for NonLocalClassify {
             vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
-                    .blurb("Path of the .onnx model file")
+                    .blurb("Path of the .onnx model file (read when the element goes from NULL to READY)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("labels")
                     .nick("Labels")
-                    .blurb("Label file, one label per line (default: the model's metadata, else Kinetics-400 for 400 outputs, else class-N)")
+                    .blurb("Path of a label file, one label per line (default: the model's metadata, else Kinetics-400 for 400 outputs, else class-N)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("clip-length")
                     .nick("Clip length")
-                    .blurb("Frames per clip (0 = from the model)")
+                    .blurb("Frames per clip, 1 to 1024 (0 = from the model)")
+                    .maximum(MAX_CLIP_LENGTH)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("frame-stride")
                     .nick("Frame stride")
-                    .blurb("Take every Nth decoded frame inside a clip (0 = from the model)")
+                    .blurb("Take every Nth decoded frame inside a clip, 1 to 64 (0 = from the model)")
+                    .maximum(MAX_FRAME_STRIDE)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("clip-stride")
                     .nick("Clip stride")
-                    .blurb("Decoded frames between the starts of consecutive clips (0 = clip-length × frame-stride)")
+                    .blurb("Decoded frames between the starts of consecutive clips, 1 to 100000000 (0 = clip-length × frame-stride: back to back)")
+                    .maximum(MAX_CLIP_STRIDE)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("top-k")
                     .nick("Top K")
-                    .blurb("Labels reported per result")
+                    .blurb("Labels reported per result, best first (at most the model's classes)")
                     .minimum(1)
+                    .maximum(MAX_TOP_K)
                     .default_value(DEFAULT_TOP_K)
                     .mutable_ready()
                     .build(),
@@ -629,8 +650,9 @@ impl ObjectImpl for NonLocalClassify {
                     .build(),
                 glib::ParamSpecUInt::builder("smoothing")
                     .nick("Smoothing")
-                    .blurb("Average scores over the last N clips before reporting")
+                    .blurb("Average the scores of the last N clips before reporting (clips; 1 = no smoothing)")
                     .minimum(1)
+                    .maximum(MAX_SMOOTHING)
                     .default_value(DEFAULT_SMOOTHING)
                     .mutable_ready()
                     .build(),
@@ -639,20 +661,22 @@ impl ObjectImpl for NonLocalClassify {
                     ExecutionProvider::Auto,
                 )
                 .nick("Execution provider")
-                .blurb("Where inference runs: auto (CUDA if available, else CPU), cuda or cpu")
+                .blurb("Where inference runs: auto (CUDA if it can be created, else the CPU), cuda (an error without it) or cpu")
                 .mutable_ready()
                 .build(),
                 glib::ParamSpecInt::builder("device-id")
                     .nick("Device ID")
-                    .blurb("CUDA device")
+                    .blurb("CUDA device index, as CUDA numbers the cards")
                     .minimum(0)
+                    .maximum(MAX_DEVICE_ID)
                     .default_value(DEFAULT_DEVICE_ID)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("max-pending")
                     .nick("Max pending")
-                    .blurb("Clips waiting for inference; live: extra clips are dropped and counted, non-live: upstream waits")
+                    .blurb("Clips waiting for inference; live: further clips are dropped and counted, not live: upstream waits")
                     .minimum(1)
+                    .maximum(MAX_PENDING)
                     .default_value(DEFAULT_MAX_PENDING)
                     .mutable_ready()
                     .build(),
@@ -660,24 +684,27 @@ impl ObjectImpl for NonLocalClassify {
                     .nick("Max batch")
                     .blurb("Most clips (crops) per model run; clips of every element sharing the model are batched together (the engine uses the largest value its users ask for)")
                     .minimum(1)
+                    .maximum(MAX_BATCH)
                     .default_value(DEFAULT_MAX_BATCH)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("batch-timeout")
                     .nick("Batch timeout")
                     .blurb("Milliseconds the first waiting clip may wait for others to fill a batch (0 = run what is waiting; the engine uses the smallest value its users ask for)")
+                    .maximum(MAX_BATCH_TIMEOUT_MS)
                     .default_value(DEFAULT_BATCH_TIMEOUT_MS)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("gpu-memory-limit")
                     .nick("GPU memory limit")
-                    .blurb("Most MiB of GPU memory the CUDA engine's memory arena may hold (0 = no limit); elements with different limits use different engines")
+                    .blurb("Most MiB of GPU memory each CUDA session's memory arena may hold (0 = no limit); elements with different limits use different engines")
+                    .maximum(MAX_GPU_MEMORY_MIB)
                     .default_value(0)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("post-messages")
                     .nick("Post messages")
-                    .blurb("Post element messages with each result and a summary at end of stream")
+                    .blurb("Post an element message with each result and a summary at end of stream")
                     .default_value(DEFAULT_POST_MESSAGES)
                     .mutable_playing()
                     .build(),
@@ -799,7 +826,7 @@ impl BaseTransformImpl for NonLocalClassify {
         let Some(loaded) = loaded.as_ref() else {
             return Err(gst::error_msg!(
                 gst::CoreError::StateChange,
-                ["No model loaded"]
+                ("No model loaded: the element must go through NULL→READY with a 'model' set")
             ));
         };
         let config = &loaded.config;
@@ -833,7 +860,7 @@ impl BaseTransformImpl for NonLocalClassify {
             .map_err(|e| {
                 gst::error_msg!(
                     gst::CoreError::Failed,
-                    ["Cannot start the inference thread: {}", e]
+                    ("Cannot start the inference thread: {}", e)
                 )
             })?;
         *lock(&self.state) = Some(State {
@@ -961,10 +988,10 @@ impl BaseTransformImpl for NonLocalClassify {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Decode,
-                        [
+                        (
                             "Cannot map frame {} for reading",
                             state.sampler.next_index()
-                        ]
+                        )
                     );
                     gst::FlowError::Error
                 })?;
@@ -972,7 +999,7 @@ impl BaseTransformImpl for NonLocalClassify {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::Format,
-                    ["Unsupported frame layout ({:?})", info.format()]
+                    ("Unsupported frame layout ({:?})", info.format())
                 );
                 gst::FlowError::NotNegotiated
             })?;
@@ -984,11 +1011,11 @@ impl BaseTransformImpl for NonLocalClassify {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::Format,
-                    [
+                    (
                         "Cannot preprocess frame {}: {}",
                         state.sampler.next_index(),
                         e
-                    ]
+                    )
                 );
                 gst::FlowError::Error
             })?;
@@ -1025,8 +1052,11 @@ impl NonLocalClassify {
     /// EOS: complete or drop the clip in progress, wait for every result, post the summary.
     /// Returns false when a flush interrupted it.
     fn finish_stream(&self, shared: &Arc<Shared>) -> bool {
-        let clips = match lock(&self.state).as_mut() {
-            Some(state) => state.sampler.finish(),
+        let (clips, frames, sampling) = match lock(&self.state).as_mut() {
+            Some(state) => {
+                let (frames, sampling) = (state.sampler.next_index(), state.sampler.sampling());
+                (state.sampler.finish(), frames, sampling)
+            }
             None => return true,
         };
         let max = lock(&self.state).as_ref().map_or(1, |s| s.max_pending);
@@ -1041,8 +1071,32 @@ impl NonLocalClassify {
         if lock(&shared.queue).flushing {
             return false;
         }
-        // Results not yet attached to a buffer can no longer be: they were posted as messages.
-        lock(&shared.ready).clear();
+        // Results no buffer can carry any more travel downstream as serialized events, before EOS.
+        let late: Vec<ClipResult> = lock(&shared.ready).drain(..).collect();
+        for result in late {
+            let event = gst::event::CustomDownstream::new(result.to_structure(MESSAGE_NAME));
+            if !self.obj().src_pad().push_event(event) {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "Downstream refused the result event of clip {}",
+                    result.clip_index
+                );
+            }
+        }
+        if frames > 0 && frames < sampling.min_frames() {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Failed,
+                (
+                    "The stream ended after {} frames, too short for one clip: a clip of {} frames every {} needs at least {}; lower clip-length or frame-stride, or classify a longer video",
+                    frames,
+                    sampling.clip_length,
+                    sampling.frame_stride.max(1),
+                    sampling.min_frames()
+                )
+            );
+        }
         let settings = lock(&self.settings).clone();
         if settings.post_messages && !shared.failed.load(Ordering::SeqCst) {
             let labels = lock(&self.loaded)

@@ -1,5 +1,31 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The `nonlocalclassify` element (see docs/design.md for its contract).
 
+/**
+ * SECTION:element-nonlocalclassify
+ * @see_also: decodebin, videoconvert, objectdetectionoverlay
+ *
+ * Classifies clips of video into Kinetics-400 actions with a Non-local neural network or I3D,
+ * run by ONNX Runtime on CUDA or the CPU. Video passes through unchanged. Each clip's result is
+ * posted as a `nonlocalclassify` element message and attached to the next buffer pushed as a
+ * `NonLocalClassifyMeta` custom meta (results ready only after the last buffer travel as
+ * serialized custom events before EOS); at end of stream a `nonlocalclassify-summary` message
+ * averages every clip. Elements using the same model share one engine that batches their clips.
+ * The contract (properties, sampling, fields, model metadata) is docs/design.md.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 -m filesrc location=video.mp4 ! decodebin ! videoconvert ! nonlocalclassify model=i3d.onnx ! fakesink
+ * ]| Classifies a file on the CPU (or CUDA when available) and prints the messages.
+ * |[
+ * gst-launch-1.0 -m v4l2src ! videoconvert ! nonlocalclassify model=i3d.onnx clip-stride=16 smoothing=4 ! videoconvert ! autovideosink
+ * ]| A camera, a new clip every 16 frames, scores smoothed over 4 clips.
+ * |[
+ * gst-launch-1.0 -m rtspsrc location=rtsp://camera/stream ! decodebin ! videoconvert ! nonlocalclassify model=i3d.onnx execution-provider=cuda max-pending=2 ! fakesink
+ * ]| A live stream on the GPU: clips beyond max-pending are dropped and counted, never stalling the source.
+ *
+ * Since: plugins-nonlocal-0.1.0
+ */
 use gst::glib;
 use gst::prelude::*;
 

@@ -72,6 +72,8 @@ pub struct Outcome {
     pub buffers: Vec<gst::Buffer>,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// Custom downstream events that reached the sink (results ready after the last buffer).
+    pub events: Vec<gst::Structure>,
 }
 
 impl Outcome {
@@ -100,6 +102,7 @@ pub struct Harness {
     pub src: gst_app::AppSrc,
     pub sink: gst_app::AppSink,
     pub element: gst::Element,
+    events: std::sync::Arc<std::sync::Mutex<Vec<gst::Structure>>>,
 }
 
 impl Harness {
@@ -126,6 +129,21 @@ impl Harness {
             }
         }
         let sink = gst_app::AppSink::builder().sync(false).build();
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&events);
+        sink.static_pad("sink").unwrap().add_probe(
+            gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                    if e.type_() == gst::EventType::CustomDownstream {
+                        if let Some(s) = e.structure() {
+                            seen.lock().unwrap().push(s.to_owned());
+                        }
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
         pipeline
             .add_many([src.upcast_ref(), &element, sink.upcast_ref()])
             .unwrap();
@@ -135,6 +153,7 @@ impl Harness {
             src,
             sink,
             element,
+            events,
         }
     }
 
@@ -176,6 +195,7 @@ impl Harness {
                     while let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::ZERO) {
                         out.buffers.extend(sample.buffer_owned());
                     }
+                    out.events = std::mem::take(&mut *self.events.lock().unwrap());
                     break;
                 }
                 gst::MessageView::Error(e) => {
