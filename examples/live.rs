@@ -251,7 +251,7 @@ fn build(args: &Args, model: &Path) -> anyhow::Result<(gst::Pipeline, gst::Eleme
         .property("shaded-background", true)
         .property("font-desc", "Sans 16")
         .build()
-        .context("textoverlay is missing (install gstreamer1.0-plugins-base with pango)")?;
+        .context("textoverlay is missing: install the pango elements (Debian: gstreamer1.0-x; tools/install-prereqs does)")?;
     let queue = make("queue")?;
     let convert_out = make("videoconvert")?;
     let mut chain = vec![
