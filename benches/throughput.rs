@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use gst::prelude::*;
 use gstnonlocal::config::{ClipConfig, Overrides};
-use gstnonlocal::engine::{Batch, Batching, Engine, ProviderChoice, SharedEngine};
+use gstnonlocal::engine::{Batch, Batching, LocalBackend, ProviderChoice, SharedEngine};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -349,9 +349,10 @@ fn main() -> anyhow::Result<()> {
     // they can form.
     let engines: Vec<std::sync::Arc<SharedEngine>> = devices
         .iter()
-        .map(|&d| Engine::shared(path, choice, d))
+        .map(|&d| SharedEngine::local(path, choice, d, 0))
         .collect::<Result<_, _>>()?;
     let engine = &engines[0];
+    let local = engine.backend::<LocalBackend>();
     let config = ClipConfig::resolve(&engine.metadata, &engine.io, Overrides::default())?;
     let max_batch = args.max_batch.max(1) as usize;
     for e in &engines {
@@ -381,8 +382,8 @@ fn main() -> anyhow::Result<()> {
         config.crop_size,
         config.input_type,
         config.layout,
-        engine.provider.name(),
-        if engine.pinned_staging() {
+        engine.describe(),
+        if local.is_some_and(LocalBackend::pinned_staging) {
             ", page-locked staging"
         } else {
             ""
@@ -394,7 +395,7 @@ fn main() -> anyhow::Result<()> {
     // Engine alone: ready clips in host memory, one batch after another (on every device at
     // once when there are several).
     let per = config.clip_elements();
-    let range = match engine.provider.name() {
+    let range = match engine.describe().as_str() {
         "cuda" => ProfilerRange::new(),
         _ => ProfilerRange(None),
     };
@@ -461,7 +462,7 @@ fn main() -> anyhow::Result<()> {
             "batch_ms_p50": percentile(&times, 0.5), "batch_ms_p99": percentile(&times, 0.99),
             "gpu_mib": mem, "fill_ms": fill_ms, "bind_ms": bind_ms, "compute_ms": compute_ms,
             "cuda_options": std::env::var("NONLOCAL_CUDA_OPTIONS").unwrap_or_default(),
-            "unfused": engine.unfused_reason().is_some()}))?;
+            "unfused": local.and_then(LocalBackend::unfused_reason).is_some()}))?;
     }
 
     let pattern = &args.pattern;

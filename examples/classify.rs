@@ -42,7 +42,7 @@ use common::{find_model, with_detail};
 use gst::glib;
 use gst::prelude::*;
 use gstnonlocal::config::{ClipConfig, Overrides};
-use gstnonlocal::engine::{Engine, ProviderChoice};
+use gstnonlocal::engine::{ProviderChoice, SharedEngine};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -724,7 +724,7 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
             settings.model.display()
         );
     }
-    let engine = Engine::shared(&settings.model, provider.choice(), args.device_id)?;
+    let engine = SharedEngine::local(&settings.model, provider.choice(), args.device_id, 0)?;
     let config = ClipConfig::resolve(&engine.metadata, &engine.io, Overrides::default())
         .with_context(|| format!("model {}", settings.model.display()))?;
     settings.clip_length = config.clip_length.max(1);

@@ -3,8 +3,8 @@
 //!
 //! The GStreamer glue lives in [`nonlocalclassify`]; everything else is plain Rust with unit tests:
 //! [`sampling`] (which frames form clips), [`preprocess`] (conversion, scaling, cropping,
-//! normalisation, tensor layout), [`config`] (model metadata and properties), [`engine`] (ONNX
-//! Runtime), [`labels`], [`results`] (scores, smoothing, summary, message fields) and [`meta`]
+//! normalisation, tensor layout), [`config`] (model metadata and properties), [`engine`] (batching,
+//! ONNX Runtime), [`labels`], [`results`] (scores, smoothing, summary, message fields) and [`meta`]
 //! (the `NonLocalClassifyMeta` buffer meta).
 #![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
@@ -12,7 +12,6 @@ use gst::glib;
 
 pub mod config;
 pub mod engine;
-pub mod fill;
 pub mod labels;
 pub mod meta;
 pub mod nonlocalclassify;

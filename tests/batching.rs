@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gstnonlocal::engine::{Batch, Batching, Engine, ProviderChoice};
+use gstnonlocal::engine::{Batch, Batching, ProviderChoice, SharedEngine};
 
 /// One probe clip (3×4×8×8, NCTHW) whose values reveal which clip it is.
 fn clip(k: usize) -> Vec<f32> {
@@ -35,7 +35,7 @@ fn private_engine(
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::copy(model(name), &path).unwrap();
-    let engine = Engine::shared(&path, ProviderChoice::Cpu, 0).unwrap();
+    let engine = SharedEngine::local(&path, ProviderChoice::Cpu, 0, 0).unwrap();
     engine.register(Batching {
         max_batch,
         timeout: Duration::from_millis(300),
@@ -103,7 +103,7 @@ fn elements_sharing_a_model_are_batched_together() {
     std::fs::copy(model("probe.onnx"), &path).unwrap();
     let path_str = path.to_str().unwrap().to_string();
     // Held here so its counters outlive the pipelines; the elements get this same engine.
-    let engine = Engine::shared(&path, ProviderChoice::Cpu, 0).unwrap();
+    let engine = SharedEngine::local(&path, ProviderChoice::Cpu, 0, 0).unwrap();
     // Four streams in threads, 3 clips each, a generous batch timeout.
     let outs: Vec<Outcome> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)

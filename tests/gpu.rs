@@ -10,13 +10,19 @@ mod common;
 
 use common::*;
 use gstnonlocal::config::{ClipConfig, InputType, Overrides};
-use gstnonlocal::engine::{Batch, Engine, Provider, ProviderChoice};
+use gstnonlocal::engine::{Batch, LocalBackend, Provider, ProviderChoice, SharedEngine};
 
 fn gpu_models() -> Vec<String> {
     match std::env::var("NONLOCAL_GPU_MODELS") {
         Ok(list) if !list.is_empty() => list.split(':').map(str::to_string).collect(),
         _ => vec![model("probe_nthwc_f16.onnx"), model("probe_u8.onnx")],
     }
+}
+
+/// An engine of its own for `path` on `choice`'s provider (device 0).
+fn open(path: &std::path::Path, choice: ProviderChoice) -> SharedEngine {
+    let backend = LocalBackend::open(path, choice, 0, 0).expect("engine");
+    SharedEngine::new(Box::new(backend)).expect("engine threads")
 }
 
 /// A deterministic clip batch: pixel values from a hash of the position, normalised as the
@@ -79,9 +85,12 @@ fn cuda_and_cpu_agree_within_fp16_tolerance() {
     init();
     for path in gpu_models() {
         let path = std::path::Path::new(&path);
-        let cuda = Engine::open(path, ProviderChoice::Cuda, 0).expect("CUDA engine");
-        assert_eq!(cuda.provider, Provider::Cuda);
-        let cpu = Engine::open(path, ProviderChoice::Cpu, 0).expect("CPU engine");
+        let cuda = open(path, ProviderChoice::Cuda);
+        assert_eq!(
+            cuda.backend::<LocalBackend>().map(|l| l.provider),
+            Some(Provider::Cuda)
+        );
+        let cpu = open(path, ProviderChoice::Cpu);
         let config = ClipConfig::resolve(&cpu.metadata, &cpu.io, Overrides::default()).unwrap();
         let n = cpu.fixed_batch().unwrap_or(2);
         let batch = clip_batch(&config, n);
@@ -135,8 +144,8 @@ fn refused_fusion_reopens_the_sessions_unfused() {
     // channels-first convolutions makes it refuse every layer, as it would one layer it has no
     // fused kernel for. (run.sh runs these tests one at a time, so the variable is ours.)
     std::env::set_var("NONLOCAL_CUDA_OPTIONS", "prefer_nhwc=0,fuse_conv_bias=1");
-    let cuda = Engine::open(path, ProviderChoice::Cuda, 0).expect("CUDA engine");
-    let cpu = Engine::open(path, ProviderChoice::Cpu, 0).expect("CPU engine");
+    let cuda = open(path, ProviderChoice::Cuda);
+    let cpu = open(path, ProviderChoice::Cpu);
     let config = ClipConfig::resolve(&cpu.metadata, &cpu.io, Overrides::default()).unwrap();
     let n = cpu.fixed_batch().unwrap_or(2);
     let batch = clip_batch(&config, n);
@@ -145,7 +154,8 @@ fn refused_fusion_reopens_the_sessions_unfused() {
     std::env::remove_var("NONLOCAL_CUDA_OPTIONS");
     let a = a.expect("the run succeeds without fusion");
     let reason = cuda
-        .unfused_reason()
+        .backend::<LocalBackend>()
+        .and_then(LocalBackend::unfused_reason)
         .expect("fusion was refused and turned off");
     assert!(reason.contains("CUDNN"), "{reason}");
     assert_agree(path, &a, &cpu.run(shape, &batch).unwrap());

@@ -1109,9 +1109,10 @@ fn a_hundred_elements_around_one_shared_engine() {
     const WARM_UP: usize = 10;
     let path = model("probe.onnx");
     // The test holds the engine, so every element gets this one and its session stays open.
-    let engine = gstnonlocal::engine::Engine::shared(
+    let engine = gstnonlocal::engine::SharedEngine::local(
         std::path::Path::new(&path),
         gstnonlocal::engine::ProviderChoice::Auto,
+        0,
         0,
     )
     .expect("engine");

@@ -2,7 +2,7 @@
 //!
 //! The streaming thread only converts and scales the frames that clips sample (see
 //! [`crate::sampling`]) and hands finished clips to a worker thread through a bounded queue
-//! (`max-pending`). The worker packs tensors, runs the shared [`Engine`], and posts results as
+//! (`max-pending`). The worker packs tensors, runs the [`SharedEngine`], and posts results as
 //! element messages; the streaming thread attaches finished results as `NonLocalClassifyMeta` to
 //! the next buffer it pushes.
 
@@ -23,7 +23,7 @@ use gst_video::prelude::*;
 
 use super::{Crops, ExecutionProvider};
 use crate::config::{ClipConfig, Overrides};
-use crate::engine::{Batch, Batching, Engine, ProviderChoice, Scores, SharedEngine};
+use crate::engine::{Batch, Batching, LocalBackend, ProviderChoice, Scores, SharedEngine};
 use crate::labels;
 use crate::meta::NonLocalClassifyMeta;
 use crate::preprocess::{
@@ -230,7 +230,7 @@ impl NonLocalClassify {
             ExecutionProvider::Cuda => ProviderChoice::Cuda,
             ExecutionProvider::Cpu => ProviderChoice::Cpu,
         };
-        let engine = Engine::shared_limited(
+        let engine = SharedEngine::local(
             &PathBuf::from(&model),
             choice,
             settings.device_id,
@@ -267,7 +267,8 @@ impl NonLocalClassify {
         )
         .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{}", e)))?;
 
-        if let Some(reason) = &engine.fallback_reason {
+        let local = engine.backend::<LocalBackend>();
+        if let Some(reason) = local.and_then(|l| l.fallback_reason.as_ref()) {
             // Nothing is wrong: auto means "CUDA if there is one". Asking for cuda is an error.
             gst::info!(
                 CAT,
@@ -291,7 +292,7 @@ impl NonLocalClassify {
             imp = self,
             "Model {} on {}: clips of {} frames every {} (next clip after {}), {}² crops from short side {}, {:?} {:?}, {} classes, labels from {:?}",
             model,
-            engine.provider.name(),
+            engine.describe(),
             config.clip_length,
             config.frame_stride,
             config.clip_stride,
@@ -309,7 +310,7 @@ impl NonLocalClassify {
                 ("model '{}' failed its first run: {}", model, e)
             )
         })?;
-        if let Some(reason) = engine.unfused_reason() {
+        if let Some(reason) = local.and_then(LocalBackend::unfused_reason) {
             gst::info!(
                 CAT,
                 imp = self,
@@ -520,7 +521,7 @@ fn worker_loop(
                         (
                             "Inference failed on clip {}: model '{}': {}",
                             job.clip.index,
-                            cfg.engine.path.display(),
+                            cfg.engine.name,
                             reason
                         )
                     );
@@ -878,12 +879,7 @@ impl BaseTransformImpl for NonLocalClassify {
             shared,
             worker: Some(worker),
         });
-        gst::debug!(
-            CAT,
-            imp = self,
-            "Started on {}",
-            loaded.engine.provider.name()
-        );
+        gst::debug!(CAT, imp = self, "Started on {}", loaded.engine.describe());
         Ok(())
     }
 

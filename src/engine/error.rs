@@ -1,0 +1,40 @@
+//! What can go wrong opening a model or running it: every message names the file, value or
+//! setting at fault and what to do.
+
+use crate::config::ConfigError;
+
+use super::local::ORT_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "ONNX Runtime could not be loaded ({tried}). Install it with 'python3 -m pip install onnxruntime=={ORT_VERSION}' (or onnxruntime-gpu=={ORT_VERSION} for CUDA) and set ORT_DYLIB_PATH to the library inside the wheel, e.g. ORT_DYLIB_PATH=$(python3 -c 'import onnxruntime, pathlib; print(next((pathlib.Path(onnxruntime.__file__).parent / \"capi\").glob(\"libonnxruntime.so*\")))')"
+    )]
+    RuntimeMissing { tried: String },
+    #[error("model file '{path}' cannot be read: {reason}; check the 'model' property")]
+    ModelUnreadable { path: String, reason: String },
+    #[error("model file '{path}' is not a valid ONNX model ({reason}); export it with tools/export_model.py")]
+    ModelInvalid { path: String, reason: String },
+    #[error("model '{path}': {reason}")]
+    ModelShape { path: String, reason: String },
+    #[error("model '{path}': {source}")]
+    Metadata {
+        path: String,
+        #[source]
+        source: ConfigError,
+    },
+    #[error(
+        "CUDA was requested (execution-provider=cuda, device-id={device}) but ONNX Runtime could not create its CUDA execution provider: {reason}. Install onnxruntime-gpu=={ORT_VERSION} with CUDA 13 and cuDNN 9 and point ORT_DYLIB_PATH at it, or set execution-provider=cpu"
+    )]
+    CudaUnavailable { device: i32, reason: String },
+    #[error(
+        "model '{path}' does not fit in the memory of CUDA device {device} ({reason}); free GPU memory, raise the gpu-memory-limit property, lower max-batch, or set execution-provider=cpu"
+    )]
+    GpuOutOfMemory {
+        path: String,
+        device: i32,
+        reason: String,
+    },
+    #[error("inference failed: {0}")]
+    Inference(String),
+}

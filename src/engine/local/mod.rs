@@ -1,0 +1,261 @@
+//! The local backend: the model run by ONNX Runtime in this process, on CUDA or CPU.
+//!
+//! ONNX Runtime is loaded at run time ([`runtime`]). Each model is read once and opened in one
+//! session per lane ([`runner`]); under CUDA there are several lanes, a session per batch size,
+//! page-locked staging inputs ([`staging`]) and the tuning of [`cuda`].
+
+mod cuda;
+mod runner;
+mod runtime;
+mod session;
+mod staging;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use half::f16;
+
+pub use runtime::{runtime, ORT_VERSION};
+
+use super::{Backend, EngineError, Items, ModelInfo, RunTimes, SharedEngine};
+use cuda::{cuda_graphs, cuda_lanes, is_out_of_memory};
+use runner::{Runner, TensorElement};
+use session::{model_info, SessionSource};
+
+/// Which execution provider to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProviderChoice {
+    /// CUDA when it can be created, else CPU (with a warning).
+    Auto,
+    Cuda,
+    Cpu,
+}
+
+/// The execution provider a session actually uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    Cuda,
+    Cpu,
+}
+
+impl Provider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Cuda => "cuda",
+            Provider::Cpu => "cpu",
+        }
+    }
+}
+
+/// A model opened by ONNX Runtime in this process: its lanes of sessions and what the element
+/// needs to know about it.
+pub struct LocalBackend {
+    /// The lanes: each runs one batch at a time with its own sessions and staging; under CUDA
+    /// there are two, so that one batch's copy-in, launch and read-back overlap another's compute.
+    runners: Vec<Mutex<Runner>>,
+    /// The lane to wait for when all are busy.
+    next_lane: AtomicU64,
+    pub path: PathBuf,
+    model: ModelInfo,
+    pub provider: Provider,
+    /// The CUDA device (when the provider is CUDA).
+    pub device: i32,
+    /// Why CUDA was not used when `auto` fell back to CPU.
+    pub fallback_reason: Option<String>,
+}
+
+impl LocalBackend {
+    /// Open a model file: one session per lane, on `choice`'s provider and CUDA device `device`,
+    /// with the CUDA memory arena limited to `gpu_mem_limit_mib` MiB (0: no limit).
+    pub fn open(
+        path: &Path,
+        choice: ProviderChoice,
+        device: i32,
+        gpu_mem_limit_mib: u32,
+    ) -> Result<LocalBackend, EngineError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| EngineError::ModelUnreadable {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let source = SessionSource {
+            env: runtime()?,
+            bytes: Arc::new(bytes),
+            shown: shown.clone(),
+            device,
+            gpu_mem_limit_mib,
+            fused: true.into(),
+        };
+        let (session, provider, fallback_reason) = source.session(choice)?;
+        let model = model_info(&session, &shown)?;
+        let io = &model.io;
+        let source = Arc::new(source);
+        let cuda = (provider == Provider::Cuda).then(|| Arc::clone(&source));
+        let mut runners = vec![Mutex::new(Runner::new(session, cuda.clone(), io, device))];
+        if let Some(source) = &cuda {
+            for _ in 1..cuda_lanes() {
+                let (session, _, _) = source.session(ProviderChoice::Cuda)?;
+                runners.push(Mutex::new(Runner::new(
+                    session,
+                    Some(Arc::clone(source)),
+                    io,
+                    device,
+                )));
+            }
+        }
+        Ok(LocalBackend {
+            runners,
+            next_lane: AtomicU64::new(0),
+            path: path.to_path_buf(),
+            model,
+            provider,
+            device,
+            fallback_reason,
+        })
+    }
+
+    /// Run `items` (at most `shape[0]`; the last repeated to fill the batch) as one batch on
+    /// `lane` (None: the first free lane, else the next in turn).
+    fn run_on<T: TensorElement>(
+        &self,
+        lane: Option<usize>,
+        shape: &[i64],
+        items: &[&[T]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let poisoned = |_| EngineError::Inference("session lock poisoned".into());
+        let free = match lane {
+            Some(_) => None,
+            None => self.runners.iter().find_map(|r| r.try_lock().ok()),
+        };
+        let mut runner = match free {
+            Some(runner) => runner,
+            None => {
+                let n = self.runners.len().max(1);
+                let k = lane
+                    .unwrap_or_else(|| self.next_lane.fetch_add(1, Ordering::Relaxed) as usize % n);
+                self.runners
+                    .get(k % n)
+                    .ok_or_else(|| EngineError::Inference("no runner".into()))?
+                    .lock()
+                    .map_err(poisoned)?
+            }
+        };
+        runner
+            .run(shape, &self.model.io, items)
+            .map_err(|e| match e {
+                EngineError::Inference(reason)
+                    if self.provider == Provider::Cuda && is_out_of_memory(&reason) =>
+                {
+                    EngineError::GpuOutOfMemory {
+                        path: self.path.display().to_string(),
+                        device: self.device,
+                        reason,
+                    }
+                }
+                other => other,
+            })
+    }
+
+    /// Why the CUDA sessions run without fused convolutions, when cuDNN refused one of the
+    /// model's layers (they are reopened without fusion and keep working, a little slower).
+    pub fn unfused_reason(&self) -> Option<String> {
+        self.runners
+            .iter()
+            .find_map(|r| r.lock().ok().and_then(|r| r.unfused.clone()))
+    }
+
+    /// Whether inputs are staged in page-locked memory (CUDA).
+    pub fn pinned_staging(&self) -> bool {
+        self.runners
+            .first()
+            .and_then(|r| r.lock().ok().map(|r| r.allocator.is_some()))
+            .unwrap_or(false)
+    }
+}
+
+impl Backend for LocalBackend {
+    fn model(&self) -> &ModelInfo {
+        &self.model
+    }
+
+    fn describe(&self) -> String {
+        self.provider.name().to_string()
+    }
+
+    /// See `runners`.
+    fn lanes(&self) -> usize {
+        self.runners.len()
+    }
+
+    fn run(
+        &self,
+        lane: Option<usize>,
+        shape: [i64; 5],
+        items: Items<'_>,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        match items {
+            Items::F32(items) => self.run_on::<f32>(lane, &shape, items),
+            Items::F16(items) => self.run_on::<f16>(lane, &shape, items),
+            Items::U8(items) => self.run_on::<u8>(lane, &shape, items),
+        }
+    }
+
+    /// A graph with a fixed batch runs exactly that; otherwise batches are padded to a power of
+    /// two, so a CUDA session meets few input shapes (each new shape costs a cuDNN search).
+    fn run_size(&self, items: usize) -> usize {
+        self.model
+            .fixed_batch()
+            .unwrap_or_else(|| items.next_power_of_two())
+    }
+
+    /// Under CUDA, once per batch size (kernel selection); under CUDA graphs three times, since
+    /// ONNX Runtime captures after a regular run or two (so capture happens at start-up, not on
+    /// the first clips). None on the CPU, whose first runs are not slower.
+    fn warm_up_runs(&self) -> usize {
+        match self.provider {
+            Provider::Cpu => 0,
+            Provider::Cuda if cuda_graphs() => 3,
+            Provider::Cuda => 1,
+        }
+    }
+
+    fn run_times(&self) -> RunTimes {
+        self.runners
+            .iter()
+            .filter_map(|r| r.lock().ok().map(|r| r.times))
+            .sum()
+    }
+}
+
+/// What makes two local engines the same engine.
+#[derive(PartialEq, Eq)]
+struct LocalKey {
+    path: PathBuf,
+    choice: ProviderChoice,
+    device: i32,
+    gpu_mem_limit_mib: u32,
+}
+
+impl SharedEngine {
+    /// The shared engine running the model file `path` in this process (opened now, or the one
+    /// already open for it with the same provider choice, device and CUDA memory limit), with the
+    /// batching threads every element using it submits clips to. See [`LocalBackend::open`].
+    pub fn local(
+        path: &Path,
+        choice: ProviderChoice,
+        device: i32,
+        gpu_mem_limit_mib: u32,
+    ) -> Result<Arc<SharedEngine>, EngineError> {
+        let key = LocalKey {
+            path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+            choice,
+            device,
+            gpu_mem_limit_mib,
+        };
+        SharedEngine::shared(key, || {
+            let backend = LocalBackend::open(path, choice, device, gpu_mem_limit_mib)?;
+            Ok(Box::new(backend))
+        })
+    }
+}

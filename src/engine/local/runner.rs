@@ -1,0 +1,248 @@
+//! One lane of the local backend: its sessions (one per batch size under CUDA), its staging
+//! inputs, and running one batch on them, with the fallback to unfused convolutions when cuDNN
+//! refuses a fused one.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use half::f16;
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::Session;
+use ort::value::PrimitiveTensorElementType;
+
+use super::cuda::{cuda_graphs, is_fusion_failure};
+use super::session::SessionSource;
+use super::staging::{staging_for, Staging};
+use super::ProviderChoice;
+use crate::config::ModelIo;
+use crate::engine::{EngineError, RunTimes};
+
+/// The element types ONNX Runtime is fed clips of.
+pub(super) trait TensorElement:
+    PrimitiveTensorElementType + Copy + Send + Sync + std::fmt::Debug + 'static
+{
+}
+
+impl<T: PrimitiveTensorElementType + Copy + Send + Sync + std::fmt::Debug + 'static> TensorElement
+    for T
+{
+}
+
+/// The session and its staging buffers (one per input shape met), behind the engine's lock.
+pub(super) struct Runner {
+    /// The first session: all batch sizes on the CPU, batch size 1 under CUDA.
+    session: Session,
+    /// Under CUDA, a session for each other batch size, opened on first use: ONNX Runtime's CUDA
+    /// convolutions re-plan whenever a session's input shape changes (hundreds of milliseconds
+    /// per run on the Non-local networks when batch sizes alternate), so each session keeps one.
+    per_batch: HashMap<i64, Session>,
+    source: Option<Arc<SessionSource>>,
+    /// Whether this runner's CUDA sessions were opened with fused convolutions.
+    fused: bool,
+    /// The batch size `session` runs under CUDA: the graph's fixed one, else 1.
+    base_batch: i64,
+    /// Allocates staging inputs: page-locked host memory under CUDA, so the copy to the card is
+    /// one fast DMA transfer; the session's CPU allocator otherwise.
+    pub(super) allocator: Option<Allocator>,
+    staging: HashMap<Vec<i64>, Staging>,
+    /// Time spent so far copying clips into staging inputs, binding them (the transfer to the
+    /// device) and running the graph.
+    pub(super) times: RunTimes,
+    /// Why convolution fusion was turned off (cuDNN's refusal), if it was.
+    pub(super) unfused: Option<String>,
+}
+
+/// A score tensor (float32 or float16) as float32 values.
+fn scores_of<T: ort::value::TensorValueTypeMarker + ?Sized>(
+    value: &ort::value::Value<T>,
+) -> ort::Result<Vec<f32>> {
+    match value.try_extract_tensor::<f32>() {
+        Ok((_, data)) => Ok(data.to_vec()),
+        Err(_) => {
+            let (_, data) = value.try_extract_tensor::<f16>()?;
+            Ok(data.iter().map(|v| v.to_f32()).collect())
+        }
+    }
+}
+
+impl Runner {
+    /// A runner around `session`; under CUDA (`source` given) with page-locked staging.
+    pub(super) fn new(
+        session: Session,
+        source: Option<Arc<SessionSource>>,
+        io: &ModelIo,
+        device: i32,
+    ) -> Runner {
+        // Page-locked staging under CUDA; without it (allocation refused), ordinary host memory.
+        let allocator = source.as_ref().and_then(|_| {
+            MemoryInfo::new(
+                AllocationDevice::CUDA_PINNED,
+                device,
+                AllocatorType::Device,
+                MemoryType::CPUInput,
+            )
+            .and_then(|info| Allocator::new(&session, info))
+            .ok()
+        });
+        Runner {
+            fused: source
+                .as_ref()
+                .is_some_and(|s| s.fused.load(Ordering::Relaxed)),
+            // Under CUDA each batch size gets its own session (see `Runner::per_batch`).
+            source,
+            per_batch: HashMap::new(),
+            base_batch: io
+                .input_shape
+                .first()
+                .copied()
+                .filter(|&b| b > 0)
+                .unwrap_or(1),
+            session,
+            allocator,
+            staging: HashMap::new(),
+            times: RunTimes::default(),
+            unfused: None,
+        }
+    }
+
+    /// Copy `items` (each `per` elements; the last one repeated up to the batch size of `shape`)
+    /// into the staging input of `shape`, run, and return each item's scores. When cuDNN has no
+    /// fused convolution for a layer of the model, the CUDA sessions are opened again without
+    /// fusion and the batch is run again.
+    pub(super) fn run<T: TensorElement>(
+        &mut self,
+        shape: &[i64],
+        io: &ModelIo,
+        items: &[&[T]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        match self.run_once(shape, io, items) {
+            Err(EngineError::Inference(reason)) if is_fusion_failure(&reason) => {
+                let Some(source) = self.source.as_ref().filter(|_| self.fused) else {
+                    return Err(EngineError::Inference(reason));
+                };
+                // Every lane's next sessions open without fusion; this lane's reopen now.
+                source.fused.store(false, Ordering::Relaxed);
+                self.fused = false;
+                self.session = source.session(ProviderChoice::Cuda)?.0;
+                self.per_batch.clear();
+                self.staging.clear();
+                self.unfused = Some(reason);
+                self.run_once(shape, io, items)
+            }
+            other => other,
+        }
+    }
+
+    fn run_once<T: TensorElement>(
+        &mut self,
+        shape: &[i64],
+        io: &ModelIo,
+        items: &[&[T]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let err = |e: &dyn std::fmt::Display| EngineError::Inference(e.to_string());
+        let n = shape
+            .first()
+            .and_then(|&b| usize::try_from(b).ok())
+            .filter(|&b| b > 0)
+            .ok_or_else(|| EngineError::Inference(format!("bad batch shape {shape:?}")))?;
+        let per: usize = shape[1..]
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .product();
+        let last = items
+            .last()
+            .ok_or_else(|| EngineError::Inference("a batch without clips".into()))?;
+        if items.len() > n || items.iter().any(|item| item.len() != per) {
+            return Err(EngineError::Inference(format!(
+                "{} clips of {:?} values for an input of shape {shape:?}",
+                items.len(),
+                items.iter().map(|i| i.len()).collect::<Vec<_>>()
+            )));
+        }
+        let Runner {
+            session,
+            per_batch,
+            source,
+            base_batch,
+            allocator,
+            staging,
+            times,
+            ..
+        } = self;
+        let session = match source {
+            Some(source) if shape[0] != *base_batch => match per_batch.entry(shape[0]) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(source.session(ProviderChoice::Cuda)?.0)
+                }
+            },
+            _ => session,
+        };
+        let graph_device = source.as_ref().filter(|_| cuda_graphs()).map(|s| s.device);
+        let staging = staging_for(
+            staging,
+            session,
+            allocator.as_ref(),
+            graph_device,
+            shape,
+            io,
+        )?;
+        let t0 = Instant::now();
+        {
+            let (_, data) = staging
+                .input
+                .try_extract_tensor_mut::<T>()
+                .map_err(|e| err(&e))?;
+            crate::engine::fill::fill(data, per, items, last);
+        }
+        let Staging {
+            input,
+            binding,
+            device,
+        } = staging;
+        let t1 = Instant::now();
+        let flat = match device {
+            Some((device_input, device_output)) => {
+                input.copy_into(&mut *device_input).map_err(|e| err(&e))?;
+                let t2 = Instant::now();
+                session.run_binding(binding).map_err(|e| err(&e))?;
+                let host = device_output
+                    .to(AllocationDevice::CPU, 0)
+                    .map_err(|e| err(&e))?;
+                let flat = scores_of(&host).map_err(|e| err(&e))?;
+                times.bind += t2 - t1;
+                times.compute += t2.elapsed();
+                flat
+            }
+            None => {
+                binding
+                    .bind_input(io.input_name.as_str(), &*input)
+                    .map_err(|e| err(&e))?;
+                let t2 = Instant::now();
+                let outputs = session.run_binding(binding).map_err(|e| err(&e))?;
+                let out = outputs
+                    .values()
+                    .next()
+                    .ok_or_else(|| EngineError::Inference("the model returned no output".into()))?;
+                let flat = scores_of(&out).map_err(|e| err(&e))?;
+                times.bind += t2 - t1;
+                times.compute += t2.elapsed();
+                flat
+            }
+        };
+        times.fill += t1 - t0;
+        if !flat.len().is_multiple_of(n) || flat.is_empty() {
+            return Err(EngineError::Inference(format!(
+                "the model returned {} values for a batch of {n}",
+                flat.len()
+            )));
+        }
+        Ok(flat
+            .chunks(flat.len() / n)
+            .take(items.len())
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}

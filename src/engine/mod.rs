@@ -1,0 +1,26 @@
+//! The inference engine: a batching front shared by every user of a model, over a backend that
+//! runs the model.
+//!
+//! - [`batching`]: [`SharedEngine`], the front elements submit clips to; it forms batches and
+//!   answers each clip with its scores, whatever the backend.
+//! - [`registry`]: one shared engine per model and backend settings in the process.
+//! - [`backend`]: the [`Backend`] trait between the front and what runs the model, and the
+//!   model's description ([`ModelInfo`]).
+//! - [`batch`]: clip data ([`Batch`], lent to backends as [`Items`]); [`fill`]: copying clips
+//!   into a model input with helper threads.
+//! - [`local`]: the ONNX Runtime backend, in this process, on CUDA or CPU.
+//! - [`error`] holds [`EngineError`], what can go wrong.
+
+pub mod backend;
+pub mod batch;
+pub mod batching;
+pub mod error;
+pub mod fill;
+pub mod local;
+mod registry;
+
+pub use backend::{Backend, ModelInfo, RunTimes};
+pub use batch::{Batch, Items};
+pub use batching::{Batching, EngineProfile, Scores, SharedEngine};
+pub use error::EngineError;
+pub use local::{runtime, LocalBackend, Provider, ProviderChoice, ORT_VERSION};
