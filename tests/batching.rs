@@ -147,3 +147,34 @@ fn elements_sharing_a_model_are_batched_together() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn one_engine_per_model_file_and_settings() {
+    init();
+    let dir = std::env::temp_dir().join(format!("nl-batch4-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let path = dir.join("probe.onnx");
+    std::fs::copy(model("probe.onnx"), &path).unwrap();
+    let open = |p: &std::path::Path, limit: u32| {
+        SharedEngine::local(p, ProviderChoice::Cpu, 0, limit).unwrap()
+    };
+    let engine = open(&path, 0);
+    // The same file by another spelling of its path: the same engine.
+    let same = open(&dir.join("sub/../probe.onnx"), 0);
+    assert!(std::sync::Arc::ptr_eq(&engine, &same));
+    // Other settings: another engine, with its own batcher.
+    let other = open(&path, 64);
+    assert!(!std::sync::Arc::ptr_eq(&engine, &other));
+    let shape = [1, 3, 4, 8, 8];
+    let scores = other
+        .submit(shape, 1, Batch::F32(clip(5)))
+        .recv()
+        .unwrap()
+        .unwrap();
+    assert_eq!(scores, vec![expected(5)]);
+    assert_eq!((engine.stats(), other.stats()), ((0, 0), (1, 1)));
+    // Closed with its last user: opening again starts afresh.
+    drop((engine, same, other));
+    assert_eq!(open(&path, 64).stats(), (0, 0));
+    std::fs::remove_dir_all(&dir).ok();
+}
