@@ -66,6 +66,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import statistics
 import sys
 import time
@@ -920,21 +921,43 @@ def parse_inductor(items) -> dict:
     return out
 
 
-def apply_inductor(knobs: dict) -> None:
-    """Set torch._inductor.config knobs (dotted keys reach sub-configs: triton.cudagraphs)."""
+def inductor_options(mode: str, knobs: dict) -> dict:
+    """The inductor options of a compiled `mode` with `knobs` on top: what torch.compile(mode=…)
+    applies (torch._inductor.list_mode_options), so that a knob such as
+    coordinate_descent_tuning=False holds against the mode's own setting (torch.compile takes
+    mode or options, not both, and a mode's options win over a global config setting)."""
+    from torch._inductor import list_mode_options
+
+    options = dict(list_mode_options(mode, False)) if mode != "default" else {}
+    options.update(knobs)
+    return options
+
+
+def check_inductor(knobs: dict) -> None:
+    """Each knob names a torch._inductor.config setting, with a value of its type."""
     if not knobs:
         return
-    import torch._inductor.config as cfg
+    from torch._inductor import config
 
+    current = config.get_config_copy()
     for key, value in knobs.items():
-        node = cfg
-        *path, last = key.split(".")
-        for part in path:
-            node = getattr(node, part, None)
-        if node is None or not hasattr(node, last):
+        if key not in current:
             raise SystemExit(f"error: --inductor {key}: torch._inductor.config has no such "
                              f"setting (torch {torch.__version__})")
-        setattr(node, last, value)
+        now = current[key]
+        if now is not None and not isinstance(value, type(now)) and not (
+                isinstance(now, float) and isinstance(value, int)):
+            raise SystemExit(f"error: --inductor {key}={value!r}: expected a "
+                             f"{type(now).__name__} like its current value {now!r}")
+
+
+def effective_knobs(mode: str, knobs: dict) -> dict:
+    """The knobs that change what `mode` would have used anyway (recorded with each result)."""
+    from torch._inductor import config, list_mode_options
+
+    current = config.get_config_copy()
+    own = list_mode_options(mode, False) if mode != "default" else {}
+    return {k: v for k, v in knobs.items() if own.get(k, current.get(k)) != v}
 
 
 def plan(arch: str, args) -> list[Run]:
@@ -982,21 +1005,24 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def compile_forward(fn, mode: str, tensors=()):
-    """`fn` as `mode` runs it: eager as is, else torch.compile(fn, mode=…) — one whole graph
-    (fullgraph: a graph break is an error, not a silent fall-back to eager), static shapes
-    (dynamic=False: each batch size its own specialised graph, as a fixed-batch user gets).
-    The weights are marked static addresses, so CUDA graphs replay them in place instead of
-    copying them in as inputs each call."""
+def compile_forward(fn, mode: str, tensors=(), knobs=None):
+    """`fn` as `mode` runs it: eager as is, else torch.compile with the mode's inductor options
+    (and `knobs` over them) — one whole graph (fullgraph: a graph break is an error, not a silent
+    fall-back to eager), static shapes (dynamic=False: each batch size its own specialised graph,
+    as a fixed-batch user gets). The weights are marked static addresses, so CUDA graphs replay
+    them in place instead of copying them in as inputs each call."""
     if mode == "eager":
         return fn
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    from torch._inductor import config
+
     torch._dynamo.reset()  # a fresh cache per configuration (no recompile limit, no stale graph)
     for t in tensors:
         torch._dynamo.mark_static_address(t)
-    compiled = torch.compile(fn, mode=mode, fullgraph=True, dynamic=False)
-    if mode not in CUDAGRAPH_MODES:
+    options = inductor_options(mode, knobs or {})
+    compiled = torch.compile(fn, options=options or None, fullgraph=True, dynamic=False)
+    if not options.get("triton.cudagraphs", config.triton.cudagraphs):
         return compiled
 
     def step(video):
@@ -1185,8 +1211,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="forms the compiled modes run: conv3d, conv3d+sdpa, 2d, 2d+sdpa or all "
                         f"(default {DEFAULT_COMPILE_FORM}; conv3d for {INCEPTION_ARCH})")
     p.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
-                   help="set torch._inductor.config.KEY for the compiled modes (repeatable), e.g. "
-                        "max_autotune_conv_backends=ATEN; recorded in each JSON line")
+                   help="an inductor option over each compiled mode's own (repeatable), e.g. "
+                        "coordinate_descent_tuning=False or max_autotune_conv_backends=ATEN; those "
+                        "that change a mode are recorded in its JSON lines")
     p.add_argument("--budget-s", type=float, default=None, metavar="SECONDS",
                    help="start no configuration after this many seconds (the rest are reported "
                         "as skipped; one already running is not cut)")
@@ -1278,7 +1305,7 @@ def main(argv=None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
         torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
     if any(r.mode != "eager" for r in runs):
-        apply_inductor(args.inductor_knobs)
+        check_inductor(args.inductor_knobs)
     mean, std = normalisation(arch, meta, source)
 
     check = args.input is not None
@@ -1323,15 +1350,36 @@ def main(argv=None) -> int:
             triton_version = triton.__version__
         except ImportError:  # pragma: no cover - CPU-only installs
             pass
+    cl = args.channels_last
+    commons = [{"arch": arch, "batch": run.batch, "dtype": dtype_name, "form": run.form,
+                "sdpa": run.sdpa, "mode": run.mode, "compile": run.mode != "eager",
+                "channels_last": cl} for run in runs]
+    labels = [f"{arch} {dtype_name} {run.label}{'+channels_last' if cl else ''} {run.mode} "
+              f"batch {run.batch}" for run in runs]
+    state = {"i": None, "next": 0, "t": 0.0}  # the configuration running, the next one
+
+    def stopped(signum, _frame):
+        """SIGTERM (e.g. from `timeout`): say which configuration was cut and which never ran,
+        then leave at once (compile workers and CUDA state are not worth a clean shutdown)."""
+        i = state["i"]
+        if i is not None:
+            secs = time.monotonic() - state["t"]
+            _emit(args, {**commons[i], "error": f"stopped by signal {signum} after {secs:.0f} s "
+                         "(time box)", "wall_s": round(secs, 3)},
+                  f"{labels[i]}: stopped by signal {signum} after {secs:.0f} s")
+        for j in range(state["next"], len(runs)):
+            _emit(args, {**commons[j], "skipped": f"stopped by signal {signum} (time box)"},
+                  f"{labels[j]}: not run (stopped by signal {signum})")
+        sys.stdout.flush()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stopped)
     started = time.monotonic()
     failed = False
     for i, run in enumerate(runs):
-        cl = args.channels_last
-        common = {"arch": arch, "batch": run.batch, "dtype": dtype_name, "form": run.form,
-                  "sdpa": run.sdpa, "mode": run.mode, "compile": run.mode != "eager",
-                  "channels_last": cl}
-        label = (f"{arch} {dtype_name} {run.label}{'+channels_last' if cl else ''} "
-                 f"{run.mode} batch {run.batch}")
+        common, label = commons[i], labels[i]
+        state.update(i=i, next=i + 1, t=time.monotonic())
+        print(f"[{time.monotonic() - started:7.1f} s] {label}", file=sys.stderr, flush=True)
         if args.budget_s is not None and time.monotonic() - started > args.budget_s:
             _emit(args, {**common, "skipped": f"budget of {args.budget_s:g} s spent"},
                   f"{label}: skipped (budget of {args.budget_s:g} s spent)")
@@ -1342,7 +1390,8 @@ def main(argv=None) -> int:
             model = build_model(arch, weights, form=run.form, pairwise=pairwise, sdpa=run.sdpa,
                                 dtype=dtype, device=device, channels_last=cl)
             fn = compile_forward(model.forward, run.mode,
-                                 model.tensors() if run.mode != "eager" else ())
+                                 model.tensors() if run.mode != "eager" else (),
+                                 args.inductor_knobs)
             fmt = (torch.channels_last_3d if cl else torch.contiguous_format)
             if check:
                 video = _tensor_to(video_np, device, dtype, fmt)
@@ -1398,7 +1447,7 @@ def main(argv=None) -> int:
             }
             if run.mode != "eager":
                 result.update({"compile_s": round(first_s, 3), "triton": triton_version,
-                               "inductor": args.inductor_knobs,
+                               "inductor": effective_knobs(run.mode, args.inductor_knobs),
                                "cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR")})
             if verified is not None:
                 result["check"] = verified
@@ -1422,6 +1471,7 @@ def main(argv=None) -> int:
                          "wall_s": round(time.monotonic() - t_run, 3)},
                   f"{label}: failed: {type(e).__name__}: {msg}")
         finally:
+            state["i"] = None
             del model, fn, video
             if run.mode != "eager":
                 torch._dynamo.reset()
