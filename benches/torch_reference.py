@@ -36,25 +36,44 @@ torch.nn.functional.scaled_dot_product_attention (its default scale (C/2)^−½ 
 The head's softmax and mean run in float32, as in the fp16 exports.
 
 Benchmark (needs torch with CUDA): random normalised input resident on the GPU, NCTHW (with
-`--channels-last` its memory is N,T,H,W,C), cudnn.benchmark, torch.inference_mode, `--warmup`
-untimed batches, then `--repeats` windows of `--iters` batches timed with CUDA events; the median
+`--channels-last` its memory is N,T,H,W,C), cudnn.benchmark, torch.inference_mode; the first
+call and `--warmup` more batches untimed (their seconds are reported as first_call_s/compile_s
+and warmup_s), then `--repeats` windows of `--iters` batches timed with CUDA events; the median
 window is reported. `--json` prints one line per configuration:
-{arch, batch, dtype, form, clips_per_s, ms_per_batch, gpu, torch, date, ...}.
-`--sweep` runs every form × attention variant of the architecture.
+{arch, batch, dtype, form, sdpa, mode, clips_per_s, ms_per_batch, gpu, torch, date, ...}.
+`--sweep` runs every form × attention variant of the architecture; `--batches 1,8,16` several
+batch sizes in one process.
+
+Modes (`--modes`, default eager): PyTorch eager, and torch.compile (inductor) in its modes
+default, reduce-overhead (CUDA graphs), max-autotune-no-cudagraphs and max-autotune (autotuned
+matrix/convolution kernels, then CUDA graphs), each as one full graph with static shapes
+(`compile_forward`). `MODE@8/16` limits a mode to those batch sizes (max-autotune tunes every
+shape anew: minutes); configurations run in the order the modes are given. Compiled modes run the
+`--compile-forms` (default 2d+sdpa). `--inductor KEY=VALUE` sets inductor options over the mode's
+own (e.g. coordinate_descent_tuning=False); `--budget-s` starts no configuration after that many
+seconds; SIGTERM (a `timeout`) reports the configuration it cut and those never run.
 
     python3 benches/torch_reference.py --arch c2d-r50-nl --crop 256 --channels-last --sweep --json
     python3 benches/torch_reference.py --arch i3d-r50-nl --channels-last --sweep --json
     python3 benches/torch_reference.py --arch i3d-kinetics400 --channels-last --json
+    python3 benches/torch_reference.py --weights m.onnx --batches 1,8,16 --channels-last --sweep \
+        --modes eager,reduce-overhead,max-autotune@8 --verify m.input.npy m.scores.npy --json
+
+`--verify INPUT SCORES` times on those clips (repeated to each batch size) instead of random ones
+and checks each timed configuration's scores against SCORES (another runtime's for INPUT, e.g.
+benches/ort_scores.py's): "check" in its JSON line, `--tol` failing the run.
 
 Numeric check against our ONNX export and the scores another runtime produced for it:
 
     python3 benches/torch_reference.py --check-onnx model.onnx --input video.npy --scores ort.npy
 
 reads the architecture (metadata `model.name`), pairwise function and weights from the .onnx,
-runs the input (an (N, 3, T, H, W) array, the model's input tensor) in every applicable form and
-prints the maximum absolute difference and the maximum relative difference (max |a − b| / max |b|)
-of the scores, and top-1 agreement; `--tol` makes a larger relative difference exit with status 1.
-Without `--check-onnx`, `--input`/`--scores` check the random weights of `--arch`/`--seed`.
+runs the input (an (N, 3, T, H, W) float array, or the (N, T, H, W, 3) uint8 crops of a
+`--uint8` export, normalised here as that graph does with its preprocess.mean/std) in every
+applicable form (and `--modes`) and prints the maximum absolute difference and the maximum
+relative difference (max |a − b| / max |b|) of the scores, and top-1 agreement; `--tol` makes a
+larger relative difference exit with status 1. Without `--check-onnx`, `--input`/`--scores`
+check the random weights of `--arch`/`--seed`.
 """
 
 from __future__ import annotations

@@ -259,12 +259,13 @@ compile_settings() {
     # Batch 8 first with the strongest modes (the target), then what the time allows.
     # max-autotune's coordinate-descent tuning (launch settings of every element-wise kernel,
     # candidates compiled and timed one after another) is left out here, kept in "full".
-    standard) modes=eager,max-autotune@8,reduce-overhead@8,max-autotune-no-cudagraphs@8,default@8,reduce-overhead@1/16
+    standard) modes=eager,max-autotune@8,reduce-overhead@8,max-autotune-no-cudagraphs@8
+              modes=$modes,default@8,reduce-overhead@1/16
               knobs=coordinate_descent_tuning=False budget=130 box=200 ;;
     quick)    modes=eager,reduce-overhead,default@8 knobs= budget=150 box=240 ;;
     full)     modes=eager,default,reduce-overhead,max-autotune-no-cudagraphs,max-autotune
               knobs= budget= box=3600 ;;
-    *) echo "compile: COMPILE_SET must be standard, quick or full, not $COMPILE_SET" >&2; return 2 ;;
+    *) echo "compile: COMPILE_SET is standard, quick or full, not $COMPILE_SET" >&2; return 2 ;;
   esac
   C_MODES=${COMPILE_MODES:-$modes}
   C_KNOBS=${COMPILE_KNOBS-$knobs}
@@ -346,7 +347,8 @@ compile_torch() {
   for m in $C_NETS; do
     f=$(compile_model "$m") || { echo "rc=1 $m: no model" >> "$OUT/compile-torch.txt"; continue; }
     verify=()
-    [ -f "$C_MODELS/$m.scores.npy" ] && verify=(--verify "$C_MODELS/$m.input.npy" "$C_MODELS/$m.scores.npy")
+    [ -f "$C_MODELS/$m.scores.npy" ] &&
+      verify=(--verify "$C_MODELS/$m.input.npy" "$C_MODELS/$m.scores.npy")
     knobs=()
     for k in $C_KNOBS; do knobs+=(--inductor "$k"); done
     echo "== $m $(date -u '+%H:%M:%S UTC')" >> "$OUT/compile-torch.txt"

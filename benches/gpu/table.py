@@ -150,7 +150,7 @@ def read_card(path: str | None) -> str | None:
         return None
     with open(path, encoding="utf-8") as f:
         lines = [line.strip() for line in f if line.strip()]
-    if len(lines) < 2:
+    if len(lines) < 2 or not lines[0].startswith("name"):  # not nvidia-smi's (e.g. its error)
         return None
     keys = [k.strip() for k in lines[0].split(",")]
     cards = []
@@ -176,8 +176,9 @@ def compile_tables(bench: list[dict], torch_rows: list[dict], card: str | None =
     t0 = next((t for t in torch_rows if "torch" in t), {})
     triton = next((t.get("triton") for t in torch_rows if t.get("triton")), None)
     out.append(f"card: {card or first.get('card') or t0.get('gpu')}")
+    options = f", options {first['cuda_options']}" if first.get("cuda_options") else ""
     out.append(f"host: {first.get('machine', '-')}; engine: ONNX Runtime {first.get('ort', '-')} "
-               f"CUDA provider{', options ' + first['cuda_options'] if first.get('cuda_options') else ''}; "
+               f"CUDA provider{options}; "
                f"PyTorch {t0.get('torch', '-')} (CUDA {t0.get('cuda', '-')}, cuDNN "
                f"{t0.get('cudnn', '-')}){', Triton ' + triton if triton else ''}")
     out.append(f"engine measured {_date_span([r.get('date', '') for r in engines])}; PyTorch "
@@ -220,8 +221,9 @@ def compile_tables(bench: list[dict], torch_rows: list[dict], card: str | None =
                     continue
                 rate = t["clips_per_s"]
                 first_s = t.get("compile_s", t.get("first_call_s"))
-                out.append(f"| {arch} | {torch_label(t)} | {fmt(rate)} | {fmt(t['ms_per_batch'], 2)}"
-                           f" | {fmt(ref and ref / rate, 2)} | {fmt(first_s)} | {check_cell(t)} |")
+                out.append(f"| {arch} | {torch_label(t)} | {fmt(rate)} | "
+                           f"{fmt(t['ms_per_batch'], 2)} | {fmt(ref and ref / rate, 2)} | "
+                           f"{fmt(first_s)} | {check_cell(t)} |")
             timed = [t for t in rows if "clips_per_s" in t]
             compiled = [t for t in timed if t.get("mode", "eager") != "eager"]
             eager = [t for t in timed if t.get("mode", "eager") == "eager"]
