@@ -1405,6 +1405,10 @@ def main(argv=None) -> int:
             continue
         t_run = time.monotonic()
         model = fn = video = None
+        if run.mode != "eager":
+            from torch._dynamo.utils import counters
+
+            counters.clear()  # inductor's counts (CUDA graphs skipped, inputs copied) of this run
         try:
             model = build_model(arch, weights, form=run.form, pairwise=pairwise, sdpa=run.sdpa,
                                 dtype=dtype, device=device, channels_last=cl)
@@ -1465,6 +1469,10 @@ def main(argv=None) -> int:
                 "input": "verify" if verified is not None else "random",
             }
             if run.mode != "eager":
+                ind = counters["inductor"]
+                result.update({"cudagraph_skips": ind.get("cudagraph_skips", 0),
+                               "cudagraph_non_static_inputs":
+                                   ind.get("cudagraph_recorded_non_static_inputs", 0)})
                 result.update({"compile_s": round(first_s, 3), "triton": triton_version,
                                "inductor": effective_knobs(run.mode, args.inductor_knobs),
                                "cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR")})

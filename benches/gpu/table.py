@@ -122,6 +122,8 @@ def torch_label(t: dict) -> str:
         return f"PyTorch eager, {form}"
     knobs = t.get("inductor") or {}
     extra = f" [{', '.join(f'{k}={v}' for k, v in sorted(knobs.items()))}]" if knobs else ""
+    if t.get("cudagraph_skips"):  # inductor fell back to plain launches for this graph
+        extra += " (CUDA graphs skipped)"
     return f"torch.compile {mode}, {form}{extra}"
 
 

@@ -501,7 +501,8 @@ def compile_sample(tmp_path) -> Path:
         {**base, "arch": "i3d-r50-nl", "batch": 8, "mode": "max-autotune",
          "error": "stopped by signal 15 after 154 s (time box)"},
         {**base, "arch": "i3d-r50-nl", "batch": 8, "mode": "reduce-overhead",
-         "clips_per_s": 1000.0, "ms_per_batch": 8.0, "compile_s": 38.5, "inductor": {}},
+         "clips_per_s": 1000.0, "ms_per_batch": 8.0, "compile_s": 38.5, "inductor": {},
+         "cudagraph_skips": 1},
     ]
     path = tmp_path / "torch.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -534,7 +535,8 @@ def test_compile_tables(tmp_path):
         "torch.compile reduce-overhead, 2d+sdpa",
         "torch.compile max-autotune, 2d+sdpa [coordinate_descent_tuning=False]",
         "engine, i3d-r50-nl-u8-stacked", "PyTorch eager, conv3d", "PyTorch eager, conv3d+sdpa",
-        "PyTorch eager, 2d", "PyTorch eager, 2d+sdpa", "torch.compile reduce-overhead, 2d+sdpa",
+        "PyTorch eager, 2d", "PyTorch eager, 2d+sdpa",
+        "torch.compile reduce-overhead, 2d+sdpa (CUDA graphs skipped)",
         "torch.compile max-autotune, 2d+sdpa"]
     assert "| c2d-r50-nl | engine, c2d-r50-nl-u8 | 1620.4 | 4.94 | 1.00 | - | - |" in b8
     # engine ÷ this: 1620.4 / 1800 = 0.90; the compile time; the check against ONNX Runtime
@@ -552,8 +554,8 @@ def test_compile_tables(tmp_path):
             "False], 1800.0 clips/s); 1.03× the best eager form (PyTorch eager, 2d, 1579.6 "
             "clips/s)") in b8
     assert ("- i3d-r50-nl, batch 8: the engine (i3d-r50-nl-u8-stacked, 1055.9 clips/s) makes "
-            "1.06× the best compiled form (torch.compile reduce-overhead, 2d+sdpa, 1000.0 "
-            "clips/s); 0.94× the best eager form (PyTorch eager, 2d+sdpa, 1123.2 clips/s)") in b8
+            "1.06× the best compiled form (torch.compile reduce-overhead, 2d+sdpa (CUDA graphs "
+            "skipped), 1000.0 clips/s); 0.94× the best eager form (PyTorch eager, 2d+sdpa, 1123.2 clips/s)") in b8
     # batch 16: the engine alone (PyTorch measured 1 and 8 in that run); no ratio to print
     assert "| i3d-r50-nl | engine, i3d-r50-nl-u8-stacked | 1112.6 | 14.38 | 1.00 | - | - |" in (
         sections[4])
@@ -855,6 +857,7 @@ def test_verify_times_and_checks_compiled(torch_mod, device, tmp_path, capsys):
         assert r["check"]["n"] == r["batch"] and r["check"]["clips"] == min(2, r["batch"])
         assert r["first_call_s"] > 0 and r["clips_per_s"] > 0
     assert rows[2]["compile"] and rows[2]["compile_s"] == rows[2]["first_call_s"]
+    assert rows[2]["cudagraph_skips"] == 0  # default mode: no CUDA graphs to skip
     assert "compile_s" not in rows[0]
     # scores that disagree fail the run (and say so), the timing is still reported
     np.save(tmp_path / "wrong.npy", np.load(tmp_path / "s.npy")[::-1])
