@@ -36,36 +36,59 @@ torch.nn.functional.scaled_dot_product_attention (its default scale (C/2)^−½ 
 The head's softmax and mean run in float32, as in the fp16 exports.
 
 Benchmark (needs torch with CUDA): random normalised input resident on the GPU, NCTHW (with
-`--channels-last` its memory is N,T,H,W,C), cudnn.benchmark, torch.inference_mode, `--warmup`
-untimed batches, then `--repeats` windows of `--iters` batches timed with CUDA events; the median
+`--channels-last` its memory is N,T,H,W,C), cudnn.benchmark, torch.inference_mode; the first
+call and `--warmup` more batches untimed (their seconds are reported as first_call_s/compile_s
+and warmup_s), then `--repeats` windows of `--iters` batches timed with CUDA events; the median
 window is reported. `--json` prints one line per configuration:
-{arch, batch, dtype, form, clips_per_s, ms_per_batch, gpu, torch, date, ...}.
-`--sweep` runs every form × attention variant of the architecture.
+{arch, batch, dtype, form, sdpa, mode, clips_per_s, ms_per_batch, gpu, torch, date, ...}.
+`--sweep` runs every form × attention variant of the architecture; `--batches 1,8,16` several
+batch sizes in one process.
+
+Modes (`--modes`, default eager): PyTorch eager, and torch.compile (inductor) in its modes
+default, reduce-overhead (CUDA graphs), max-autotune-no-cudagraphs and max-autotune (autotuned
+matrix/convolution kernels, then CUDA graphs), each as one full graph with static shapes
+(`compile_forward`). `MODE@8/16` limits a mode to those batch sizes (max-autotune tunes every
+shape anew: minutes); configurations run in the order the modes are given. Compiled modes run the
+`--compile-forms` (default 2d+sdpa). `--inductor KEY=VALUE` sets inductor options over the mode's
+own (e.g. coordinate_descent_tuning=False); `--budget-s` starts no configuration after that many
+seconds; SIGTERM (a `timeout`) reports the configuration it cut and those never run.
 
     python3 benches/torch_reference.py --arch c2d-r50-nl --crop 256 --channels-last --sweep --json
     python3 benches/torch_reference.py --arch i3d-r50-nl --channels-last --sweep --json
     python3 benches/torch_reference.py --arch i3d-kinetics400 --channels-last --json
+    python3 benches/torch_reference.py --weights m.onnx --batches 1,8,16 --channels-last --sweep \
+        --modes eager,reduce-overhead,max-autotune@8 --verify m.input.npy m.scores.npy --json
+
+`--verify INPUT SCORES` times on those clips (repeated to each batch size) instead of random ones
+and checks each timed configuration's scores against SCORES (another runtime's for INPUT, e.g.
+benches/ort_scores.py's): "check" in its JSON line, `--tol` failing the run.
 
 Numeric check against our ONNX export and the scores another runtime produced for it:
 
     python3 benches/torch_reference.py --check-onnx model.onnx --input video.npy --scores ort.npy
 
 reads the architecture (metadata `model.name`), pairwise function and weights from the .onnx,
-runs the input (an (N, 3, T, H, W) array, the model's input tensor) in every applicable form and
-prints the maximum absolute difference and the maximum relative difference (max |a − b| / max |b|)
-of the scores, and top-1 agreement; `--tol` makes a larger relative difference exit with status 1.
-Without `--check-onnx`, `--input`/`--scores` check the random weights of `--arch`/`--seed`.
+runs the input (an (N, 3, T, H, W) float array, or the (N, T, H, W, 3) uint8 crops of a
+`--uint8` export, normalised here as that graph does with its preprocess.mean/std) in every
+applicable form (and `--modes`) and prints the maximum absolute difference and the maximum
+relative difference (max |a − b| / max |b|) of the scores, and top-1 agreement; `--tol` makes a
+larger relative difference exit with status 1. Without `--check-onnx`, `--input`/`--scores`
+check the random weights of `--arch`/`--seed`.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import hashlib
 import json
+import os
 import re
+import signal
 import statistics
 import sys
+import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -563,6 +586,10 @@ class NonlocalResNet:
         self.w[name] = (_tensor_to(wt, self.device, self.dtype, self.mf),
                         _tensor_to(b, self.device, self.dtype))
 
+    def tensors(self) -> list:
+        """Every weight tensor on the device (for torch._dynamo.mark_static_address)."""
+        return [t for wb in self.w.values() for t in wb] + [self.pred_w, self.pred_b]
+
     # -- helpers ------------------------------------------------------------------------------
     def _fmt(self, x):
         return x.contiguous(memory_format=self.mf)
@@ -735,6 +762,10 @@ class InceptionI3D:
         if missing or not hasattr(self, "logits"):
             raise ValueError(f"missing Inception units: {missing[:3] or ['Logits']}")
 
+    def tensors(self) -> list:
+        """Every weight tensor on the device (for torch._dynamo.mark_static_address)."""
+        return [t for wb in self.w.values() for t in wb] + list(self.logits)
+
     def _same(self, x, kernel, stride):
         """TF SAME pads of x's T, H, W: (symmetric pad or None, F.pad list or None)."""
         begin, end = self.i3d.same_pads(x.shape[2:], kernel, stride)
@@ -801,8 +832,178 @@ def _default_frames(arch: str) -> int:
     return i3d.DEFAULT_CLIP_LENGTH if arch == INCEPTION_ARCH else nr.get_spec(arch).clip_length
 
 
+# Execution modes: PyTorch eager, or torch.compile (inductor) with one of its modes. The two
+# with CUDA graphs replay each batch as one graph (torch.compiler.cudagraph_mark_step_begin
+# before every call).
+MODES = ("eager", "default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
+CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
+DEFAULT_COMPILE_FORM = "2d+sdpa"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured configuration."""
+
+    mode: str
+    batch: int
+    form: str
+    sdpa: bool
+
+    @property
+    def label(self) -> str:
+        return form_label(self.form, self.sdpa)
+
+
+def form_label(form: str, sdpa: bool) -> str:
+    return f"{form}{'+sdpa' if sdpa else ''}"
+
+
+def parse_batches(text: str, what: str = "--batches") -> tuple[int, ...]:
+    """`1,8,16` → (1, 8, 16); each a positive integer, no repeats."""
+    out = []
+    for item in text.replace("/", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not item.isdigit() or int(item) < 1:
+            raise ValueError(f"{what}: {item!r} is not a positive batch size")
+        if int(item) in out:
+            raise ValueError(f"{what}: batch {item} given twice")
+        out.append(int(item))
+    if not out:
+        raise ValueError(f"{what}: no batch size given")
+    return tuple(out)
+
+
+def parse_modes(text: str) -> list[tuple[str, tuple[int, ...] | None]]:
+    """`eager,default,max-autotune@8` → [(mode, batches it is limited to, or None)].
+
+    `MODE@B[/B…]` runs MODE at those of --batches only (max-autotune tunes every shape anew)."""
+    out: list = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        mode, _, at = item.partition("@")
+        mode = mode.strip()
+        if mode not in MODES:
+            raise ValueError(f"--modes: {mode!r} is none of {', '.join(MODES)}")
+        if any(m == mode for m, _ in out):
+            raise ValueError(f"--modes: {mode} given twice")
+        out.append((mode, parse_batches(at, f"--modes {item}") if at else None))
+    if not out:
+        raise ValueError(f"--modes: give at least one of {', '.join(MODES)}")
+    return out
+
+
+def parse_forms(text: str, arch: str) -> list[tuple[str, bool]]:
+    """`2d+sdpa,conv3d` or `all` → [(form, sdpa)] for `arch`."""
+    every = ([("conv3d", False)] if arch == INCEPTION_ARCH
+             else [(f, s) for f in FORMS for s in (False, True)])
+    out: list = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item == "all":
+            picks = every
+        else:
+            form, plus, extra = item.partition("+")
+            if form not in FORMS or (plus and extra != "sdpa"):
+                raise ValueError(f"--compile-forms: {item!r} is not a form (conv3d, conv3d+sdpa, "
+                                 "2d, 2d+sdpa or all)")
+            picks = [(form, bool(plus))]
+            if picks[0] not in every:
+                raise ValueError(f"--compile-forms: {item} is not available for {arch}")
+        out.extend(p for p in picks if p not in out)
+    if not out:
+        raise ValueError("--compile-forms: no form given")
+    return out
+
+
+def parse_inductor(items) -> dict:
+    """[`KEY=VALUE`, …] → {key: value}; VALUE a Python literal (True, 8, "ATEN") or else a
+    plain string. Keys are checked against torch._inductor.config where torch is present."""
+    import ast
+
+    out: dict = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"--inductor {item!r}: expected KEY=VALUE, e.g. "
+                             "max_autotune_conv_backends=ATEN")
+        try:
+            out[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key] = value.strip()
+    return out
+
+
+def inductor_options(mode: str, knobs: dict) -> dict:
+    """The inductor options of a compiled `mode` with `knobs` on top: what torch.compile(mode=…)
+    applies (torch._inductor.list_mode_options), so that a knob such as
+    coordinate_descent_tuning=False holds against the mode's own setting (torch.compile takes
+    mode or options, not both, and a mode's options win over a global config setting)."""
+    from torch._inductor import list_mode_options
+
+    options = dict(list_mode_options(mode, False)) if mode != "default" else {}
+    options.update(knobs)
+    return options
+
+
+def check_inductor(knobs: dict) -> None:
+    """Each knob names a torch._inductor.config setting, with a value of its type."""
+    if not knobs:
+        return
+    from torch._inductor import config
+
+    current = config.get_config_copy()
+    for key, value in knobs.items():
+        if key not in current:
+            raise SystemExit(f"error: --inductor {key}: torch._inductor.config has no such "
+                             f"setting (torch {torch.__version__})")
+        now = current[key]
+        if now is not None and not isinstance(value, type(now)) and not (
+                isinstance(now, float) and isinstance(value, int)):
+            raise SystemExit(f"error: --inductor {key}={value!r}: expected a "
+                             f"{type(now).__name__} like its current value {now!r}")
+
+
+def effective_knobs(mode: str, knobs: dict) -> dict:
+    """The knobs that change what `mode` would have used anyway (recorded with each result)."""
+    from torch._inductor import config, list_mode_options
+
+    current = config.get_config_copy()
+    own = list_mode_options(mode, False) if mode != "default" else {}
+    return {k: v for k, v in knobs.items() if own.get(k, current.get(k)) != v}
+
+
+def plan(arch: str, args) -> list[Run]:
+    """Every configuration of one invocation, in the order they run: mode by mode (as given,
+    cheap ones first is the caller's choice), batch by batch, form by form. Eager runs the forms
+    of --form/--sdpa/--sweep; compiled modes the --compile-forms (default 2d+sdpa: the form
+    inductor fuses best here; conv3d for i3d-kinetics400)."""
+    modes = parse_modes(args.modes)
+    batches = args.batches_list
+    eager_forms = _configs(arch, args)
+    compile_forms = parse_forms(args.compile_forms or (
+        "conv3d" if arch == INCEPTION_ARCH else DEFAULT_COMPILE_FORM), arch)
+    runs = []
+    for mode, only in modes:
+        if only is not None:
+            missing = [b for b in only if b not in batches]
+            if missing:
+                raise ValueError(f"--modes {mode}@…: batch {missing[0]} is not among --batches "
+                                 f"{','.join(map(str, batches))}")
+        for b in (b for b in batches if only is None or b in only):
+            for form, sdpa in (eager_forms if mode == "eager" else compile_forms):
+                runs.append(Run(mode, b, form, sdpa))
+    return runs
+
+
 def _configs(arch: str, args) -> list[tuple[str, bool]]:
-    """(form, sdpa) pairs to run."""
+    """(form, sdpa) pairs the eager mode runs."""
     if arch == INCEPTION_ARCH:
         return [("conv3d", False)]
     sweep = args.sweep or (args.form is None and args.scores is not None)
@@ -818,13 +1019,60 @@ def _gpu_name(device) -> str:
     return "cpu"
 
 
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compile_forward(fn, mode: str, tensors=(), knobs=None):
+    """`fn` as `mode` runs it: eager as is, else torch.compile with the mode's inductor options
+    (and `knobs` over them) — one whole graph (fullgraph: a graph break is an error, not a silent
+    fall-back to eager), static shapes (dynamic=False: each batch size its own specialised graph,
+    as a fixed-batch user gets). The weights are marked static addresses, so CUDA graphs replay
+    them in place instead of copying them in as inputs each call."""
+    if mode == "eager":
+        return fn
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    from torch._inductor import config
+
+    torch._dynamo.reset()  # a fresh cache per configuration (no recompile limit, no stale graph)
+    for t in tensors:
+        torch._dynamo.mark_static_address(t)
+    options = inductor_options(mode, knobs or {})
+    compiled = torch.compile(fn, options=options or None, fullgraph=True, dynamic=False)
+    if not options.get("triton.cudagraphs", config.triton.cudagraphs):
+        return compiled
+
+    def step(video):
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(video)
+
+    return step
+
+
+def _warm(fn, video, warmup: int, device) -> tuple[float, float]:
+    """Seconds of the first call (torch.compile: tracing, code generation, autotuning; eager:
+    cuDNN's algorithm search) and of the `warmup` calls after it (CUDA graphs are recorded
+    there), each to the end of the GPU work. Neither is in the timed windows."""
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        fn(video)
+        _sync(device)
+        t1 = time.perf_counter()
+        for _ in range(warmup):
+            fn(video)
+        _sync(device)
+        return t1 - t0, time.perf_counter() - t1
+
+
 def _time(model, video, iters: int, warmup: int, repeats: int, device) -> list[float]:
     """Milliseconds per batch of each timing window."""
     with torch.inference_mode():
         for _ in range(warmup):
             model(video)
+        _sync(device)
         if device.type == "cuda":
-            torch.cuda.synchronize(device)
             # The profiler range: kernel-level profilers that honour it (benches/gpu/kprof.c,
             # nsys --capture-range=cudaProfilerApi) record the timed batches only.
             torch.cuda.profiler.start()
@@ -840,8 +1088,6 @@ def _time(model, video, iters: int, warmup: int, repeats: int, device) -> list[f
                 torch.cuda.synchronize(device)
                 windows.append(start.elapsed_time(end) / iters)
             else:
-                import time
-
                 t0 = time.perf_counter()
                 for _ in range(iters):
                     model(video)
@@ -862,8 +1108,53 @@ def _diff(got: np.ndarray, want: np.ndarray) -> dict:
     return {"max_abs": abs_diff, "max_rel": rel, "top1_agree": top1, "n": int(got.shape[0])}
 
 
+def _floats(text: str, key: str, source: str) -> np.ndarray:
+    try:
+        v = np.array([float(x) for x in text.split(",")], np.float64)
+    except ValueError:
+        v = np.zeros(0)
+    if v.shape != (3,):
+        raise SystemExit(f"error: {source}: metadata {key} {text!r} is not three numbers")
+    return v
+
+
+def normalisation(arch: str, metadata: dict, source: str = "model") -> tuple:
+    """(mean, std) of the network's input pixels: the export's metadata (preprocess.mean/std)
+    when there is one, else the exporter's constants for `arch`."""
+    if "preprocess.mean" in metadata and "preprocess.std" in metadata:
+        return (_floats(metadata["preprocess.mean"], "preprocess.mean", source),
+                _floats(metadata["preprocess.std"], "preprocess.std", source))
+    nr, i3d = exporter_modules()
+    mod = i3d if arch == INCEPTION_ARCH else nr
+    return np.array(mod.MEAN, np.float64), np.array(mod.STD, np.float64)
+
+
+def video_array(a: np.ndarray, mean, std, where: str = "input") -> np.ndarray:
+    """An input array as the networks take it: (N, 3, T, H, W) float as is; uint8 crops
+    (N, T, H, W, 3) — a `--uint8` export's input — transposed and normalised as that graph
+    does, x·(1/std) − mean/std per channel (float64 here, rounded once to the compute dtype)."""
+    a = np.asarray(a)
+    if a.dtype == np.uint8:
+        if a.ndim != 5 or a.shape[4] != 3:
+            raise SystemExit(f"error: {where}: uint8 input must be (N, T, H, W, 3), got {a.shape}")
+        scale = 1.0 / np.asarray(std, np.float64)
+        shift = -np.asarray(mean, np.float64) * scale
+        x = a.transpose(0, 4, 1, 2, 3).astype(np.float64)
+        return x * scale.reshape(1, 3, 1, 1, 1) + shift.reshape(1, 3, 1, 1, 1)
+    if a.ndim != 5 or a.shape[1] != 3:
+        raise SystemExit(f"error: {where}: expected (N, 3, T, H, W), got {a.shape}")
+    if a.dtype.kind != "f":
+        raise SystemExit(f"error: {where}: expected float or uint8 values, got {a.dtype}")
+    return a
+
+
+def tile_batch(a: np.ndarray, batch: int) -> np.ndarray:
+    """The first `batch` rows of `a` repeated cyclically (clip i of the batch is a[i mod N])."""
+    return a[np.arange(batch) % a.shape[0]]
+
+
 def _load_weights(args):
-    """(arch, weights, pairwise, source tag, digest, model dtype or None)."""
+    """(arch, weights, pairwise, source tag, digest, model dtype or None, metadata)."""
     source = args.check_onnx or args.weights
     if source and source != "random":
         onnx_model = read_onnx(source)
@@ -890,12 +1181,13 @@ def _load_weights(args):
         dtypes = {np.asarray(w).dtype for w in onnx_model.initializers.values()
                   if np.asarray(w).dtype.kind == "f"}
         model_dtype = "fp16" if np.dtype("float16") in dtypes else "fp32"
-        return arch, weights, pairwise, f"file:{Path(source).name}", digest, model_dtype
+        return (arch, weights, pairwise, f"file:{Path(source).name}", digest, model_dtype,
+                onnx_model.metadata)
     if args.arch is None:
         raise SystemExit("error: give --arch (or --check-onnx/--weights FILE.onnx)")
     pairwise = (args.pairwise or "embedded_gaussian").replace("-", "_")
     weights, digest = random_weights(args.arch, args.seed, pairwise)
-    return args.arch, weights, pairwise, f"random:seed={args.seed}", digest, None
+    return args.arch, weights, pairwise, f"random:seed={args.seed}", digest, None, {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -907,8 +1199,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=ARCHS, default=None,
                    help="network (default with --check-onnx: the model's model.name)")
     p.add_argument("--batch", type=int, default=8, help="clips per batch (default 8)")
+    p.add_argument("--batches", default=None, metavar="B[,B…]",
+                   help="several batch sizes in one process, e.g. 1,8,16 (instead of --batch)")
     p.add_argument("--iters", type=int, default=50, help="timed batches per window (default 50)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed batches first (default 10)")
+    p.add_argument("--warmup", type=int, default=10,
+                   help="untimed batches after the first call (default 10)")
     p.add_argument("--repeats", type=int, default=3,
                    help="timing windows; the median is reported (default 3)")
     p.add_argument("--crop", type=int, default=224, help="input height and width (default 224)")
@@ -920,12 +1215,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true",
                    help="channels_last(_3d) memory format for activations, weights and input")
     p.add_argument("--form", choices=FORMS + ("all",), default=None,
-                   help="conv3d (FAIR layout) or 2d (convolutions over N·T frames), or all "
+                   help="eager: conv3d (FAIR layout) or 2d (convolutions over N·T frames), or all "
                         "(default: conv3d; with --scores every form and attention variant)")
     p.add_argument("--sdpa", action="store_true",
-                   help="NL blocks through F.scaled_dot_product_attention instead of matmuls")
+                   help="eager: NL blocks through F.scaled_dot_product_attention instead of "
+                        "matmuls")
     p.add_argument("--sweep", action="store_true",
-                   help="every form × attention variant of the architecture")
+                   help="eager: every form × attention variant of the architecture")
+    p.add_argument("--modes", default=None, metavar="MODE[@B/B…][,…]",
+                   help="what runs each form: eager and/or torch.compile modes default, "
+                        "reduce-overhead, max-autotune-no-cudagraphs, max-autotune, in the order "
+                        "given; MODE@8/16 limits a mode to those of --batches (default: eager)")
+    p.add_argument("--compile-forms", default=None, metavar="FORM[,…]",
+                   help="forms the compiled modes run: conv3d, conv3d+sdpa, 2d, 2d+sdpa or all "
+                        f"(default {DEFAULT_COMPILE_FORM}; conv3d for {INCEPTION_ARCH})")
+    p.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
+                   help="an inductor option over each compiled mode's own (repeatable), e.g. "
+                        "coordinate_descent_tuning=False or max_autotune_conv_backends=ATEN; those "
+                        "that change a mode are recorded in its JSON lines")
+    p.add_argument("--budget-s", type=float, default=None, metavar="SECONDS",
+                   help="start no configuration after this many seconds (the rest are reported "
+                        "as skipped; one already running is not cut)")
     p.add_argument("--pairwise", choices=["embedded-gaussian", "dot-product"], default=None,
                    help="NL pairwise function (default embedded-gaussian; from the .onnx when "
                         "reading one)")
@@ -935,38 +1245,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-onnx", default=None, metavar="FILE.onnx",
                    help="numeric check: weights (and arch) from this export; needs --input and "
                         "--scores")
-    p.add_argument("--input", default=None, metavar="NPY", help="input video (N,3,T,H,W) .npy")
+    p.add_argument("--input", default=None, metavar="NPY",
+                   help="input video (N,3,T,H,W) float or (N,T,H,W,3) uint8 .npy (numeric check, "
+                        "no timing)")
     p.add_argument("--scores", default=None, metavar="NPY",
                    help="scores of another runtime for --input, to compare with")
     p.add_argument("--save-scores", default=None, metavar="NPY",
                    help="write the scores of the first configuration for --input")
+    p.add_argument("--verify", nargs=2, default=None, metavar=("INPUT.npy", "SCORES.npy"),
+                   help="benchmark on these clips (repeated to each batch size) and check every "
+                        "timed configuration's scores against these (another runtime's); "
+                        "benches/ort_scores.py writes such pairs")
     p.add_argument("--tol", type=float, default=None,
-                   help="with --scores: exit 1 when the max relative difference exceeds this")
+                   help="with --scores/--verify: exit 1 when the max relative difference exceeds "
+                        "this")
     p.add_argument("--tf32", choices=["default", "on", "off"], default="default",
                    help="TF32 for fp32 convolutions/matmuls (default: leave PyTorch's settings)")
     p.add_argument("--compile", action="store_true",
-                   help="run torch.compile(forward) (not eager; for reference)")
+                   help="the same as --modes default (kept for older command lines)")
     p.add_argument("--device", default="cuda", help="torch device (default cuda)")
     p.add_argument("--json", action="store_true", help="one JSON line per configuration")
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def parse_args(argv=None):
+    """Parsed and checked arguments (no torch needed); `batches_list` holds the batch sizes."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.check_onnx and not (args.input and args.scores):
-        raise SystemExit("error: --check-onnx needs --input NPY and --scores NPY")
+        parser.error("--check-onnx needs --input NPY and --scores NPY")
     if bool(args.input) != bool(args.scores or args.save_scores):
-        raise SystemExit("error: --input goes with --scores and/or --save-scores")
+        parser.error("--input goes with --scores and/or --save-scores")
+    if args.input and args.verify:
+        parser.error("--verify times and checks; --input only checks: give one of them")
     for opt in ("batch", "iters", "repeats", "crop"):
         if getattr(args, opt) < 1:
-            raise SystemExit(f"error: --{opt} must be at least 1")
+            parser.error(f"--{opt} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be at least 0")
+    if args.compile and args.modes:
+        parser.error("--compile is --modes default: give one of them")
+    args.modes = args.modes or ("default" if args.compile else "eager")
+    try:
+        args.batches_list = parse_batches(args.batches) if args.batches else (args.batch,)
+        parse_modes(args.modes)
+        if args.compile_forms:
+            parse_forms(args.compile_forms, args.arch or "c2d-r50-nl")
+        args.inductor_knobs = parse_inductor(args.inductor)
+    except ValueError as e:
+        parser.error(str(e))
+    return args
+
+
+def _emit(args, record: dict, text: str) -> None:
+    print(json.dumps(record) if args.json else text, flush=True)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     _need_torch()
-    arch, weights, pairwise, source, digest, model_dtype = _load_weights(args)
+    arch, weights, pairwise, source, digest, model_dtype, meta = _load_weights(args)
     args.pairwise = pairwise
     if pairwise == "dot_product" and args.sdpa:
         raise SystemExit("error: --sdpa needs the embedded-Gaussian (softmax) NL blocks")
     if arch == INCEPTION_ARCH and args.form == "2d":
         raise SystemExit(f"error: {INCEPTION_ARCH} has only the conv3d form")
+    try:
+        runs = plan(arch, args)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     dtype_name = args.dtype or model_dtype or "fp16"
     dtype = torch.float16 if dtype_name == "fp16" else torch.float32
     device = torch.device(args.device)
@@ -976,15 +1323,26 @@ def main(argv=None) -> int:
     if args.tf32 != "default":
         torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"
         torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
+    if any(r.mode != "eager" for r in runs):
+        check_inductor(args.inductor_knobs)
+    mean, std = normalisation(arch, meta, source)
 
     check = args.input is not None
+    verify_in = verify_want = None
     if check:
-        video_np = np.load(args.input)
-        if video_np.ndim != 5 or video_np.shape[1] != 3:
-            raise SystemExit(f"error: {args.input}: expected (N, 3, T, H, W), got "
-                             f"{video_np.shape}")
+        video_np = video_array(np.load(args.input), mean, std, args.input)
         want = np.load(args.scores) if args.scores else None
         frames, crop = int(video_np.shape[2]), int(video_np.shape[3])
+    elif args.verify:
+        verify_in = video_array(np.load(args.verify[0]), mean, std, args.verify[0])
+        verify_want = np.load(args.verify[1])
+        if verify_want.shape[0] != verify_in.shape[0]:
+            raise SystemExit(f"error: {args.verify[1]}: {verify_want.shape[0]} score rows for "
+                             f"{verify_in.shape[0]} clips in {args.verify[0]}")
+        frames, crop = int(verify_in.shape[2]), int(verify_in.shape[3])
+        if verify_in.shape[3] != verify_in.shape[4]:
+            raise SystemExit(f"error: {args.verify[0]}: crops must be square, got "
+                             f"{verify_in.shape[3]}×{verify_in.shape[4]}")
     else:
         frames = args.frames or _default_frames(arch)
         crop = args.crop
@@ -1000,63 +1358,153 @@ def main(argv=None) -> int:
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
 
+    if check:  # one pass of the check input per form and mode; no timing, batches not used
+        runs = list(dict.fromkeys(Run(r.mode, int(video_np.shape[0]), r.form, r.sdpa)
+                                  for r in runs))
+    triton_version = None
+    if any(r.mode != "eager" for r in runs):
+        try:
+            import triton
+
+            triton_version = triton.__version__
+        except ImportError:  # pragma: no cover - CPU-only installs
+            pass
+    cl = args.channels_last
+    commons = [{"arch": arch, "batch": run.batch, "dtype": dtype_name, "form": run.form,
+                "sdpa": run.sdpa, "mode": run.mode, "compile": run.mode != "eager",
+                "channels_last": cl} for run in runs]
+    labels = [f"{arch} {dtype_name} {run.label}{'+channels_last' if cl else ''} {run.mode} "
+              f"batch {run.batch}" for run in runs]
+    state = {"i": None, "next": 0, "t": 0.0}  # the configuration running, the next one
+
+    def stopped(signum, _frame):
+        """SIGTERM (e.g. from `timeout`): say which configuration was cut and which never ran,
+        then leave at once (compile workers and CUDA state are not worth a clean shutdown)."""
+        i = state["i"]
+        if i is not None:
+            secs = time.monotonic() - state["t"]
+            _emit(args, {**commons[i], "error": f"stopped by signal {signum} after {secs:.0f} s "
+                         "(time box)", "wall_s": round(secs, 3)},
+                  f"{labels[i]}: stopped by signal {signum} after {secs:.0f} s")
+        for j in range(state["next"], len(runs)):
+            _emit(args, {**commons[j], "skipped": f"stopped by signal {signum} (time box)"},
+                  f"{labels[j]}: not run (stopped by signal {signum})")
+        sys.stdout.flush()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stopped)
+    started = time.monotonic()
     failed = False
-    for i, (form, sdpa) in enumerate(_configs(arch, args)):
-        cl = args.channels_last
-        model = build_model(arch, weights, form=form, pairwise=pairwise, sdpa=sdpa, dtype=dtype,
-                            device=device, channels_last=cl)
-        fn = model.forward
-        if args.compile:
-            fn = torch.compile(fn)
-        fmt = (torch.channels_last_3d if cl else torch.contiguous_format)
-        label = f"{form}{'+sdpa' if sdpa else ''}{'+channels_last' if cl else ''}"
-        if check:
-            video = _tensor_to(video_np, device, dtype, fmt)
-            with torch.inference_mode():
-                got = fn(video).float().cpu().numpy()
-            if args.save_scores and i == 0:
-                np.save(args.save_scores, got)
-            if want is None:
-                continue
-            d = _diff(got, want)
-            bad = args.tol is not None and not d["max_rel"] <= args.tol
-            failed |= bad
-            if args.json:
-                print(json.dumps({"arch": arch, "dtype": dtype_name, "form": form, "sdpa": sdpa,
-                                  "channels_last": cl, "weights": source, "weights_sha": digest,
-                                  **d}), flush=True)
-            else:
-                print(f"{arch} {dtype_name} {label}: max abs diff {d['max_abs']:.3g}, "
-                      f"max rel diff {d['max_rel']:.3g}, top-1 agree {d['top1_agree']}/{d['n']}"
-                      f"{'  FAIL' if bad else ''}", flush=True)
+    for i, run in enumerate(runs):
+        common, label = commons[i], labels[i]
+        state.update(i=i, next=i + 1, t=time.monotonic())
+        print(f"[{time.monotonic() - started:7.1f} s] {label}", file=sys.stderr, flush=True)
+        if args.budget_s is not None and time.monotonic() - started > args.budget_s:
+            _emit(args, {**common, "skipped": f"budget of {args.budget_s:g} s spent"},
+                  f"{label}: skipped (budget of {args.budget_s:g} s spent)")
             continue
-        gen = torch.Generator(device=device).manual_seed(1234)
-        shape = (args.batch, 3, frames, crop, crop)
-        video = torch.rand(shape, generator=gen, device=device, dtype=torch.float32)
-        video = ((video * 255 - 114.75) / 57.375).to(dtype).contiguous(memory_format=fmt)
-        windows = _time(fn, video, args.iters, args.warmup, args.repeats, device)
-        ms = statistics.median(windows)
-        result = {
-            "arch": arch, "batch": args.batch, "dtype": dtype_name, "form": form,
-            "clips_per_s": round(args.batch * 1000.0 / ms, 2), "ms_per_batch": round(ms, 4),
-            "gpu": _gpu_name(device), "torch": torch.__version__,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "sdpa": sdpa, "channels_last": cl, "frames": frames, "crop": crop,
-            "pairwise": pairwise if arch != INCEPTION_ARCH else None,
-            "compile": args.compile, "iters": args.iters, "warmup": args.warmup,
-            "ms_per_batch_windows": [round(w, 4) for w in windows],
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-            "weights": source, "weights_sha": digest,
-        }
-        if args.json:
-            print(json.dumps(result), flush=True)
-        else:
-            print(f"{arch} {dtype_name} {label} batch {args.batch} {frames}×{crop}²: "
-                  f"{result['clips_per_s']:.1f} clips/s, {ms:.3f} ms/batch on {result['gpu']}",
-                  flush=True)
-        del model, video
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        t_run = time.monotonic()
+        model = fn = video = None
+        if run.mode != "eager":
+            from torch._dynamo.utils import counters
+
+            counters.clear()  # inductor's counts (CUDA graphs skipped, inputs copied) of this run
+        try:
+            model = build_model(arch, weights, form=run.form, pairwise=pairwise, sdpa=run.sdpa,
+                                dtype=dtype, device=device, channels_last=cl)
+            fn = compile_forward(model.forward, run.mode,
+                                 model.tensors() if run.mode != "eager" else (),
+                                 args.inductor_knobs)
+            fmt = (torch.channels_last_3d if cl else torch.contiguous_format)
+            if check:
+                video = _tensor_to(video_np, device, dtype, fmt)
+                with torch.inference_mode():
+                    got = fn(video).float().cpu().numpy()
+                if args.save_scores and i == 0:
+                    np.save(args.save_scores, got)
+                if want is None:
+                    continue
+                d = _diff(got, want)
+                bad = args.tol is not None and not d["max_rel"] <= args.tol
+                failed |= bad
+                _emit(args, {**common, "weights": source, "weights_sha": digest, **d},
+                      f"{arch} {dtype_name} {run.label}{'+channels_last' if cl else ''}"
+                      f"{'' if run.mode == 'eager' else ' ' + run.mode}: max abs diff "
+                      f"{d['max_abs']:.3g}, max rel diff {d['max_rel']:.3g}, top-1 agree "
+                      f"{d['top1_agree']}/{d['n']}{'  FAIL' if bad else ''}")
+                continue
+            if verify_in is not None:
+                video = _tensor_to(tile_batch(verify_in, run.batch), device, dtype, fmt)
+            else:
+                gen = torch.Generator(device=device).manual_seed(1234)
+                shape = (run.batch, 3, frames, crop, crop)
+                video = torch.rand(shape, generator=gen, device=device, dtype=torch.float32)
+                video = ((video * 255 - 114.75) / 57.375).to(dtype).contiguous(memory_format=fmt)
+            first_s, warmup_s = _warm(fn, video, args.warmup, device)
+            verified = None
+            if verify_in is not None:
+                with torch.inference_mode():
+                    got = fn(video).float().cpu().numpy()
+                verified = _diff(got, tile_batch(verify_want, run.batch))
+                verified["clips"] = int(min(run.batch, verify_in.shape[0]))
+                if args.tol is not None:
+                    verified["tol"] = args.tol
+                    verified["ok"] = verified["max_rel"] <= args.tol
+                    failed |= not verified["ok"]
+            windows = _time(fn, video, args.iters, 0, args.repeats, device)
+            ms = statistics.median(windows)
+            result = {
+                **common,
+                "clips_per_s": round(run.batch * 1000.0 / ms, 2), "ms_per_batch": round(ms, 4),
+                "gpu": _gpu_name(device), "torch": torch.__version__,
+                "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"),
+                "frames": frames, "crop": crop,
+                "pairwise": pairwise if arch != INCEPTION_ARCH else None,
+                "iters": args.iters, "warmup": args.warmup,
+                "ms_per_batch_windows": [round(w, 4) for w in windows],
+                "first_call_s": round(first_s, 3), "warmup_s": round(warmup_s, 3),
+                "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+                "weights": source, "weights_sha": digest,
+                "input": "verify" if verified is not None else "random",
+            }
+            if run.mode != "eager":
+                ind = counters["inductor"]
+                result.update({"cudagraph_skips": ind.get("cudagraph_skips", 0),
+                               "cudagraph_non_static_inputs":
+                                   ind.get("cudagraph_recorded_non_static_inputs", 0)})
+                result.update({"compile_s": round(first_s, 3), "triton": triton_version,
+                               "inductor": effective_knobs(run.mode, args.inductor_knobs),
+                               "cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR")})
+            if verified is not None:
+                result["check"] = verified
+            result["wall_s"] = round(time.monotonic() - t_run, 3)
+            check_text = ""
+            if verified is not None:
+                check_text = (f"; scores: max rel diff {verified['max_rel']:.3g}, top-1 "
+                              f"{verified['top1_agree']}/{verified['n']}"
+                              f"{'  FAIL' if verified.get('ok') is False else ''}")
+            first_text = "compile" if run.mode != "eager" else "first call"
+            _emit(args, result,
+                  f"{label} {frames}×{crop}²: {result['clips_per_s']:.1f} clips/s, "
+                  f"{ms:.3f} ms/batch on {result['gpu']} ({first_text} {first_s:.1f} s)"
+                  f"{check_text}")
+        except Exception as e:  # noqa: BLE001 - one failing configuration, the others go on
+            if check and run.mode == "eager":
+                raise
+            failed = True
+            msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:500]
+            _emit(args, {**common, "error": f"{type(e).__name__}: {msg}",
+                         "wall_s": round(time.monotonic() - t_run, 3)},
+                  f"{label}: failed: {type(e).__name__}: {msg}")
+        finally:
+            state["i"] = None
+            del model, fn, video
+            if run.mode != "eager":
+                torch._dynamo.reset()
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     return 1 if failed else 0
 
 

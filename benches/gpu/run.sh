@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Checks and measurements on a CUDA machine, in one go:
-#   benches/gpu/run.sh [check|bench|bench-element|multi|graphs|kprof|all]   (default all; multi
-#   needs two cards)
+#   benches/gpu/run.sh [check|bench|bench-element|multi|graphs|kprof|compile|all]   (default all;
+#   multi needs two cards)
 #   (bench is bench-torch, bench-c2d, bench-i3d and bench-table, which can run one by one into
-#   the same $OUT)
+#   the same $OUT; compile is compile-engine, compile-torch and compile-table likewise)
 #
 # check: the pipeline, error and batching tests with the CUDA provider, then tests/gpu.rs (CUDA and
 #        CPU agree within float16 tolerance on every model; a GPU out-of-memory is one clear error).
 # bench: PyTorch eager (fp16, channels_last, every form) and the throughput benchmark on the same
 #        card, same weights, then one table (benches/gpu/table.py).
+# compile: the engine, PyTorch eager and torch.compile (inductor) on C2D-NL-R50 and I3D-NL-R50
+#        (stacked stem) at batch 1, 8 and 16, each PyTorch form checked against ONNX Runtime's
+#        scores on the clips it is timed on; one table per batch size (table.py --compile).
 #
 # Expects, under $BIN (default .gpu-run): libgstnonlocal.so, the release test binaries element,
 # errors, batching and gpu (`cargo test --release --no-run`), the throughput bench binary, and
@@ -20,6 +23,7 @@ PHASE=${1:-all}
 BIN=${BIN:-.gpu-run}
 OUT=${OUT:-gpu-out}
 PY=${PY:-python3}
+MODELS_GIVEN=${MODELS-}
 MODELS=${MODELS:-$OUT/models}
 mkdir -p "$OUT" "$MODELS"
 case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
@@ -230,6 +234,149 @@ kprof() {
   head -20 "$OUT/kprof.md"
 }
 
+
+# ---- compile: torch.compile against eager and the engine -----------------------------------
+# Settings (environment):
+#   COMPILE_SET     standard (default), quick or full: which torch.compile modes run, see below
+#   COMPILE_MODES, COMPILE_KNOBS, COMPILE_BUDGET_S, COMPILE_TIMEOUT_S   override the set's
+#                   --modes, --inductor KEY=VALUE list (space-separated; "" for none), start no
+#                   configuration after this many seconds (per network), and the hard time box
+#                   per network (SIGTERM: the cut configuration and the rest are listed as such)
+#   COMPILE_NETS    models, default "c2d-r50-nl-u8 i3d-r50-nl-u8-stacked"
+#   COMPILE_BATCHES default 1,8,16
+#   COMPILE_TORCH_ARGS  more torch_reference.py arguments (e.g. "--iters 20"; "--device cpu
+#                   --dtype fp32" tries the plumbing on a machine without a card)
+#   INDUCTOR_CACHE  TORCHINDUCTOR_CACHE_DIR, default $HOME/.cache/nonlocal-inductor: kept on the
+#                   machine between commands (not under $OUT, which starts empty each time and
+#                   returns only a few files), so a second run compiles from the cache and an
+#                   autotuning cut by the time box resumes where it stopped
+#   MODELS          where the models and their ONNX Runtime input/scores pairs go; for this phase
+#                   default $HOME/.cache/nonlocal-models (out of $OUT for the same reason)
+# Writes $OUT/compile-{machine.txt,bench.jsonl,bench.txt,torch.jsonl,torch.txt,table.md}.
+compile_settings() {
+  local modes knobs budget box
+  case ${COMPILE_SET:-standard} in
+    # Batch 8 first with the strongest modes (the issue's target), then what the time allows.
+    # max-autotune's coordinate-descent tuning (launch settings of every element-wise kernel,
+    # candidates compiled and timed one after another) is left out here, kept in "full".
+    standard) modes=eager,max-autotune@8,reduce-overhead@8,max-autotune-no-cudagraphs@8
+              modes=$modes,default@8,reduce-overhead@1/16
+              knobs=coordinate_descent_tuning=False budget=130 box=200 ;;
+    quick)    modes=eager,reduce-overhead,default@8 knobs= budget=150 box=240 ;;
+    full)     modes=eager,default,reduce-overhead,max-autotune-no-cudagraphs,max-autotune
+              knobs= budget= box=3600 ;;
+    *) echo "compile: COMPILE_SET is standard, quick or full, not $COMPILE_SET" >&2; return 2 ;;
+  esac
+  C_MODES=${COMPILE_MODES:-$modes}
+  C_KNOBS=${COMPILE_KNOBS-$knobs}
+  C_BUDGET=${COMPILE_BUDGET_S-$budget}
+  C_BOX=${COMPILE_TIMEOUT_S:-$box}
+  C_NETS=${COMPILE_NETS:-c2d-r50-nl-u8 i3d-r50-nl-u8-stacked}
+  C_BATCHES=${COMPILE_BATCHES:-1,8,16}
+  C_CACHE=${INDUCTOR_CACHE:-${HOME:-/root}/.cache/nonlocal-inductor}
+  C_MODELS=${MODELS_GIVEN:-${HOME:-/root}/.cache/nonlocal-models}
+  mkdir -p "$C_MODELS"
+}
+
+# The model file of a compile network (carried in $BIN/models, else exported here) and its
+# ONNX Runtime input/scores pair (carried beside it, else written here by benches/ort_scores.py
+# with the CPU provider); prints the model path.
+compile_model() {
+  local m=$1 f=$C_MODELS/$1.onnx args
+  if [ ! -f "$f" ] && [ -f "$BIN/models/$m.onnx" ]; then cp "$BIN/models/$m.onnx" "$f"; fi
+  if [ ! -f "$f" ]; then
+    case $m in
+      c2d-r50-nl-u8) args="--arch c2d-r50-nl --fp16 --uint8 --stem conv3d" ;;
+      c2d-r50-nl-u8-2d) args="--arch c2d-r50-nl --fp16 --uint8 --form 2d" ;;
+      i3d-r50-nl-u8-stacked) args="--arch i3d-r50-nl --fp16 --uint8 --stem stacked" ;;
+      i3d-r50-nl-u8) args="--arch i3d-r50-nl --fp16 --uint8 --stem conv3d" ;;
+      *) echo "compile: no $f and no export recipe for $m" >&2; return 1 ;;
+    esac
+    # shellcheck disable=SC2086
+    "$PY" tools/export_model.py $args -o "$f" >> "$OUT/compile-torch.txt" 2>&1 || return 1
+  fi
+  for k in input scores; do
+    if [ ! -f "$C_MODELS/$m.$k.npy" ] && [ -f "$BIN/models/$m.$k.npy" ]; then
+      cp "$BIN/models/$m.$k.npy" "$C_MODELS/"
+    fi
+  done
+  if [ ! -f "$C_MODELS/$m.scores.npy" ]; then
+    "$PY" benches/ort_scores.py "$f" --out "$C_MODELS" >> "$OUT/compile-torch.txt" 2>&1 ||
+      echo "compile: no ONNX Runtime scores for $m: its PyTorch rows are not checked" \
+        >> "$OUT/compile-torch.txt"
+  fi
+  echo "$f"
+}
+
+compile_machine() {
+  compile_settings || return
+  {
+    date -u '+%Y-%m-%d %H:%M UTC'
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit \
+      --format=csv
+    "$PY" -c 'import torch, triton; print("torch", torch.__version__, "CUDA", torch.version.cuda,
+"cuDNN", torch.backends.cudnn.version(), "Triton", triton.__version__)'
+    echo "host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
+    echo "ORT: ${ORT_DYLIB_PATH:-unset}"
+    echo "set ${COMPILE_SET:-standard}: modes $C_MODES; knobs ${C_KNOBS:-none}; budget" \
+      "${C_BUDGET:-none} s; time box $C_BOX s per network; batches $C_BATCHES; cache $C_CACHE"
+  } > "$OUT/compile-machine.txt" 2>&1
+}
+
+# The engine alone (clips from host memory) at the same batch sizes.
+compile_engine() {
+  compile_settings || return
+  [ -f "$OUT/compile-machine.txt" ] || compile_machine
+  local m f
+  for m in $C_NETS; do
+    f=$(compile_model "$m") || { echo "rc=1 $m: no model" >> "$OUT/compile-bench.txt"; continue; }
+    timeout 300 "$BIN/throughput" --provider cuda --json "$OUT/compile-bench.jsonl" --model "$f" \
+      --name "$m" --batches "$C_BATCHES" --streams 0 --clips 512 >> "$OUT/compile-bench.txt" 2>&1
+    echo "rc=$? $m" >> "$OUT/compile-bench.txt"
+  done
+  grep -E "^\| engine|^rc=" "$OUT/compile-bench.txt"
+}
+
+# PyTorch on the same weights (read from the model file) and clips: every eager form, then the
+# set's torch.compile modes on the 2-D form with SDPA, one process per network.
+compile_torch() {
+  compile_settings || return
+  [ -f "$OUT/compile-machine.txt" ] || compile_machine
+  mkdir -p "$C_CACHE"
+  local m f k verify knobs
+  for m in $C_NETS; do
+    f=$(compile_model "$m") || { echo "rc=1 $m: no model" >> "$OUT/compile-torch.txt"; continue; }
+    verify=()
+    [ -f "$C_MODELS/$m.scores.npy" ] &&
+      verify=(--verify "$C_MODELS/$m.input.npy" "$C_MODELS/$m.scores.npy")
+    knobs=()
+    for k in $C_KNOBS; do knobs+=(--inductor "$k"); done
+    echo "== $m $(date -u '+%H:%M:%S UTC')" >> "$OUT/compile-torch.txt"
+    TORCHINDUCTOR_CACHE_DIR=$C_CACHE PYTHONUNBUFFERED=1 timeout -k 20 "$C_BOX" \
+      "$PY" benches/torch_reference.py --weights "$f" --batches "$C_BATCHES" --channels-last \
+      --sweep --modes "$C_MODES" "${knobs[@]}" ${C_BUDGET:+--budget-s "$C_BUDGET"} \
+      "${verify[@]}" --tol 3e-2 --json ${COMPILE_TORCH_ARGS:-} >> "$OUT/compile-torch.jsonl" \
+      2>> "$OUT/compile-torch.txt"
+    echo "rc=$? $m $(date -u '+%H:%M:%S UTC')" >> "$OUT/compile-torch.txt"
+  done
+  grep -E "^rc=|^==" "$OUT/compile-torch.txt"
+}
+
+compile_table() {
+  compile_settings || return
+  local engines
+  engines=$(echo "$C_NETS" | tr ' ' ',')
+  "$PY" benches/gpu/table.py --compile "$OUT/compile-bench.jsonl" "$OUT/compile-torch.jsonl" \
+    --card <(sed -n '2,3p' "$OUT/compile-machine.txt" 2>/dev/null) --engines "$engines" \
+    > "$OUT/compile-table.md" 2>&1
+  cat "$OUT/compile-table.md"
+}
+
+compile_all() {
+  : > "$OUT/compile-bench.jsonl"; : > "$OUT/compile-torch.jsonl"
+  compile_machine; compile_engine; compile_torch; compile_table
+}
+
 case "$PHASE" in
   kprof) kprof ;;
   bench-torch) bench_torch ;;
@@ -241,7 +388,11 @@ case "$PHASE" in
   check) check ;;
   bench) bench ;;
   multi) multi ;;
+  compile) compile_all ;;
+  compile-engine) compile_engine ;;
+  compile-torch) compile_torch ;;
+  compile-table) compile_table ;;
   all) check; bench ;;
-  *) echo "usage: $0 [check|bench|multi|graphs|kprof|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [check|bench|bench-element|multi|graphs|kprof|compile|all]" >&2; exit 2 ;;
 esac
 cat "$OUT/summary.txt" 2>/dev/null

@@ -1,4 +1,5 @@
-"""Tests of benches/torch_reference.py, the PyTorch side of the GPU benchmark.
+"""Tests of benches/torch_reference.py, the PyTorch side of the GPU benchmark, and of what the
+GPU run builds on it (benches/ort_scores.py, benches/gpu/table.py).
 
 Two groups:
 
@@ -8,6 +9,12 @@ Two groups:
    protobuf fields), the mapping of initializers back to FAIR parameter names / folded Inception
    units, and the import of the exporter's numpy parts on a machine without onnx (the GPU machine)
    giving the same random weights. They need onnx (and numpy); they are skipped without it.
+   Also without torch: the command line (--modes with per-mode batches, --compile-forms,
+   --inductor knobs, the plan of configurations and its order, the errors), the uint8 input
+   normalised as ONNX Runtime runs the export's own normalisation, benches/ort_scores.py against a
+   direct ONNX Runtime run, and benches/gpu/table.py: its default table reproduces the committed
+   H100 table from the committed raw files, and `--compile` renders the per-batch tables from
+   those raw files plus compiled, skipped and failed configurations.
 
 2. With torch (these run on the GPU machine, where torch is installed and onnx is not; skipped
    cleanly wherever `import torch` fails, e.g. on the CI machine): the conv3d and 2-D forms of the
@@ -15,7 +22,9 @@ Two groups:
    pass of tests/python/reference_nonlocal.py; the Inception I3D matches a float64 NumPy forward
    pass (in this file); fp16 channels_last stays close to fp32; the benchmark prints its JSON
    line; `--check-onnx` accepts its own scores. Where onnx and onnxruntime are installed too,
-   `--check-onnx` is also checked against ONNX Runtime's scores of an export.
+   `--check-onnx` is also checked against ONNX Runtime's scores of an export. torch.compile:
+   each mode gives eager's scores, the timed `--verify` path checks its scores and reports
+   compile times, and SIGTERM lists the cut configuration and the ones never run.
 
        python3 -m pytest tests/python/test_torch_reference.py      # on the GPU machine
 """
@@ -25,6 +34,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -260,6 +270,305 @@ def test_cli_without_torch_explains(tmp_path):
     run = subprocess.run([sys.executable, str(SCRIPT), "--arch", "c2d-r50-nl"],
                          capture_output=True, text=True)
     assert run.returncode != 0 and "needs PyTorch" in run.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line and the plan of configurations (no torch)
+# ------------------------------------------------------------------------------------------------
+def test_parse_batches_modes_forms_knobs():
+    assert TR.parse_batches("1,8,16") == (1, 8, 16)
+    assert TR.parse_batches("8/16") == (8, 16)
+    for bad, msg in (("0", "not a positive"), ("8,x", "'x' is not"), ("8,8", "twice"),
+                     ("", "no batch")):
+        with pytest.raises(ValueError, match=msg):
+            TR.parse_batches(bad)
+    assert TR.parse_modes("eager, default,max-autotune@8,reduce-overhead@1/16") == [
+        ("eager", None), ("default", None), ("max-autotune", (8,)),
+        ("reduce-overhead", (1, 16))]
+    with pytest.raises(ValueError, match="'max_autotune' is none of"):
+        TR.parse_modes("max_autotune")
+    with pytest.raises(ValueError, match="default given twice"):
+        TR.parse_modes("default@1,default@8")
+    with pytest.raises(ValueError, match="--modes max-autotune@0"):
+        TR.parse_modes("max-autotune@0")
+    assert TR.parse_forms("2d+sdpa,conv3d", "c2d-r50-nl") == [("2d", True), ("conv3d", False)]
+    assert TR.parse_forms("all", "i3d-r50-nl") == [("conv3d", False), ("conv3d", True),
+                                                   ("2d", False), ("2d", True)]
+    assert TR.parse_forms("all", TR.INCEPTION_ARCH) == [("conv3d", False)]
+    with pytest.raises(ValueError, match="not available for i3d-kinetics400"):
+        TR.parse_forms("2d", TR.INCEPTION_ARCH)
+    with pytest.raises(ValueError, match=re.escape("'2d+flash' is not a form")):
+        TR.parse_forms("2d+flash", "c2d-r50-nl")
+    assert TR.parse_inductor(["coordinate_descent_tuning=False",
+                              "max_autotune_conv_backends=ATEN", "compile_threads=8",
+                              "triton.cudagraphs=True"]) == {
+        "coordinate_descent_tuning": False, "max_autotune_conv_backends": "ATEN",
+        "compile_threads": 8, "triton.cudagraphs": True}
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        TR.parse_inductor(["max_autotune"])
+
+
+def test_plan_orders_modes_as_given():
+    args = TR.parse_args(["--arch", "c2d-r50-nl", "--batches", "1,8,16", "--sweep", "--modes",
+                          "eager,max-autotune@8,reduce-overhead@1/16"])
+    runs = TR.plan("c2d-r50-nl", args)
+    forms = [("conv3d", False), ("conv3d", True), ("2d", False), ("2d", True)]
+    want = [TR.Run("eager", b, f, s) for b in (1, 8, 16) for f, s in forms]
+    want += [TR.Run("max-autotune", 8, "2d", True), TR.Run("reduce-overhead", 1, "2d", True),
+             TR.Run("reduce-overhead", 16, "2d", True)]
+    assert runs == want
+    assert runs[-1].label == "2d+sdpa"
+    # --compile-forms picks the compiled forms; eager keeps --form/--sdpa
+    args = TR.parse_args(["--arch", "i3d-r50-nl", "--form", "2d", "--modes", "eager,default",
+                          "--compile-forms", "conv3d+sdpa,2d"])
+    assert TR.plan("i3d-r50-nl", args) == [
+        TR.Run("eager", 8, "2d", False), TR.Run("default", 8, "conv3d", True),
+        TR.Run("default", 8, "2d", False)]
+    # the Inception network compiles its one form
+    args = TR.parse_args(["--arch", TR.INCEPTION_ARCH, "--modes", "reduce-overhead"])
+    assert TR.plan(TR.INCEPTION_ARCH, args) == [TR.Run("reduce-overhead", 8, "conv3d", False)]
+    # a mode limited to a batch size that is not measured is an error, not silently nothing
+    args = TR.parse_args(["--arch", "c2d-r50-nl", "--batches", "1", "--modes",
+                          "eager,max-autotune@8"])
+    with pytest.raises(ValueError, match="batch 8 is not among --batches 1"):
+        TR.plan("c2d-r50-nl", args)
+    # the older --compile flag is --modes default
+    args = TR.parse_args(["--arch", "c2d-r50-nl", "--compile"])
+    assert TR.plan("c2d-r50-nl", args) == [TR.Run("default", 8, "2d", True)]
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--modes", "eager,turbo"], "--modes: 'turbo' is none of"),
+    (["--compile", "--modes", "default"], "--compile is --modes default"),
+    (["--batches", "1,0"], "'0' is not a positive batch size"),
+    (["--inductor", "oops"], "expected KEY=VALUE"),
+    (["--compile-forms", "3d"], "'3d' is not a form"),
+    (["--verify", "a.npy", "b.npy", "--input", "a.npy", "--scores", "b.npy"], "give one of them"),
+    (["--warmup", "-1"], "--warmup must be at least 0"),
+])
+def test_cli_errors_name_the_option(argv, msg, capsys):
+    """Argument errors come before torch is needed (parse_args imports nothing), as a usage
+    error (exit status 2) that names the option."""
+    with pytest.raises(SystemExit) as e:
+        TR.parse_args(["--arch", "c2d-r50-nl", *argv])
+    assert e.value.code == 2
+    assert msg in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# Inputs: uint8 crops normalised as the export's graph does; ONNX Runtime's reference pairs
+# ------------------------------------------------------------------------------------------------
+def test_uint8_input_normalised_as_the_export_does(onnx_mod):
+    """video_array on uint8 NTHWC crops against ONNX Runtime running the export's own input
+    stage (onnxgraph.video_input: Transpose, Cast, Mul, Add) in float32."""
+    ort = pytest.importorskip("onnxruntime")
+    from nlexport import onnxgraph
+
+    mean, std = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)  # three different channels
+    g = onnxgraph.Graph(np.float32)
+    x = g.input  # noqa: F841  (the helper adds the input itself)
+    norm = onnxgraph.video_input(g, "N", 3, 5, mean=mean, std=std, uint8=True)
+    g.output(norm, ["N", 3, 3, 5, 5])
+    model = g.to_model("norm", {})
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    crops = np.random.default_rng(5).integers(0, 256, (2, 3, 5, 5, 3), dtype=np.uint8)
+    want = sess.run(None, {onnxgraph.INPUT_NAME: crops})[0]
+    got = TR.video_array(crops, np.array(mean), np.array(std))
+    assert got.shape == (2, 3, 3, 5, 5) and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    # channel c of the result is colour c of the crops (the transpose, not just the values)
+    assert np.allclose(got[1, 2, 0, 4, 1], (crops[1, 0, 4, 1, 2] - mean[2]) / std[2])
+    # float NCTHW input passes through; wrong layouts are named
+    f = np.zeros((1, 3, 2, 4, 4), np.float32)
+    assert TR.video_array(f, mean, std) is f
+    with pytest.raises(SystemExit, match=r"clips.npy: uint8 input must be \(N, T, H, W, 3\)"):
+        TR.video_array(np.zeros((1, 3, 2, 4, 4), np.uint8), mean, std, "clips.npy")
+    with pytest.raises(SystemExit, match=r"expected \(N, 3, T, H, W\)"):
+        TR.video_array(np.zeros((1, 2, 4, 4, 3), np.float32), mean, std)
+
+
+def test_normalisation_from_metadata(c2d_export):
+    _, model = c2d_export
+    read = TR.read_onnx(model.SerializeToString())
+    mean, std = TR.normalisation("c2d-r50-nl", read.metadata)
+    assert mean.tolist() == list(NR.MEAN) and std.tolist() == list(NR.STD)
+    mean, std = TR.normalisation(TR.INCEPTION_ARCH, {})  # no export: the exporter's constants
+    assert mean.tolist() == list(I3D.MEAN) and std.tolist() == list(I3D.STD)
+    with pytest.raises(SystemExit, match="m.onnx: metadata preprocess.mean '1,2' is not three"):
+        TR.normalisation("c2d-r50-nl", {"preprocess.mean": "1,2", "preprocess.std": "1,1,1"},
+                         "m.onnx")
+
+
+def test_tile_batch():
+    a = np.arange(2 * 3).reshape(2, 3)
+    assert TR.tile_batch(a, 1).tolist() == [[0, 1, 2]]
+    assert TR.tile_batch(a, 5)[:, 0].tolist() == [0, 3, 0, 3, 0]
+
+
+ORT_SCORES = REPO / "benches" / "ort_scores.py"
+
+
+def test_ort_scores_pair(tmp_path, onnx_mod):
+    """benches/ort_scores.py writes the model's own input form (uint8 crops for a --uint8
+    export) and ONNX Runtime's scores for it: the same scores as running the model directly,
+    clip by clip."""
+    ort = pytest.importorskip("onnxruntime")
+    model = NR.build("c2d-r50-nl", nl_params("c2d-r50-nl"), crop_size=CROP, uint8=True)
+    path = tmp_path / "c2d.onnx"
+    path.write_bytes(model.SerializeToString())
+    proc = subprocess.run([sys.executable, str(ORT_SCORES), str(path), "--clips", "3",
+                           "--out", str(tmp_path / "pairs")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    video = np.load(tmp_path / "pairs" / "c2d.input.npy")
+    scores = np.load(tmp_path / "pairs" / "c2d.scores.npy")
+    assert video.dtype == np.uint8 and video.shape == (3, 8, CROP, CROP, 3)
+    assert len({v.tobytes() for v in video}) == 3  # three different clips
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for i in range(3):
+        one = sess.run(["scores"], {"video": video[i:i + 1]})[0]
+        np.testing.assert_allclose(scores[i:i + 1], one, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(scores.sum(-1), 1.0, rtol=1e-5)  # probabilities
+    assert "c2d.onnx: 3 clips" in proc.stdout
+
+
+def test_ort_scores_float_input(c2d_export):
+    """Float exports get (N, 3, T, H, W) pixels normalised with the model's mean/std, in the
+    model's float type."""
+    sys.path.insert(0, str(REPO / "benches"))
+    import ort_scores
+
+    fp16, model = c2d_export
+    read = TR.read_onnx(model.SerializeToString())
+    batch = 2 if fp16 else 3  # the fp16 fixture has a fixed batch of 2
+    name, video = ort_scores.make_input(read, batch, seed=1)
+    assert name == "video" and video.shape == (batch, 3, 8, CROP, CROP)
+    assert video.dtype == (np.float16 if fp16 else np.float32)
+    pixels = video.astype(np.float64) * 57.375 + 114.75  # back to 0..255 integers
+    assert np.abs(pixels - np.round(pixels)).max() < (0.07 if fp16 else 1e-3)
+    assert pixels.min() > -0.5 and pixels.max() < 255.5 and pixels.std() > 50
+    if fp16:
+        with pytest.raises(ValueError, match="batches of 2 only, not --clips 3"):
+            ort_scores.make_input(read, 3, seed=1)
+
+
+def test_ort_scores_errors(tmp_path):
+    pytest.importorskip("onnxruntime")
+    (tmp_path / "junk.onnx").write_bytes(b"\x0a\xff")
+    proc = subprocess.run([sys.executable, str(ORT_SCORES), str(tmp_path / "junk.onnx"),
+                           str(tmp_path / "missing.onnx")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "junk.onnx" in proc.stderr and "missing.onnx: cannot read" in proc.stderr
+    assert not list(tmp_path.glob("*.npy"))
+
+
+# ------------------------------------------------------------------------------------------------
+# benches/gpu/table.py on committed raw results
+# ------------------------------------------------------------------------------------------------
+RESULTS = REPO / "benches" / "gpu" / "results"
+TABLE = REPO / "benches" / "gpu" / "table.py"
+
+
+def run_table(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TABLE), *map(str, args)], capture_output=True,
+                          text=True)
+
+
+def test_table_reproduces_committed_table():
+    proc = run_table(RESULTS / "2026-11-27-h100-stacked-bench.jsonl",
+                     RESULTS / "2026-11-27-h100-stacked-torch.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (RESULTS / "2026-11-27-h100-stacked-table.md").read_text()
+
+
+def compile_sample(tmp_path) -> Path:
+    """The committed eager rows plus compiled ones as torch_reference.py writes them."""
+    rows = [json.loads(line) for line in
+            (RESULTS / "2026-11-27-h100-stacked-torch.jsonl").read_text().splitlines()]
+    base = {"dtype": "fp16", "channels_last": True, "form": "2d", "sdpa": True, "compile": True,
+            "torch": "2.11.0+cu130", "cuda": "13.0", "cudnn": 91900, "triton": "3.6.0",
+            "gpu": "NVIDIA H100 80GB HBM3", "date": "2026-11-27T08:40:00Z"}
+    check = {"max_abs": 2e-5, "max_rel": 0.0021, "top1_agree": 8, "n": 8, "clips": 2,
+             "tol": 0.03, "ok": True}
+    rows += [
+        {**base, "arch": "c2d-r50-nl", "batch": 8, "mode": "max-autotune",
+         "clips_per_s": 1800.0, "ms_per_batch": 4.4444, "compile_s": 95.25,
+         "inductor": {"coordinate_descent_tuning": False}, "check": check},
+        {**base, "arch": "c2d-r50-nl", "batch": 8, "mode": "reduce-overhead",
+         "clips_per_s": 1700.0, "ms_per_batch": 4.7059, "compile_s": 41.0, "inductor": {},
+         "check": {**check, "max_rel": 0.2, "ok": False}},
+        {**base, "arch": "c2d-r50-nl", "batch": 8, "mode": "default",
+         "skipped": "budget of 130 s spent"},
+        {**base, "arch": "i3d-r50-nl", "batch": 8, "mode": "max-autotune",
+         "error": "stopped by signal 15 after 154 s (time box)"},
+        {**base, "arch": "i3d-r50-nl", "batch": 8, "mode": "reduce-overhead",
+         "clips_per_s": 1000.0, "ms_per_batch": 8.0, "compile_s": 38.5, "inductor": {},
+         "cudagraph_skips": 1},
+    ]
+    path = tmp_path / "torch.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_compile_tables(tmp_path):
+    card = tmp_path / "card.csv"
+    card.write_text("name, driver_version, memory.total [MiB]\n"
+                    "NVIDIA H100 80GB HBM3, 580.159.04, 81559 MiB\n")
+    proc = run_table("--compile", RESULTS / "2026-11-27-h100-stacked-bench.jsonl",
+                     compile_sample(tmp_path), "--card", card,
+                     "--engines", "c2d-r50-nl-u8,i3d-r50-nl-u8-stacked")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("card: name NVIDIA H100 80GB HBM3; driver_version 580.159.04; "
+                          "memory.total [MiB] 81559 MiB\n")
+    assert "PyTorch 2.11.0+cu130 (CUDA 13.0, cuDNN 91900), Triton 3.6.0" in out
+    assert "engine measured 2026-11-27 08:37 UTC – 2026-11-27 08:46 UTC" in out
+    # one table per batch size the engine or PyTorch measured, in order
+    sections = out.split("### Batch ")[1:]
+    assert [s.split("\n", 1)[0] for s in sections] == ["1", "2", "4", "8", "16"]
+    b8 = sections[3]
+    lines = b8.splitlines()
+    # only the chosen engines; each network's rows follow its engine, eager before compiled
+    assert [line.split(" | ")[1] for line in lines if line.startswith("| ") and "---" not in line
+            and not line.startswith("| network")] == [
+        "engine, c2d-r50-nl-u8", "PyTorch eager, conv3d", "PyTorch eager, conv3d+sdpa",
+        "PyTorch eager, 2d", "PyTorch eager, 2d+sdpa", "torch.compile default, 2d+sdpa",
+        "torch.compile reduce-overhead, 2d+sdpa",
+        "torch.compile max-autotune, 2d+sdpa [coordinate_descent_tuning=False]",
+        "engine, i3d-r50-nl-u8-stacked", "PyTorch eager, conv3d", "PyTorch eager, conv3d+sdpa",
+        "PyTorch eager, 2d", "PyTorch eager, 2d+sdpa",
+        "torch.compile reduce-overhead, 2d+sdpa (CUDA graphs skipped)",
+        "torch.compile max-autotune, 2d+sdpa"]
+    assert "| c2d-r50-nl | engine, c2d-r50-nl-u8 | 1620.4 | 4.94 | 1.00 | - | - |" in b8
+    # engine ÷ this: 1620.4 / 1800 = 0.90; the compile time; the check against ONNX Runtime
+    assert ("| c2d-r50-nl | torch.compile max-autotune, 2d+sdpa [coordinate_descent_tuning=False]"
+            " | 1800.0 | 4.44 | 0.90 | 95.2 | max rel diff 0.0021, top-1 8/8 ok (tolerance 0.03) |"
+            in b8)
+    assert "| 1700.0 | 4.71 | 0.95 | 41.0 | max rel diff 0.2, top-1 8/8 **FAIL** (tolerance" in b8
+    assert ("| c2d-r50-nl | torch.compile default, 2d+sdpa | skipped: budget of 130 s spent | - |"
+            in b8)
+    assert ("| i3d-r50-nl | torch.compile max-autotune, 2d+sdpa | failed: stopped by signal 15 "
+            "after 154 s (time box) |" in b8)
+    assert "| PyTorch eager, 2d | 1579.6 | 5.06 | 1.03 | - | not checked |" in b8
+    assert ("- c2d-r50-nl, batch 8: the engine (c2d-r50-nl-u8, 1620.4 clips/s) makes 0.90× the "
+            "best compiled form (torch.compile max-autotune, 2d+sdpa [coordinate_descent_tuning="
+            "False], 1800.0 clips/s); 1.03× the best eager form (PyTorch eager, 2d, 1579.6 "
+            "clips/s)") in b8
+    assert ("- i3d-r50-nl, batch 8: the engine (i3d-r50-nl-u8-stacked, 1055.9 clips/s) makes "
+            "1.06× the best compiled form (torch.compile reduce-overhead, 2d+sdpa (CUDA graphs "
+            "skipped), 1000.0 clips/s); 0.94× the best eager form (PyTorch eager, 2d+sdpa, 1123.2 clips/s)") in b8
+    # batch 16: the engine alone (PyTorch measured 1 and 8 in that run); no ratio to print
+    assert "| i3d-r50-nl | engine, i3d-r50-nl-u8-stacked | 1112.6 | 14.38 | 1.00 | - | - |" in (
+        sections[4])
+    assert "makes" not in sections[4]
+
+
+def test_compile_tables_errors(tmp_path):
+    proc = run_table("--compile", tmp_path / "none.jsonl", tmp_path / "none.jsonl")
+    assert proc.returncode == 1 and "none.jsonl" in proc.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    proc = run_table("--compile", bad, bad)
+    assert proc.returncode == 1 and "not JSON" in proc.stderr
 
 
 # ================================================================================================
@@ -498,3 +807,87 @@ def test_check_dir_from_environment(torch_mod, device):
         rc = TR.main(["--check-onnx", str(m), "--input", f"{stem}.input.npy", "--scores",
                       f"{stem}.scores.npy", "--device", str(device), "--tol", tol])
         assert rc == 0, m
+
+
+# ------------------------------------------------------------------------------------------------
+# torch.compile forms (torch; a GPU for speed, the CPU works too)
+# ------------------------------------------------------------------------------------------------
+def test_compiled_modes_match_eager(torch_mod, device):
+    """Each torch.compile mode computes eager's function (fp32, TF32 off): default and
+    reduce-overhead everywhere, max-autotune-no-cudagraphs where there is a card."""
+    torch = torch_mod
+    video = clip(2, 8)
+    model = TR.build_model("c2d-r50-nl", nl_params("c2d-r50-nl"), form="2d", sdpa=True,
+                           dtype=torch.float32, device=device, channels_last=True)
+    want = run_torch(torch, model, video, torch.channels_last_3d)
+    modes = ["default", "reduce-overhead"]
+    if device.type == "cuda":
+        modes.append("max-autotune-no-cudagraphs")
+    for mode in modes:
+        fn = TR.compile_forward(model.forward, mode, model.tensors(),
+                                {"coordinate_descent_tuning": False})
+        t = torch.from_numpy(video).to(device).contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode():
+            got = [fn(t).float().cpu().numpy() for _ in range(3)]  # CUDA graphs: record, replay
+        for g in got:
+            assert rel_err(g, want) < 1e-4, (mode, rel_err(g, want))
+    torch._dynamo.reset()
+
+
+def test_verify_times_and_checks_compiled(torch_mod, device, tmp_path, capsys):
+    """--verify: the timed clips are the given ones repeated to each batch size, and each timed
+    configuration's scores are checked; compiled rows carry their compile time."""
+    video = clip(2, 8)
+    np.save(tmp_path / "video.npy", video)
+    common = ["--arch", "c2d-r50-nl", "--dtype", "fp32", "--tf32", "off", "--device",
+              str(device), "--channels-last"]
+    assert TR.main(common + ["--form", "2d", "--sdpa", "--input", str(tmp_path / "video.npy"),
+                             "--save-scores", str(tmp_path / "s.npy")]) == 0
+    capsys.readouterr()
+    rc = TR.main(common + ["--form", "2d", "--sdpa", "--batches", "1,3", "--iters", "2",
+                           "--warmup", "1", "--repeats", "1", "--modes", "eager,default@3",
+                           "--verify", str(tmp_path / "video.npy"), str(tmp_path / "s.npy"),
+                           "--tol", "1e-4", "--json"])
+    assert rc == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [(r["mode"], r["batch"]) for r in rows] == [("eager", 1), ("eager", 3),
+                                                       ("default", 3)]
+    for r in rows:
+        assert r["input"] == "verify" and r["check"]["ok"] and r["check"]["max_rel"] < 1e-4
+        assert r["check"]["n"] == r["batch"] and r["check"]["clips"] == min(2, r["batch"])
+        assert r["first_call_s"] > 0 and r["clips_per_s"] > 0
+    assert rows[2]["compile"] and rows[2]["compile_s"] == rows[2]["first_call_s"]
+    assert rows[2]["cudagraph_skips"] == 0  # default mode: no CUDA graphs to skip
+    assert "compile_s" not in rows[0]
+    # scores that disagree fail the run (and say so), the timing is still reported
+    np.save(tmp_path / "wrong.npy", np.load(tmp_path / "s.npy")[::-1])
+    rc = TR.main(common + ["--form", "2d", "--batches", "2", "--iters", "1", "--warmup", "0",
+                           "--repeats", "1", "--verify", str(tmp_path / "video.npy"),
+                           str(tmp_path / "wrong.npy"), "--tol", "1e-4", "--json"])
+    row = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert rc == 1 and row["check"]["ok"] is False and row["clips_per_s"] > 0
+
+
+def test_budget_skips_and_sigterm_reports(torch_mod, device):
+    base = [sys.executable, str(SCRIPT), "--arch", "c2d-r50-nl", "--crop", "64", "--device",
+            str(device), "--dtype", "fp32", "--json", "--batches", "1,2"]
+    proc = subprocess.run(base + ["--budget-s", "0"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [(r["batch"], r["skipped"]) for r in rows] == [(1, "budget of 0 s spent"),
+                                                          (2, "budget of 0 s spent")]
+    # SIGTERM during the first configuration: it is reported as cut, the second as never run
+    p = subprocess.Popen(base + ["--iters", "100000"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "eager batch 1" in line:
+            break
+    import time
+
+    time.sleep(1.0)
+    p.terminate()
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 128 + 15
+    rows = [json.loads(x) for x in out.splitlines()]
+    assert rows[0]["batch"] == 1 and rows[0]["error"].startswith("stopped by signal 15 after")
+    assert rows[1] == {**rows[1], "batch": 2, "skipped": "stopped by signal 15 (time box)"}
