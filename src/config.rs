@@ -6,11 +6,13 @@
 //! metadata, which wins over the defaults.
 
 use crate::preprocess::{Layout, Normalization};
+use crate::sampling::Rate;
 
 /// The model metadata keys of the contract (docs/design.md, "Model metadata").
-pub const METADATA_KEYS: [&str; 11] = [
+pub const METADATA_KEYS: [&str; 12] = [
     "clip.length",
     "clip.frame_stride",
+    "clip.fps",
     "preprocess.scale_size",
     "preprocess.crop_size",
     "preprocess.mean",
@@ -85,6 +87,8 @@ pub enum ConfigError {
     UnknownClipLength,
     #[error("preprocess.scale_size ({scale}) is smaller than the crop size ({crop}); the crop would not fit")]
     ScaleSmallerThanCrop { scale: u32, crop: u32 },
+    #[error("clip-fps={num}/{den} is not a sampling rate: give frames per second above 0 and at most 1000 (e.g. 25 or 30000/1001), 0 for the model's clip.fps, or -1 to count decoded frames")]
+    BadClipFps { num: i32, den: i32 },
     #[error("{what} must be at least 1")]
     Zero { what: &'static str },
     #[error("{what} is {value}, more than nonlocalclassify handles ({limit}); {hint}")]
@@ -110,6 +114,8 @@ pub const MAX_RUN_VALUES: u128 = 1 << 30;
 pub struct ModelMetadata {
     pub clip_length: Option<u32>,
     pub frame_stride: Option<u32>,
+    /// The frame rate the model was trained at: clips are then sampled by time.
+    pub clip_fps: Option<Rate>,
     pub scale_size: Option<u32>,
     pub crop_size: Option<u32>,
     pub mean: Option<[f32; 3]>,
@@ -184,6 +190,15 @@ impl ModelMetadata {
         Ok(Self {
             clip_length: uint("clip.length")?,
             frame_stride: uint("clip.frame_stride")?,
+            clip_fps: get("clip.fps")
+                .map(|v| {
+                    Rate::parse(&v).ok_or(ConfigError::BadMetadata {
+                        key: "clip.fps",
+                        value: v,
+                        expected: "a frame rate above 0 and at most 1000, as a decimal (25, 29.97) or a fraction (30000/1001)",
+                    })
+                })
+                .transpose()?,
             scale_size: uint("preprocess.scale_size")?,
             crop_size: uint("preprocess.crop_size")?,
             mean: get("preprocess.mean")
@@ -231,6 +246,8 @@ pub struct ClipConfig {
     pub clip_length: u32,
     pub frame_stride: u32,
     pub clip_stride: u32,
+    /// Sampling by time at this rate (the model's `clip.fps`); `None`: by frame count.
+    pub clip_fps: Option<Rate>,
     pub scale_size: u32,
     pub crop_size: u32,
     pub norm: Normalization,
@@ -402,6 +419,7 @@ impl ClipConfig {
             clip_length,
             frame_stride,
             clip_stride,
+            clip_fps: meta.clip_fps,
             scale_size,
             crop_size,
             norm: Normalization {
@@ -414,6 +432,22 @@ impl ClipConfig {
             fixed_batch: fixed_batch.map(|b| b as usize),
             num_classes: num_classes as usize,
         })
+    }
+
+    /// Apply the element's `clip-fps` (a fraction; 0 = the model's `clip.fps`, negative = sample
+    /// by frame count even when the model declares a rate).
+    pub fn with_clip_fps(mut self, num: i32, den: i32) -> Result<Self, ConfigError> {
+        if num < 0 {
+            self.clip_fps = None;
+        } else if num > 0 {
+            let rate = u32::try_from(den)
+                .ok()
+                .and_then(|den| Rate::new(num as u32, den))
+                .filter(Rate::within_limit)
+                .ok_or(ConfigError::BadClipFps { num, den })?;
+            self.clip_fps = Some(rate);
+        }
+        Ok(self)
     }
 
     /// Elements of one clip tensor (one batch item, one crop).
@@ -532,6 +566,29 @@ mod tests {
     }
 
     #[test]
+    fn clip_fps_from_metadata_and_property() {
+        let io = io(&[-1, 3, 8, 64, 64], &[-1, 5]);
+        let m = meta(&[("clip.fps", "25")]).unwrap();
+        let c = ClipConfig::resolve(&m, &io, Overrides::default()).unwrap();
+        assert_eq!(c.clip_fps, Rate::new(25, 1));
+        assert_eq!(
+            c.clone().with_clip_fps(0, 1).unwrap().clip_fps,
+            Rate::new(25, 1)
+        );
+        assert_eq!(c.clone().with_clip_fps(-1, 1).unwrap().clip_fps, None);
+        assert_eq!(
+            c.clone().with_clip_fps(30000, 1001).unwrap().clip_fps,
+            Rate::new(30000, 1001)
+        );
+        let e = c.clone().with_clip_fps(2000, 1).unwrap_err();
+        assert!(e.to_string().starts_with("clip-fps=2000/1 "), "{e}");
+        let none = ClipConfig::resolve(&ModelMetadata::default(), &io, Overrides::default());
+        assert_eq!(none.unwrap().clip_fps, None);
+        let e = meta(&[("clip.fps", "fast")]).unwrap_err();
+        assert!(e.to_string().contains("'clip.fps' = 'fast'"), "{e}");
+    }
+
+    #[test]
     fn conflicting_property_names_both_values() {
         let err = ClipConfig::resolve(
             &ModelMetadata::default(),
@@ -590,7 +647,7 @@ mod tests {
             "preprocess.scale_size",
             "preprocess.crop_size",
         ];
-        const ALL_KEYS: [&str; 11] = METADATA_KEYS;
+        const ALL_KEYS: [&str; 12] = METADATA_KEYS;
 
         /// Any text, and text made of the characters numbers are written with (so near-misses
         /// like "-3", "1,2", "1e99,0,2", " 8 " and "0x10" come up often).
@@ -610,6 +667,7 @@ mod tests {
             match key {
                 "clip.length" => format!("{:?}", m.clip_length),
                 "clip.frame_stride" => format!("{:?}", m.frame_stride),
+                "clip.fps" => format!("{:?}", m.clip_fps),
                 "preprocess.scale_size" => format!("{:?}", m.scale_size),
                 "preprocess.crop_size" => format!("{:?}", m.crop_size),
                 "preprocess.mean" => format!("{:?}", m.mean),
@@ -639,6 +697,7 @@ mod tests {
                 k if UINT_KEYS.contains(&k) => format!("{:?}", Some(uint(v)?)),
                 "preprocess.mean" => format!("{:?}", Some(triple(v, false)?)),
                 "preprocess.std" => format!("{:?}", Some(triple(v, true)?)),
+                "clip.fps" => format!("{:?}", Some(Rate::parse(v)?)),
                 "preprocess.layout" => format!(
                     "{:?}",
                     Some(match v.trim() {
@@ -688,7 +747,7 @@ mod tests {
 
             /// Every key at once, any values: never a panic, and an error is about one of them.
             #[test]
-            fn any_values_of_every_key(values in proptest::collection::vec(value(), 11)) {
+            fn any_values_of_every_key(values in proptest::collection::vec(value(), 12)) {
                 let pairs: Vec<(&str, &str)> =
                     ALL_KEYS.iter().copied().zip(values.iter().map(String::as_str)).collect();
                 match meta(&pairs) {

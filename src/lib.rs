@@ -4,7 +4,8 @@
 //! The GStreamer glue lives in [`nonlocalclassify`]; everything else is plain Rust with unit tests:
 //! [`sampling`] (which frames form clips), [`preprocess`] (conversion, scaling, cropping,
 //! normalisation, tensor layout), [`config`] (model metadata and properties), [`engine`] (batching,
-//! ONNX Runtime), [`labels`], [`results`] (scores, smoothing, summary, message fields) and [`meta`]
+//! ONNX Runtime), [`labels`], [`results`] (scores, smoothing, summary, message fields),
+//! [`segments`] (clip results merged into action segments) and [`meta`]
 //! (the `NonLocalClassifyMeta` buffer meta).
 #![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
@@ -18,6 +19,7 @@ pub mod nonlocalclassify;
 pub mod preprocess;
 pub mod results;
 pub mod sampling;
+pub mod segments;
 
 pub use meta::NonLocalClassifyMeta;
 pub use results::ClipResult;

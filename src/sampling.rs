@@ -1,9 +1,17 @@
 //! Clip sampling (docs/design.md "Clip sampling").
 //!
-//! Frame index n counts decoded frames from 0 since the last reset. Clip k takes frames
+//! Clips are cut from a sequence of *model frames*. Clip k takes model frames
 //! `k·clip_stride + i·frame_stride`, i = 0..clip_length−1. Only frames some clip needs are kept
 //! (and, by the element, converted at all); overlapping clips share the same `Arc`ed frames, so a
 //! frame is preprocessed once however many clips use it.
+//!
+//! By frame count (no sampling rate, the default) model frame n is decoded frame n, counted from 0
+//! since the last reset. By time ([`ClipSampler::with_rate`]: the model's `clip.fps` or the
+//! element's `clip-fps`) model frame m is the sampling instant `t_m = t0 + m / rate` (t0: PTS of the
+//! first decoded frame since the reset) and takes the decoded frame nearest to it by PTS: the first
+//! decoded frame j whose `PTS + duration / 2` is not before `t_m` ([`TimeGrid`]). With durations
+//! equal to the gaps between PTS (what decoders give) that is exactly the nearest frame, ties going
+//! to the earlier one; a source slower than the rate gives a frame to several instants.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -113,6 +121,174 @@ fn inverse_mod(a: u64, m: u64) -> u64 {
     t0.rem_euclid(i128::from(m)) as u64
 }
 
+/// Highest sampling rate (frames per second) sampling by time accepts.
+pub const MAX_RATE: u32 = 1000;
+
+/// A sampling rate in frames per second, `num / den`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub num: u32,
+    pub den: u32,
+}
+
+impl Rate {
+    /// A rate of `num / den` frames per second; `None` unless both are positive.
+    pub fn new(num: u32, den: u32) -> Option<Self> {
+        (num > 0 && den > 0).then_some(Self { num, den })
+    }
+
+    /// Parse "25", "29.97" or "30000/1001": a positive rate of at most [`MAX_RATE`] frames per
+    /// second with at most 6 decimals.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let rate = if let Some((n, d)) = text.split_once('/') {
+            Self::new(n.trim().parse().ok()?, d.trim().parse().ok()?)?
+        } else {
+            let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+            if whole.is_empty() && frac.is_empty()
+                || frac.len() > 6
+                || !whole
+                    .bytes()
+                    .chain(frac.bytes())
+                    .all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            let den = 10u64.pow(frac.len() as u32);
+            let num = whole
+                .parse::<u64>()
+                .ok()
+                .or(whole.is_empty().then_some(0))?
+                .checked_mul(den)?
+                .checked_add(frac.parse::<u64>().unwrap_or(0))?;
+            let g = gcd(num, den).max(1);
+            Self::new(u32::try_from(num / g).ok()?, u32::try_from(den / g).ok()?)?
+        };
+        rate.within_limit().then_some(rate)
+    }
+
+    /// Whether the rate is at most [`MAX_RATE`] frames per second.
+    pub fn within_limit(&self) -> bool {
+        u64::from(self.num) <= u64::from(MAX_RATE) * u64::from(self.den)
+    }
+
+    /// Frames per second as a decimal (for messages).
+    pub fn as_f64(&self) -> f64 {
+        f64::from(self.num) / f64::from(self.den)
+    }
+
+    /// Nanoseconds from the first sampling instant to instant `m` (rounded down).
+    pub fn offset(&self, m: u64) -> u64 {
+        let ns = u128::from(m) * 1_000_000_000 * u128::from(self.den) / u128::from(self.num);
+        u64::try_from(ns).unwrap_or(u64::MAX)
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.den == 1 {
+            write!(f, "{}", self.num)
+        } else {
+            write!(f, "{}/{}", self.num, self.den)
+        }
+    }
+}
+
+/// Sampling by time: which model frames (sampling instants) each decoded frame takes.
+///
+/// Decoded frame j has an effective PTS: its PTS, raised to the previous frame's when it goes
+/// backwards, or the previous frame's PTS + duration when it has none (0 for a first frame without
+/// one). It *reaches* up to `PTS + duration / 2` and takes every instant not yet taken up to
+/// there. Instants after the last frame's reach are not covered (at end of stream they count as
+/// missing frames of their clip).
+#[derive(Clone, Copy, Debug)]
+pub struct TimeGrid {
+    rate: Rate,
+    /// Effective PTS of the first decoded frame.
+    t0: Option<u64>,
+    /// Effective PTS and end (PTS + duration) of the last decoded frame.
+    last: Option<(u64, u64)>,
+    /// Instants taken so far: instants 0..covered have a frame.
+    covered: u64,
+}
+
+impl TimeGrid {
+    pub fn new(rate: Rate) -> Self {
+        Self {
+            rate,
+            t0: None,
+            last: None,
+            covered: 0,
+        }
+    }
+
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    /// Instants that have a frame (model frames 0..covered).
+    pub fn covered(&self) -> u64 {
+        self.covered
+    }
+
+    /// Time of instant `m` (ns); `None` before the first frame.
+    pub fn instant(&self, m: u64) -> Option<u64> {
+        self.t0.map(|t0| t0.saturating_add(self.rate.offset(m)))
+    }
+
+    fn effective(&self, timing: FrameTiming) -> (u64, u64) {
+        let pts = match (timing.pts, self.last) {
+            (Some(pts), Some((prev, _))) => pts.max(prev),
+            (Some(pts), None) => pts,
+            (None, Some((_, end))) => end,
+            (None, None) => 0,
+        };
+        let duration = timing.duration.unwrap_or(0);
+        (pts, duration)
+    }
+
+    /// The first instant after time `t` (ns): the smallest m with t0 + offset(m) > t.
+    fn first_after(&self, t0: u64, t: u64) -> u64 {
+        let Some(after) = t.checked_sub(t0) else {
+            return 0;
+        };
+        let (num, den) = (u128::from(self.rate.num), u128::from(self.rate.den));
+        // offset(m) = ⌊m·1e9·den / num⌋ ≤ after ⇔ m·1e9·den < (after + 1)·num.
+        let end = ((u128::from(after) + 1) * num).div_ceil(1_000_000_000 * den);
+        u64::try_from(end).unwrap_or(u64::MAX)
+    }
+
+    /// The instants a frame with `timing` would take, without taking them. Instants from
+    /// `covered()` to the start of the range are skipped: they lie more than [`MAX_REACH`] before
+    /// the frame (a gap in the stream) and get no frame.
+    pub fn peek(&self, timing: FrameTiming) -> std::ops::Range<u64> {
+        let (pts, duration) = self.effective(timing);
+        let reach = pts.saturating_add((duration / 2).min(MAX_REACH));
+        let t0 = self.t0.unwrap_or(pts);
+        let end = self.first_after(t0, reach).max(self.covered);
+        let start = pts
+            .checked_sub(MAX_REACH + 1)
+            .map_or(0, |before| self.first_after(t0, before))
+            .clamp(self.covered, end);
+        start..end
+    }
+
+    /// Account for the next decoded frame; returns the instants it takes.
+    pub fn take(&mut self, timing: FrameTiming) -> std::ops::Range<u64> {
+        let range = self.peek(timing);
+        let (pts, duration) = self.effective(timing);
+        self.t0.get_or_insert(pts);
+        self.last = Some((pts, pts.saturating_add(duration)));
+        self.covered = range.end;
+        range
+    }
+}
+
+/// How far (ns) a decoded frame reaches in sampling by time: instants more than this after its
+/// PTS are left to later frames, instants more than this before it get no frame. Bounds the work
+/// one frame can cause whatever its duration or the gap before it.
+pub const MAX_REACH: u64 = 5_000_000_000;
+
 /// Timing of one frame (nanoseconds; `None` when the buffer had none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameTiming {
@@ -142,14 +318,23 @@ struct Kept<F> {
 /// Keeps the frames that pending clips still need and cuts clips as they complete.
 pub struct ClipSampler<F> {
     sampling: Sampling,
+    /// Decoded frames pushed since the last reset.
     next_index: u64,
+    /// Sampling by time; `None`: model frame n is decoded frame n.
+    grid: Option<TimeGrid>,
     next_clip: u64,
     kept: VecDeque<Kept<F>>,
 }
 
 impl<F> ClipSampler<F> {
-    /// A sampler; zero lengths or strides are taken as 1.
+    /// A sampler by frame count; zero lengths or strides are taken as 1.
     pub fn new(sampling: Sampling) -> Self {
+        Self::with_rate(sampling, None)
+    }
+
+    /// A sampler by time at `rate` (by frame count when `None`); zero lengths or strides are
+    /// taken as 1.
+    pub fn with_rate(sampling: Sampling, rate: Option<Rate>) -> Self {
         Self {
             sampling: Sampling {
                 clip_length: sampling.clip_length.max(1),
@@ -157,6 +342,7 @@ impl<F> ClipSampler<F> {
                 clip_stride: sampling.clip_stride.max(1),
             },
             next_index: 0,
+            grid: rate.map(TimeGrid::new),
             next_clip: 0,
             kept: VecDeque::new(),
         }
@@ -166,43 +352,81 @@ impl<F> ClipSampler<F> {
         self.sampling
     }
 
+    /// The sampling rate when sampling by time.
+    pub fn rate(&self) -> Option<Rate> {
+        self.grid.map(|g| g.rate())
+    }
+
     /// Forget every frame and start counting from 0 again (stream start, flush, caps change).
     pub fn reset(&mut self) {
         self.next_index = 0;
         self.next_clip = 0;
         self.kept.clear();
+        if let Some(grid) = &mut self.grid {
+            *grid = TimeGrid::new(grid.rate());
+        }
     }
 
-    /// Index the next pushed frame will get.
+    /// Index the next pushed decoded frame will get.
     pub fn next_index(&self) -> u64 {
         self.next_index
     }
 
-    /// Whether the next frame is sampled, i.e. whether the caller must preprocess it.
-    pub fn wants_next(&self) -> bool {
-        self.sampling.is_sampled(self.next_index)
+    /// Model frames that have a frame so far (decoded frames when sampling by frame count).
+    pub fn covered(&self) -> u64 {
+        self.grid.map_or(self.next_index, |g| g.covered())
     }
 
-    /// Frames held at the moment (for tests and memory accounting).
+    /// Whether the next frame is sampled (by frame count), i.e. whether the caller must
+    /// preprocess it. Sampling by time needs the frame's timing: use [`Self::wants`].
+    pub fn wants_next(&self) -> bool {
+        self.wants(FrameTiming::default())
+    }
+
+    /// Whether the next frame, with `timing`, is sampled, i.e. whether the caller must
+    /// preprocess it.
+    pub fn wants(&self, timing: FrameTiming) -> bool {
+        match &self.grid {
+            None => self.sampling.is_sampled(self.next_index),
+            Some(grid) => grid.peek(timing).any(|m| self.sampling.is_sampled(m)),
+        }
+    }
+
+    /// Frames held at the moment, one per model frame (for tests and memory accounting).
     pub fn kept_frames(&self) -> usize {
         self.kept.len()
     }
 
-    /// Account for the next decoded frame; `frame` must be `Some` when `wants_next()` was true
+    /// Account for the next decoded frame; `frame` must be `Some` when `wants(timing)` was true
     /// (a `None` there is ignored). Returns the clips this frame completes, oldest first.
     pub fn push(&mut self, frame: Option<F>, timing: FrameTiming) -> Vec<Clip<F>> {
         let n = self.next_index;
         self.next_index += 1;
-        if let Some(frame) = frame.filter(|_| self.sampling.is_sampled(n)) {
-            self.kept.push_back(Kept {
-                index: n,
-                frame: Arc::new(frame),
-                timing,
-            });
+        let before = self.covered();
+        let taken = match &mut self.grid {
+            None => n..n + 1,
+            Some(grid) => grid.take(timing),
+        };
+        // Instants skipped over a gap have no frame: clips starting there are skipped at once.
+        let skipped = before..taken.start;
+        if let Some(frame) = frame {
+            let frame = Arc::new(frame);
+            for m in taken.clone().filter(|&m| self.sampling.is_sampled(m)) {
+                self.kept.push_back(Kept {
+                    index: m,
+                    frame: Arc::clone(&frame),
+                    timing,
+                });
+            }
         }
+        let covered = self.covered();
         let mut clips = Vec::new();
-        while self.sampling.clip_end(self.next_clip) <= n {
-            if let Some(clip) = self.cut(self.next_clip, n) {
+        while self.sampling.clip_end(self.next_clip) < covered {
+            if skipped.contains(&self.sampling.clip_start(self.next_clip)) {
+                self.next_clip = taken.start.div_ceil(self.sampling.step());
+                continue;
+            }
+            if let Some(clip) = self.cut(self.next_clip, covered - 1) {
                 clips.push(clip);
             }
             self.next_clip += 1;
@@ -215,8 +439,9 @@ impl<F> ClipSampler<F> {
     /// have at least half of their frames, else dropped. The sampler is reset afterwards.
     pub fn finish(&mut self) -> Vec<Clip<F>> {
         let mut clips = Vec::new();
-        if self.next_index > 0 {
-            let last = self.next_index - 1;
+        let covered = self.covered();
+        if covered > 0 {
+            let last = covered - 1;
             let mut k = self.next_clip;
             while self.sampling.clip_start(k) <= last {
                 if let Some(clip) = self.cut(k, last) {
@@ -444,6 +669,150 @@ mod tests {
         assert_eq!(clips, vec![(0, vec![0, 1])]);
     }
 
+    /// Push decoded frames with the given PTS (ms) and durations (ms); the payload is the frame
+    /// index. Returns the complete clips as (index, frame ids) and the clips finish() adds.
+    fn run_timed(
+        sampler: &mut ClipSampler<u64>,
+        frames: &[(u64, u64)],
+    ) -> (Vec<(u64, Vec<u64>)>, Vec<(u64, Vec<u64>)>) {
+        let ids = |c: Clip<u64>| (c.index, c.frames.iter().map(|f| **f).collect());
+        let mut out = Vec::new();
+        for (n, &(pts, duration)) in frames.iter().enumerate() {
+            let t = FrameTiming {
+                pts: Some(pts * 1_000_000),
+                duration: Some(duration * 1_000_000),
+            };
+            let frame = sampler.wants(t).then_some(n as u64);
+            out.extend(sampler.push(frame, t).into_iter().map(ids));
+        }
+        let tail = sampler.finish().into_iter().map(ids).collect();
+        (out, tail)
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(Rate::parse("25"), Rate::new(25, 1));
+        assert_eq!(Rate::parse(" 29.97 "), Rate::new(2997, 100));
+        assert_eq!(Rate::parse("30000/1001"), Rate::new(30000, 1001));
+        assert_eq!(Rate::parse("12.50"), Rate::new(25, 2));
+        assert_eq!(Rate::parse(".5"), Rate::new(1, 2));
+        assert_eq!(Rate::parse("1000"), Rate::new(1000, 1));
+        for bad in [
+            "",
+            "0",
+            "-25",
+            "25fps",
+            "1e3",
+            "1001",
+            "2/0",
+            "0/1",
+            "1.2345678",
+            ".",
+        ] {
+            assert_eq!(Rate::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Rate::new(25, 1).unwrap().offset(3), 120_000_000);
+        // 30000/1001: instant 1 at 33.366 666… ms, rounded down.
+        assert_eq!(Rate::new(30000, 1001).unwrap().offset(1), 33_366_666);
+        assert_eq!(Rate::new(30000, 1001).unwrap().to_string(), "30000/1001");
+    }
+
+    #[test]
+    fn by_time_a_faster_source_gives_the_nearest_frames() {
+        // 50 fps source (20 ms), 25 fps model: every second frame. Clips of 4 instants, stride 1.
+        let frames: Vec<(u64, u64)> = (0..17).map(|n| (n * 20, 20)).collect();
+        let mut sampler = ClipSampler::with_rate(s(4, 1, 4), Rate::new(25, 1));
+        let (clips, tail) = run_timed(&mut sampler, &frames);
+        assert_eq!(clips, vec![(0, vec![0, 2, 4, 6]), (1, vec![8, 10, 12, 14])]);
+        // Frame 16 (320 ms) takes instant 8; clip 2 has 1 of 4: dropped.
+        assert!(tail.is_empty());
+        // Frames between the instants are not asked for.
+        let t = |ms: u64| FrameTiming {
+            pts: Some(ms * 1_000_000),
+            duration: Some(20_000_000),
+        };
+        let mut sampler: ClipSampler<u64> = ClipSampler::with_rate(s(4, 1, 4), Rate::new(25, 1));
+        assert!(sampler.wants(t(0)));
+        sampler.push(Some(0), t(0));
+        assert!(!sampler.wants(t(20)));
+        sampler.push(None, t(20));
+        assert!(sampler.wants(t(40)));
+    }
+
+    #[test]
+    fn by_time_30_fps_rounds_to_the_nearest_frame() {
+        // 30 fps: frame j at j·33⅓ ms; instant m at 40·m ms is nearest frame round(1.2·m).
+        let frames: Vec<(u64, u64)> = (0..12)
+            .map(|n| (n * 100 / 3, (n * 100 + 100) / 3 - n * 100 / 3))
+            .collect();
+        let mut sampler = ClipSampler::with_rate(s(4, 1, 4), Rate::new(25, 1));
+        let (clips, _) = run_timed(&mut sampler, &frames);
+        assert_eq!(clips, vec![(0, vec![0, 1, 2, 4]), (1, vec![5, 6, 7, 8])]);
+        // frame-stride 2 and overlapping clips: instants k·2 + 2·i.
+        let mut sampler = ClipSampler::with_rate(s(2, 2, 2), Rate::new(25, 1));
+        let (clips, _) = run_timed(&mut sampler, &frames);
+        // instants 0,2 → frames 0,2 (2.4); 2,4 → 2,5 (4.8); 4,6 → 5,7 (7.2); 6,8 → 7,10 (9.6)
+        assert_eq!(
+            clips,
+            vec![
+                (0, vec![0, 2]),
+                (1, vec![2, 5]),
+                (2, vec![5, 7]),
+                (3, vec![7, 10])
+            ]
+        );
+    }
+
+    #[test]
+    fn by_time_a_slower_source_repeats_frames() {
+        // 12.5 fps (80 ms) at 25: each frame takes two instants; an instant halfway between two
+        // frames (40 ms after frame 0, 40 before frame 1) goes to the earlier one.
+        let frames: Vec<(u64, u64)> = (0..4).map(|n| (n * 80, 80)).collect();
+        let mut sampler = ClipSampler::with_rate(s(4, 1, 4), Rate::new(25, 1));
+        let (clips, tail) = run_timed(&mut sampler, &frames);
+        assert_eq!(clips, vec![(0, vec![0, 0, 1, 1]), (1, vec![2, 2, 3, 3])]);
+        assert!(tail.is_empty());
+        assert_eq!(sampler.next_index(), 0, "finish resets");
+    }
+
+    #[test]
+    fn by_time_first_frame_sets_the_grid_and_eos_pads() {
+        // PTS starting at 10 s; instants every 40 ms from there. 5 frames at 25 fps: clip 0
+        // complete, clip 1 (instants 4..7) has 1 of 4 → dropped; with clips of 3: clip 1 has
+        // instants 3, 4 (2 of 3) → padded.
+        let frames: Vec<(u64, u64)> = (0..5).map(|n| (10_000 + n * 40, 40)).collect();
+        let mut sampler = ClipSampler::with_rate(s(3, 1, 3), Rate::new(25, 1));
+        let (clips, tail) = run_timed(&mut sampler, &frames);
+        assert_eq!(clips, vec![(0, vec![0, 1, 2])]);
+        assert_eq!(tail, vec![(1, vec![3, 4, 4])]);
+    }
+
+    #[test]
+    fn by_time_a_gap_skips_instants_and_bounds_work() {
+        // Two frames an hour apart: the instants more than MAX_REACH (5 s) before the second get
+        // no frame, so the clips they belong to never come out; the second frame takes the 126
+        // instants from 5 s before its PTS to its reach (20 ms after), i.e. clips 44938..=44999.
+        let hour = 3_600_000u64;
+        let mut sampler = ClipSampler::with_rate(s(2, 1, 2), Rate::new(25, 1));
+        let (clips, tail) = run_timed(&mut sampler, &[(0, 40), (hour, 40)]);
+        let indices: Vec<u64> = clips.iter().map(|c| c.0).collect();
+        assert_eq!(indices, (44938..=44999).collect::<Vec<_>>());
+        assert!(clips.iter().all(|c| c.1 == [1, 1]));
+        // Instant 90000 (the frame's own) is left for clip 45000, which has 1 of 2: kept at EOS.
+        assert_eq!(tail, vec![(45000, vec![1, 1])]);
+        // A frame lasting for ever reaches only 5 s.
+        let mut sampler: ClipSampler<u64> = ClipSampler::with_rate(s(2, 1, 2), Rate::new(25, 1));
+        let t = |ms: u64, d: u64| FrameTiming {
+            pts: Some(ms * 1_000_000),
+            duration: Some(d.saturating_mul(1_000_000)),
+        };
+        sampler.push(Some(0), t(0, 40));
+        let clips = sampler.push(Some(1), t(hour, u64::MAX));
+        assert_eq!(sampler.covered(), (hour + 5_000) / 40 + 1);
+        assert_eq!(clips.len(), 45062 - 44938 + 1);
+        assert_eq!(sampler.kept_frames(), 0);
+    }
+
     // -----------------------------------------------------------------------------------------
     // Properties: the sampler against a direct transcription of docs/design.md "Clip sampling".
 
@@ -556,6 +925,76 @@ mod tests {
                 if s.clip_length == 1 {
                     prop_assert_eq!(sampler.push(Some(7), timing(0)).len(), 1);
                 }
+            }
+
+            /// Sampling by time against a direct transcription of docs/design.md: instant
+            /// m = t0 + m/rate takes the decoded frame nearest to it by PTS (ties: the earlier),
+            /// as long as it is not after the last frame's PTS + half its duration, decoded frames
+            /// lasting until the next one's PTS. Only frames some instant takes are asked for;
+            /// clips come out as soon as their last instant has its frame, with that frame's timing.
+            #[test]
+            fn by_time_clips_take_the_nearest_frames(
+                s in sampling(),
+                rate in prop_oneof![Just((25u32, 1u32)), Just((30000, 1001)), (1u32..=120, 1u32..=4)],
+                start in prop_oneof![Just(0u64), 0u64..10_000_000_000],
+                gaps in proptest::collection::vec(1u64..120_000_000, 1..120),
+                last_duration in 0u64..120_000_000,
+            ) {
+                let rate = Rate::new(rate.0, rate.1).unwrap();
+                let mut pts = vec![start];
+                for g in &gaps[..gaps.len() - 1] {
+                    pts.push(pts.last().unwrap() + g);
+                }
+                let duration = |j: usize| pts.get(j + 1).map_or(last_duration, |next| next - pts[j]);
+                let end = pts.last().unwrap() + last_duration / 2;
+                // The frame of every instant up to the last frame's reach, by brute force.
+                let nearest: Vec<usize> = (0..)
+                    .map(|m| start + rate.offset(m))
+                    .take_while(|&t| t <= end)
+                    .map(|t| {
+                        (0..pts.len())
+                            .min_by_key(|&j| (pts[j].abs_diff(t), j))
+                            .unwrap()
+                    })
+                    .collect();
+                let covered = nearest.len() as u64;
+                let frame_of = |m: u64| nearest[m as usize] as u64;
+                let want: Vec<(u64, Vec<u64>)> = design_complete(s, covered)
+                    .into_iter()
+                    .map(|(k, f)| (k, f.into_iter().map(frame_of).collect()))
+                    .collect();
+                let want_tail: Vec<(u64, Vec<u64>, u32)> = design_tail(s, covered)
+                    .into_iter()
+                    .map(|(k, f, p)| (k, f.into_iter().map(frame_of).collect(), p))
+                    .collect();
+
+                let mut sampler = ClipSampler::with_rate(s, Some(rate));
+                let mut got = Vec::new();
+                for j in 0..pts.len() {
+                    let t = FrameTiming { pts: Some(pts[j]), duration: Some(duration(j)) };
+                    let needed = nearest.iter().enumerate().any(|(m, &f)| {
+                        f == j && design_sampled(s, m as u64)
+                    });
+                    prop_assert_eq!(sampler.wants(t), needed, "frame {}", j);
+                    for clip in sampler.push(needed.then_some(j as u64), t) {
+                        let ids: Vec<u64> = clip.frames.iter().map(|f| **f).collect();
+                        prop_assert_eq!(clip.timestamp, Some(pts[ids[0] as usize]));
+                        let last = *ids.last().unwrap() as usize;
+                        prop_assert_eq!(
+                            clip.duration,
+                            Some(pts[last] + duration(last) - pts[ids[0] as usize])
+                        );
+                        got.push((clip.index, ids));
+                    }
+                }
+                prop_assert_eq!(sampler.covered(), covered);
+                prop_assert_eq!(&got, &want);
+                let tail: Vec<(u64, Vec<u64>, u32)> = sampler
+                    .finish()
+                    .into_iter()
+                    .map(|c| (c.index, c.frames.iter().map(|f| **f).collect(), c.padded))
+                    .collect();
+                prop_assert_eq!(&tail, &want_tail);
             }
 
             /// Frames without timestamps, `Some` for frames nobody samples, and `None` for frames

@@ -1,6 +1,7 @@
-//! The `classify` example end to end: the built binary run on videos encoded here, on the real
-//! Kinetics clip with the default model, with lists, both output formats and errors, and compared
-//! with the summary of a plain pipeline around the element.
+//! The `nonlocal-classify` program end to end: the built binary run on videos encoded here, on the
+//! real Kinetics clip with the default model, with lists, every output format, timelines (parsed,
+//! and read by GStreamer's subparse) and errors, compared with the summary of a plain pipeline
+//! around the element, and installed into a prefix of its own.
 
 mod common;
 
@@ -16,50 +17,9 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The example binary: next to this test's directory (`target/<profile>/examples/`), built by
-/// `cargo test`; built here when missing (e.g. `cargo test --test classify` alone).
+/// The program, built by cargo for this test.
 fn binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps");
-        let bin = profile_dir.join("examples").join("classify");
-        let newest_source = ["examples/classify.rs", "src"]
-            .iter()
-            .filter_map(|p| newest(&manifest_dir().join(p)))
-            .max();
-        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-        if built.is_none() || built < newest_source {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(manifest_dir())
-                .args(["build", "--example", "classify"]);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("cargo runs");
-            assert!(status.success(), "cargo build --example classify failed");
-        }
-        bin
-    })
-    .clone()
-}
-
-/// Latest modification time of a file or of any file under a directory.
-fn newest(path: &Path) -> Option<std::time::SystemTime> {
-    let meta = std::fs::metadata(path).ok()?;
-    if meta.is_dir() {
-        std::fs::read_dir(path)
-            .ok()?
-            .flatten()
-            .filter_map(|e| newest(&e.path()))
-            .max()
-    } else {
-        meta.modified().ok()
-    }
+    PathBuf::from(env!("CARGO_BIN_EXE_nonlocal-classify"))
 }
 
 fn model(name: &str) -> String {
@@ -489,4 +449,339 @@ fn arm_wrestling_with_the_default_model() {
     assert_eq!(line.labels.0[0].0, "arm wrestling", "{line:?}");
     let sum: f64 = line.labels.0.iter().map(|(_, p)| p).sum();
     assert!(sum <= 1.0 + 1e-6, "{sum}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// PaddleHub spellings, timelines, per-clip CSV, the installed program.
+
+#[test]
+fn paddlehub_spellings_work() {
+    let v = videos();
+    let probe = model("probe.onnx");
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("classify-hub-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("list.txt");
+    std::fs::write(&list, format!("{}\n", v.avi)).unwrap();
+    let ours = run(&[
+        "--model",
+        &probe,
+        "--output",
+        "json",
+        "--input-path",
+        &v.ogv,
+        "--input-file",
+        list.to_str().unwrap(),
+    ]);
+    assert!(ours.status.success(), "{}", stderr(&ours));
+    for use_gpu in [
+        &["--use_gpu", "False"][..],
+        &["--use_gpu=false"],
+        &["--use-gpu", "0"],
+    ] {
+        let mut args = vec![
+            "--model",
+            &probe,
+            "--output",
+            "json",
+            "--input_path",
+            &v.ogv,
+        ];
+        args.extend(use_gpu);
+        args.extend(["--input_file", list.to_str().unwrap()]);
+        let hub = run(&args);
+        assert!(hub.status.success(), "{args:?}: {}", stderr(&hub));
+        assert_eq!(stdout(&hub), stdout(&ours), "{args:?}");
+    }
+    // --use_gpu True asks for CUDA: on a machine without it, a clear error naming CUDA.
+    let gpu = run(&["--model", &probe, "--use_gpu", "True", &v.ogv]);
+    if !gpu.status.success() {
+        let err = stderr(&gpu);
+        assert!(err.starts_with("error: ") && err.contains("CUDA"), "{err}");
+    }
+    // A bare --use-gpu still leaves the next argument to be a video.
+    let out = run(&["--model", "/nonexistent.onnx", "--use-gpu", &v.ogv]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+/// A 4 s video at 25 fps, red, then green from 1.0 s, blue from 2.2 s, red from 3.1 s (MJPEG in
+/// AVI, 32×16).
+fn colour_video() -> &'static str {
+    static VIDEO: OnceLock<String> = OnceLock::new();
+    VIDEO.get_or_init(|| {
+        common::init();
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("colour-{}.avi", std::process::id()));
+        let pipeline = gst::parse::launch(&format!(
+            "appsrc name=src format=time caps=video/x-raw,format=RGB,width=32,height=16,framerate=25/1 \
+             ! videoconvert ! jpegenc quality=95 ! avimux ! filesink location=\"{}\"",
+            path.display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let src = pipeline
+            .by_name("src")
+            .unwrap()
+            .downcast::<gst_app::AppSrc>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        for n in 0..100u64 {
+            let ms = n * 40;
+            let rgb: [u8; 3] = match ms {
+                0..1000 => [230, 20, 20],
+                1000..2200 => [20, 230, 20],
+                2200..3100 => [20, 20, 230],
+                _ => [230, 20, 20],
+            };
+            let mut b = gst::Buffer::from_mut_slice(rgb.repeat(32 * 16));
+            let bm = b.get_mut().unwrap();
+            bm.set_pts(gst::ClockTime::from_mseconds(ms));
+            bm.set_duration(gst::ClockTime::from_mseconds(40));
+            src.push_buffer(b).unwrap();
+        }
+        src.end_of_stream().unwrap();
+        let bus = pipeline.bus().unwrap();
+        for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+            match msg.view() {
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+                _ => {}
+            }
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        path.to_string_lossy().into_owned()
+    })
+}
+
+/// The truth of `colour_video`: (label, start ms).
+const COLOURS: [(&str, u64); 4] = [("red", 0), ("green", 1000), ("blue", 2200), ("red", 3100)];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonSegment {
+    path: String,
+    segment: u64,
+    label: String,
+    start: f64,
+    end: f64,
+    score: f64,
+    clips: u64,
+    first_clip: u64,
+    last_clip: u64,
+}
+
+/// Parse WebVTT or SubRip cues: (start ms, end ms, text), checking the layout on the way.
+fn parse_cues(text: &str, vtt: bool) -> Vec<(u64, u64, String)> {
+    let body = if vtt {
+        text.strip_prefix("WEBVTT\n\n").expect("WEBVTT header")
+    } else {
+        text
+    };
+    let sep = if vtt { '.' } else { ',' };
+    let time = |t: &str| -> u64 {
+        let (hms, ms) = t.split_once(sep).unwrap_or_else(|| panic!("{t}"));
+        let parts: Vec<u64> = hms.split(':').map(|p| p.parse().unwrap()).collect();
+        assert_eq!((parts.len(), ms.len()), (3, 3), "{t}");
+        ((parts[0] * 60 + parts[1]) * 60 + parts[2]) * 1000 + ms.parse::<u64>().unwrap()
+    };
+    assert!(body.ends_with("\n\n"), "{text:?}");
+    body.trim_end()
+        .split("\n\n")
+        .enumerate()
+        .map(|(i, cue)| {
+            let lines: Vec<&str> = cue.lines().collect();
+            assert_eq!(lines.len(), 3, "{cue:?}");
+            assert_eq!(lines[0], (i + 1).to_string());
+            let (a, b) = lines[1].split_once(" --> ").expect("cue timing");
+            (time(a), time(b), lines[2].to_string())
+        })
+        .collect()
+}
+
+/// What subparse makes of a subtitle file: (PTS ms, duration ms, text) per buffer.
+fn subparse(path: &Path) -> Vec<(u64, u64, String)> {
+    common::init();
+    let desc = format!(
+        "filesrc location=\"{}\" ! subparse ! appsink name=sink sync=false",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut out = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let buffer = sample.buffer().unwrap();
+        let map = buffer.map_readable().unwrap();
+        out.push((
+            buffer.pts().unwrap().mseconds(),
+            buffer.duration().unwrap().mseconds(),
+            String::from_utf8_lossy(&map).trim().to_string(),
+        ));
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
+}
+
+#[test]
+fn timelines_as_json_subtitles_and_csv() {
+    let video = colour_video();
+    let colour = model("colour_25fps.onnx");
+    let json = run(&["--model", &colour, "--timeline", "json", video]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let segments: Vec<JsonSegment> = stdout(&json)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let labels: Vec<&str> = segments.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels, ["red", "green", "blue", "red"], "{}", stdout(&json));
+    // Clips of 8 frames at 25 fps, one every 320 ms: boundaries within one clip stride.
+    for (s, (_, at)) in segments.iter().zip(COLOURS) {
+        assert!((s.start * 1000.0 - at as f64).abs() <= 320.0, "{s:?}");
+        assert_eq!(s.path, video);
+        assert!(s.score > 0.5 && s.end > s.start, "{s:?}");
+    }
+    assert_eq!(
+        segments.iter().map(|s| s.segment).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert_eq!(segments[0].first_clip, 0);
+    for w in segments.windows(2) {
+        assert_eq!(w[1].first_clip, w[0].last_clip + 1);
+        assert_eq!(w[1].start, w[0].end);
+    }
+    let clips: u64 = segments.iter().map(|s| s.clips).sum();
+    assert_eq!(
+        clips, 13,
+        "4 s of consecutive 320 ms clips, the last one padded"
+    );
+
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("timelines-{}", std::process::id()));
+    for (format, vtt) in [("vtt", true), ("srt", false)] {
+        let out = run(&["--model", &colour, "--timeline", format, video]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let cues = parse_cues(&text, vtt);
+        assert_eq!(cues.len(), 4, "{text}");
+        for (cue, s) in cues.iter().zip(&segments) {
+            assert_eq!(cue.0, (s.start * 1000.0).round() as u64);
+            assert_eq!(cue.1, (s.end * 1000.0).round() as u64);
+            assert_eq!(cue.2, format!("{} ({:.0}%)", s.label, 100.0 * s.score));
+        }
+        // The same file through --timeline-dir, next to the JSON answer on stdout; subparse
+        // reads it back cue by cue.
+        let out = run(&[
+            "--model",
+            &colour,
+            "--timeline",
+            format,
+            "--timeline-dir",
+            dir.to_str().unwrap(),
+            "--output",
+            "json",
+            video,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(lines(&out).len(), 1);
+        let file = dir.join(format!("colour-{}.{format}", std::process::id()));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+        let parsed = subparse(&file);
+        let want: Vec<(u64, u64, String)> = cues
+            .iter()
+            .map(|(a, b, t)| (*a, b - a, t.clone()))
+            .collect();
+        assert_eq!(parsed, want, "subparse read {format}");
+    }
+
+    // Per-clip CSV: a header, then top-k rows per clip, best first.
+    let out = run(&["--model", &colour, "--output", "csv", "--top-k", "2", video]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["path", "clip", "start", "end", "rank", "label", "score"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 13 * 2);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(&row[0], video);
+        assert_eq!(row[1].parse::<usize>().unwrap(), i / 2);
+        assert_eq!(row[4].parse::<usize>().unwrap(), i % 2 + 1);
+        let start: f64 = row[2].parse().unwrap();
+        // Clip k starts at 320·k ms (25 fps source, clips of 8 frames by time).
+        assert!((start - 0.32 * (i / 2) as f64).abs() < 0.021, "{row:?}");
+    }
+    // Clip 3 (960–1280 ms) is mostly green.
+    assert_eq!(&rows[6][5], "green");
+
+    // Subtitles of several videos need one file each.
+    let out = run(&["--model", &colour, "--timeline", "vtt", video, video]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--timeline-dir"), "{}", stderr(&out));
+}
+
+#[test]
+fn installed_program_runs_from_its_prefix() {
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let root =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("install-{}", std::process::id()));
+    // The tests' own build directory and profile: installing reuses what is built.
+    let target = binary()
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/nonlocal-classify")
+        .to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(manifest_dir())
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "install",
+            "--path",
+            ".",
+            "--locked",
+            "--offline",
+            "--debug",
+            "--root",
+        ])
+        .arg(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo install failed");
+    let installed = root.join("bin/nonlocal-classify");
+    // From another directory, with no plugin path: the program carries the element.
+    let out = Command::new(&installed)
+        .current_dir(&root)
+        .env_remove("GST_PLUGIN_PATH")
+        .args([
+            "--model",
+            &model("probe.onnx"),
+            "--output",
+            "json",
+            &videos().ogv,
+        ])
+        .output()
+        .expect("installed program runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let here = run(&[
+        "--model",
+        &model("probe.onnx"),
+        "--output",
+        "json",
+        &videos().ogv,
+    ]);
+    assert_eq!(stdout(&out), stdout(&here));
+    let version = Command::new(&installed).arg("--version").output().unwrap();
+    assert_eq!(
+        stdout(&version).trim(),
+        format!("nonlocal-classify {}", env!("CARGO_PKG_VERSION"))
+    );
 }

@@ -18,6 +18,9 @@ sampling, channel order, cropping, normalisation, layout and element type end to
   declares, and one that returns NaN; the element must refuse or report each with one error.
 - slow_probe.onnx: probe.onnx's scores, computed after slow.onnx's chain of products (its result
   multiplied by zero), so a clip is in flight long enough for flushes to race it.
+- colour.onnx, colour_25fps.onnx (segments, timelines, sampling by time): clips of 8 frames, scores
+  = the mean of R, G and B over the clip scaled to 0..1, labelled "red", "green", "blue": the label
+  is the colour most of the clip's frames show. colour_25fps.onnx declares clip.fps 25.
 
 Usage: python3 tools/make_test_models.py [OUT_DIR]    (needs the `onnx` and `numpy` packages)
 """
@@ -233,6 +236,19 @@ def slow_probe(rounds=24, width=256):
     return g.to_model("slow_probe", probe_meta(name="slow_probe"))
 
 
+def colour(fps=None):
+    g = Graph()
+    x = g.input("video", ["N", 3, "T", S, S])
+    out = channel_means(g, x, [2, 3, 4])  # N,3
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 3])
+    name = "colour" if fps is None else f"colour_{fps}fps"
+    props = metadata(clip_length=8, frame_stride=1, scale_size=S, crop_size=S, mean=(0, 0, 0),
+                     std=(255, 255, 255), output_kind="probabilities",
+                     labels=["red", "green", "blue"], name=name, weights="test", fps=fps)
+    return g.to_model(name, props)
+
+
 def hostile_models():
     return {
         "hostile_clip_length.onnx": hostile_meta("clip.length", "-3"),
@@ -263,6 +279,8 @@ def main():
         "bad_channels4.onnx": bad("bad_channels4", ["N", 4, T, S, S], 2),
         "bad_int64.onnx": bad("bad_int64", ["N", 3, T, S, S], 2, TensorProto.INT64),
         "bad_one_class.onnx": bad("bad_one_class", ["N", 3, T, S, S], 1),
+        "colour.onnx": colour(),
+        "colour_25fps.onnx": colour(25),
     }
     models.update(hostile_models())
     for name, model in models.items():

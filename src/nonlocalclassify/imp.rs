@@ -32,6 +32,7 @@ use crate::preprocess::{
 };
 use crate::results::{clip_scores, ClipResult, Smoother, Summary, MESSAGE_NAME};
 use crate::sampling::{Clip, ClipSampler, FrameTiming, Sampling};
+use crate::segments::{self, Hysteresis, Segmenter};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -59,6 +60,9 @@ const MAX_PENDING: u32 = 1024;
 const MAX_BATCH: u32 = 256;
 const MAX_BATCH_TIMEOUT_MS: u32 = 10_000;
 const MAX_GPU_MEMORY_MIB: u32 = 1 << 20;
+const DEFAULT_SEGMENT_HYSTERESIS: u32 = 2;
+const DEFAULT_SEGMENT_MARGIN: f64 = 0.0;
+const MAX_SEGMENT_HYSTERESIS: u32 = 1000;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -77,6 +81,10 @@ struct Settings {
     max_batch: u32,
     batch_timeout_ms: u32,
     gpu_memory_limit: u32,
+    /// `clip-fps` as num/den: 0 = the model's `clip.fps`, negative = by frame count.
+    clip_fps: (i32, i32),
+    segment_hysteresis: u32,
+    segment_margin: f64,
 }
 
 impl Default for Settings {
@@ -97,6 +105,9 @@ impl Default for Settings {
             max_batch: DEFAULT_MAX_BATCH,
             batch_timeout_ms: DEFAULT_BATCH_TIMEOUT_MS,
             gpu_memory_limit: 0,
+            clip_fps: (0, 1),
+            segment_hysteresis: DEFAULT_SEGMENT_HYSTERESIS,
+            segment_margin: DEFAULT_SEGMENT_MARGIN,
         }
     }
 }
@@ -132,6 +143,7 @@ struct Queue {
 struct Post {
     smoother: Smoother,
     summary: Summary,
+    segments: Segmenter,
 }
 
 /// What the streaming thread and the worker share.
@@ -255,6 +267,7 @@ impl NonLocalClassify {
                 clip_stride: settings.clip_stride,
             },
         )
+        .and_then(|c| c.with_clip_fps(settings.clip_fps.0, settings.clip_fps.1))
         .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("model '{}': {}", model, e)))?;
         engine.register(Batching {
             max_batch: settings.max_batch.max(1) as usize,
@@ -290,12 +303,15 @@ impl NonLocalClassify {
         gst::info!(
             CAT,
             imp = self,
-            "Model {} on {}: clips of {} frames every {} (next clip after {}), {}² crops from short side {}, {:?} {:?}, {} classes, labels from {:?}",
+            "Model {} on {}: clips of {} frames every {} (next clip after {}, {}), {}² crops from short side {}, {:?} {:?}, {} classes, labels from {:?}",
             model,
             engine.describe(),
             config.clip_length,
             config.frame_stride,
             config.clip_stride,
+            config
+                .clip_fps
+                .map_or("by frame count".to_string(), |r| format!("by time at {r} fps")),
             config.crop_size,
             config.scale_size,
             config.layout,
@@ -338,6 +354,7 @@ impl NonLocalClassify {
         let mut post = lock(&shared.post);
         post.smoother.reset();
         post.summary.reset();
+        post.segments.reset();
         shared.dropped.store(0, Ordering::SeqCst);
     }
 
@@ -543,7 +560,7 @@ fn publish(
     scores: Vec<f64>,
     element: &super::NonLocalClassify,
 ) {
-    let result = {
+    let (result, closed) = {
         // Held until the result is queued for the meta, so a flush either comes before (and the
         // result is dropped) or after (and clears it).
         let q = lock(&shared.queue);
@@ -559,6 +576,16 @@ fn publish(
         );
         let smoothed = post.smoother.push(scores);
         let (labels, ranked) = ClipResult::ranked(&smoothed, &cfg.labels, cfg.top_k);
+        let closed = post.segments.push(segments::ClipScores {
+            clip_index: job.clip.index,
+            start: segments::Times {
+                pts: job.clip.timestamp,
+                stream: job.stream_time,
+                running: job.running_time,
+            },
+            duration: job.clip.duration,
+            scores: &smoothed,
+        });
         let result = ClipResult {
             timestamp: job.clip.timestamp,
             stream_time: job.stream_time,
@@ -574,7 +601,7 @@ fn publish(
         // find the result attached to it.
         lock(&shared.ready).push(result.clone());
         drop(q);
-        result
+        (result, closed)
     };
     gst::debug!(
         CAT,
@@ -590,6 +617,12 @@ fn publish(
             .src(element)
             .build();
         let _ = element.post_message(msg);
+        if let Some(segment) = closed {
+            let msg = gst::message::Element::builder(segment.to_structure())
+                .src(element)
+                .build();
+            let _ = element.post_message(msg);
+        }
     }
 }
 
@@ -703,6 +736,35 @@ impl ObjectImpl for NonLocalClassify {
                     .default_value(0)
                     .mutable_ready()
                     .build(),
+                gst::ParamSpecFraction::builder("clip-fps")
+                    .nick("Clip FPS")
+                    .blurb("Sample clips by time at this frame rate: each model frame is the decoded frame nearest its instant by PTS (0/1 = the model's clip.fps, else by frame count; -1/1 = by frame count)")
+                    .minimum(gst::Fraction::new(-1, 1))
+                    .maximum(gst::Fraction::new(1000, 1))
+                    .default_value(gst::Fraction::new(0, 1))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("segment-hysteresis")
+                    .nick("Segment hysteresis")
+                    .blurb("Consecutive clips a new label must lead for before the current segment ends")
+                    .minimum(1)
+                    .maximum(MAX_SEGMENT_HYSTERESIS)
+                    .default_value(DEFAULT_SEGMENT_HYSTERESIS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("segment-margin")
+                    .nick("Segment margin")
+                    .blurb("How much higher than the current segment label's score a new label's score must be to count as leading")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_SEGMENT_MARGIN)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("model-info")
+                    .nick("Model info")
+                    .blurb("The clip settings in use, from READY on: clip-length, frame-stride, clip-stride, clip-fps (0/1 when sampling by frame count), crop-size, scale-size, classes")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecBoolean::builder("post-messages")
                     .nick("Post messages")
                     .blurb("Post an element message with each result and a summary at end of stream")
@@ -732,6 +794,16 @@ impl ObjectImpl for NonLocalClassify {
             "max-batch" => s.max_batch = value.get().unwrap_or(DEFAULT_MAX_BATCH),
             "batch-timeout" => s.batch_timeout_ms = value.get().unwrap_or(DEFAULT_BATCH_TIMEOUT_MS),
             "gpu-memory-limit" => s.gpu_memory_limit = value.get().unwrap_or_default(),
+            "clip-fps" => {
+                let f = value
+                    .get::<gst::Fraction>()
+                    .unwrap_or(gst::Fraction::new(0, 1));
+                s.clip_fps = (f.numer(), f.denom());
+            }
+            "segment-hysteresis" => {
+                s.segment_hysteresis = value.get().unwrap_or(DEFAULT_SEGMENT_HYSTERESIS)
+            }
+            "segment-margin" => s.segment_margin = value.get().unwrap_or(DEFAULT_SEGMENT_MARGIN),
             other => gst::warning!(CAT, imp = self, "Unknown property {}", other),
         }
     }
@@ -754,6 +826,16 @@ impl ObjectImpl for NonLocalClassify {
             "max-batch" => s.max_batch.to_value(),
             "batch-timeout" => s.batch_timeout_ms.to_value(),
             "gpu-memory-limit" => s.gpu_memory_limit.to_value(),
+            "clip-fps" => gst::Fraction::new(s.clip_fps.0, s.clip_fps.1).to_value(),
+            "segment-hysteresis" => s.segment_hysteresis.to_value(),
+            "segment-margin" => s.segment_margin.to_value(),
+            "model-info" => {
+                drop(s);
+                lock(&self.loaded)
+                    .as_ref()
+                    .map(|l| model_info(&l.config))
+                    .to_value()
+            }
             _ => pspec.default_value().clone(),
         }
     }
@@ -837,6 +919,13 @@ impl BaseTransformImpl for NonLocalClassify {
             post: Mutex::new(Post {
                 smoother: Smoother::new(settings.smoothing),
                 summary: Summary::default(),
+                segments: Segmenter::new(
+                    Hysteresis {
+                        clips: settings.segment_hysteresis,
+                        margin: settings.segment_margin,
+                    },
+                    Arc::clone(&loaded.labels),
+                ),
             }),
             ready: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
@@ -866,11 +955,14 @@ impl BaseTransformImpl for NonLocalClassify {
             })?;
         *lock(&self.state) = Some(State {
             info: None,
-            sampler: ClipSampler::new(Sampling {
-                clip_length: config.clip_length,
-                frame_stride: config.frame_stride,
-                clip_stride: config.clip_stride,
-            }),
+            sampler: ClipSampler::with_rate(
+                Sampling {
+                    clip_length: config.clip_length,
+                    frame_stride: config.frame_stride,
+                    clip_stride: config.clip_stride,
+                },
+                config.clip_fps,
+            ),
             scaler: Scaler::new(),
             scale_size: config.scale_size,
             centre_crop: (settings.crops == Crops::Center).then_some(config.crop_size),
@@ -978,7 +1070,20 @@ impl BaseTransformImpl for NonLocalClassify {
         if state.live.is_none() {
             state.live = Some(self.query_live());
         }
-        let frame = if state.sampler.wants_next() {
+        let fps = info.fps();
+        let duration = buf.duration().map(|d| d.nseconds()).or_else(|| {
+            (fps.numer() > 0 && fps.denom() > 0).then(|| {
+                gst::ClockTime::SECOND
+                    .nseconds()
+                    .mul_div_floor(fps.denom() as u64, fps.numer() as u64)
+                    .unwrap_or(0)
+            })
+        });
+        let timing = FrameTiming {
+            pts: buf.pts().map(|t| t.nseconds()),
+            duration,
+        };
+        let frame = if state.sampler.wants(timing) {
             let mapped =
                 gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info).map_err(|_| {
                     gst::element_imp_error!(
@@ -1019,19 +1124,6 @@ impl BaseTransformImpl for NonLocalClassify {
         } else {
             None
         };
-        let fps = info.fps();
-        let duration = buf.duration().map(|d| d.nseconds()).or_else(|| {
-            (fps.numer() > 0 && fps.denom() > 0).then(|| {
-                gst::ClockTime::SECOND
-                    .nseconds()
-                    .mul_div_floor(fps.denom() as u64, fps.numer() as u64)
-                    .unwrap_or(0)
-            })
-        });
-        let timing = FrameTiming {
-            pts: buf.pts().map(|t| t.nseconds()),
-            duration,
-        };
         let clips = state.sampler.push(frame, timing);
         let live = state.live.unwrap_or(false);
         let max = state.max_pending;
@@ -1050,7 +1142,8 @@ impl NonLocalClassify {
     fn finish_stream(&self, shared: &Arc<Shared>) -> bool {
         let (clips, frames, sampling) = match lock(&self.state).as_mut() {
             Some(state) => {
-                let (frames, sampling) = (state.sampler.next_index(), state.sampler.sampling());
+                // Model frames: decoded frames, or sampling instants when sampling by time.
+                let (frames, sampling) = (state.sampler.covered(), state.sampler.sampling());
                 (state.sampler.finish(), frames, sampling)
             }
             None => return true,
@@ -1099,11 +1192,27 @@ impl NonLocalClassify {
                 .as_ref()
                 .map(|l| Arc::clone(&l.labels))
                 .unwrap_or_default();
-            let structure = lock(&shared.post).summary.to_structure(
-                &labels,
-                settings.top_k.max(1) as usize,
-                shared.dropped.load(Ordering::SeqCst),
-            );
+            let (last_segment, structure) = {
+                let mut post = lock(&shared.post);
+                let last = post.segments.finish();
+                let mut structure = post.summary.to_structure(
+                    &labels,
+                    settings.top_k.max(1) as usize,
+                    shared.dropped.load(Ordering::SeqCst),
+                );
+                structure.set(
+                    "segments",
+                    segments::segments_array(post.segments.segments()),
+                );
+                (last, structure)
+            };
+            if let Some(segment) = last_segment {
+                let _ = self.obj().post_message(
+                    gst::message::Element::builder(segment.to_structure())
+                        .src(&*self.obj())
+                        .build(),
+                );
+            }
             let _ = self.obj().post_message(
                 gst::message::Element::builder(structure)
                     .src(&*self.obj())
@@ -1112,4 +1221,20 @@ impl NonLocalClassify {
         }
         true
     }
+}
+
+/// The `model-info` structure: the clip settings resolved from the model and the properties.
+fn model_info(config: &ClipConfig) -> gst::Structure {
+    let fps = config.clip_fps.map_or(gst::Fraction::new(0, 1), |r| {
+        gst::Fraction::new(r.num as i32, r.den as i32)
+    });
+    gst::Structure::builder("nonlocalclassify-model-info")
+        .field("clip-length", config.clip_length)
+        .field("frame-stride", config.frame_stride)
+        .field("clip-stride", config.clip_stride)
+        .field("clip-fps", fps)
+        .field("crop-size", config.crop_size)
+        .field("scale-size", config.scale_size)
+        .field("classes", config.num_classes as u64)
+        .build()
 }

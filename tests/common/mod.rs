@@ -68,6 +68,8 @@ pub fn buffer(data: Vec<u8>, n: u64) -> gst::Buffer {
 #[derive(Default, Debug)]
 pub struct Outcome {
     pub results: Vec<gst::Structure>,
+    /// `nonlocalclassify-segment` messages, in order.
+    pub segments: Vec<gst::Structure>,
     pub summary: Option<gst::Structure>,
     pub buffers: Vec<gst::Buffer>,
     pub errors: Vec<String>,
@@ -211,6 +213,7 @@ impl Harness {
                     if let Some(s) = e.structure() {
                         match s.name().as_str() {
                             "nonlocalclassify" => out.results.push(s.to_owned()),
+                            "nonlocalclassify-segment" => out.segments.push(s.to_owned()),
                             "nonlocalclassify-summary" => out.summary = Some(s.to_owned()),
                             _ => {}
                         }

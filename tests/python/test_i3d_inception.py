@@ -200,6 +200,8 @@ def test_static_batch_fp16_graph_and_metadata(random_case):
     assert set(onnxgraph.METADATA_KEYS) <= set(props)
     assert props["clip.length"] == str(SMALL_T)
     assert props["clip.frame_stride"] == str(i3d.DEFAULT_FRAME_STRIDE)
+    # DeepMind's training rate: the element samples clips of this model by time.
+    assert props["clip.fps"] == "25"
     assert props["preprocess.scale_size"] == "256" and props["preprocess.crop_size"] == "224"
     assert props["preprocess.mean"] == props["preprocess.std"] == "127.5,127.5,127.5"
     assert props["preprocess.layout"] == "NCTHW"

@@ -91,6 +91,10 @@ CROP_SIZE = 224  # the 2×7×7 average pool of the head only fits 224×224
 SCALE_SIZE = 256
 MEAN = (127.5, 127.5, 127.5)  # (x − 127.5) / 127.5 maps 0..255 to [−1, 1]
 STD = (127.5, 127.5, 127.5)
+# DeepMind trained the network on Kinetics videos at 25 fps (Carreira & Zisserman 2017): written to
+# the metadata as clip.fps, so the element samples clips by time at that rate.
+TRAINING_FPS = 25
+
 # Default clip: 64 consecutive frames, the snippet length the network was trained on (25 fps
 # video, so ~2.5 s; 2.3 s at the 28 fps of tests/data/arm_wrestling.mp4). Measured on that video
 # with clips every 16 frames: 64×1 gave "arm wrestling" top-1 on 16/16 clips (lowest p 0.9999);
@@ -551,6 +555,7 @@ def build(
         labels=labels,
         name=MODEL_NAME if endpoint == "Predictions" else f"{MODEL_NAME}:{endpoint}",
         weights=weights_tag,
+        fps=TRAINING_FPS,
     )
     model = g.to_model(MODEL_NAME, props)
     # Record every intermediate shape (all static when `batch` is given).

@@ -17,6 +17,7 @@ OPSET = 17
 METADATA_KEYS = (
     "clip.length",
     "clip.frame_stride",
+    "clip.fps",
     "preprocess.scale_size",
     "preprocess.crop_size",
     "preprocess.mean",
@@ -46,8 +47,13 @@ def metadata(
     labels: list[str] | None = None,
     name: str,
     weights: str,
+    fps: float | None = None,
 ) -> dict[str, str]:
-    """Return the metadata_props dict of the element's contract, validated."""
+    """Return the metadata_props dict of the element's contract, validated.
+
+    `fps`: the frame rate the network was trained at, where it is known (the element then samples
+    clips by time, docs/design.md "Clip sampling"); left out otherwise.
+    """
     if layout not in ("NCTHW", "NTHWC"):
         raise ValueError(f"layout must be NCTHW or NTHWC, not {layout!r}")
     if output_kind not in ("probabilities", "logits"):
@@ -66,6 +72,10 @@ def metadata(
         "model.name": name,
         "model.weights": weights,
     }
+    if fps is not None:
+        if not 0 < fps <= 1000:
+            raise ValueError(f"fps must be above 0 and at most 1000, not {fps!r}")
+        props["clip.fps"] = f"{fps:g}" if float(fps).is_integer() else repr(float(fps))
     if labels is not None:
         props["labels"] = "\n".join(labels)
     return props

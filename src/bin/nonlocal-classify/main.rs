@@ -1,14 +1,18 @@
-//! Classify video files into Kinetics-400 actions with the `nonlocalclassify` element: one
-//! command for what `hub run nonlocal_kinetics400 --input_path VIDEO` / `--input_file LIST` did.
+//! `nonlocal-classify`: classify video files into Kinetics-400 actions with the
+//! `nonlocalclassify` element: one command for what `hub run nonlocal_kinetics400 --input_path
+//! VIDEO` / `--input_file LIST` did, plus what happens when (`--timeline`, docs/timeline.md).
 //!
 //! Every video runs through its own pipeline,
 //! `uridecodebin uri=… ! videoconvert ! nonlocalclassify … ! fakesink`, and its answer is the
 //! element's `nonlocalclassify-summary` message (the scores averaged over every clip), printed as
-//! a table or as one JSON object per line, `{"path": …, "labels": {label: probability, …}, …}`.
+//! a table or as one JSON object per line, `{"path": …, "labels": {label: probability, …}, …}`;
+//! or its `nonlocalclassify-segment` messages as a timeline (JSON lines, WebVTT, SubRip); or its
+//! per-clip `nonlocalclassify` messages as CSV.
 //!
 //! ```text
-//! cargo run --release --example classify -- tests/data/arm_wrestling.mp4
-//! cargo run --release --example classify -- --input-file list.txt --output json --jobs 2
+//! nonlocal-classify tests/data/arm_wrestling.mp4
+//! nonlocal-classify --input-file list.txt --output json --jobs 2
+//! nonlocal-classify --timeline vtt long_video.mp4 > long_video.vtt
 //! ```
 //!
 //! Clips (`--clips N`, default 10, the reference test protocol): a first, decode-only pipeline
@@ -22,8 +26,9 @@
 //! summary's `clips` field reports how many clips were classified: N when the video has enough
 //! frames for N distinct clip starts, fewer otherwise; a video shorter than half a clip cannot be
 //! classified. `--clips 0` leaves `clip-stride` to the element: consecutive clips over the whole
-//! video. When the duration or frame rate is unknown, the element's default is used too (with a
-//! warning).
+//! video (the default of `--timeline` and `--output csv`). When the duration or frame rate is
+//! unknown, the element's default is used too (with a warning). When the element samples by time
+//! (the model's `clip.fps` or `--clip-fps`), frames are model frames: F = duration × that rate.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -34,15 +39,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-#[path = "common/mod.rs"]
 mod common;
+mod timeline;
 use anyhow::{anyhow, bail, Context};
 use clap::{CommandFactory, Parser, ValueEnum};
 use common::{find_model, with_detail};
 use gst::glib;
 use gst::prelude::*;
-use gstnonlocal::config::{ClipConfig, Overrides};
-use gstnonlocal::engine::{ProviderChoice, SharedEngine};
+use gstnonlocal::segments::Segment;
+use gstnonlocal::ClipResult;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -68,14 +73,24 @@ every clip and averages them, so it runs the model three times per clip.
 Output: per video the top-k labels with their probability, best first: the mean over every clip
 of the element's per-clip scores (its nonlocalclassify-summary message). 'text' prints a table;
 'json' prints one object per line: {\"path\": …, \"labels\": {label: probability, …}, \"clips\": N}
-(with --verbose also \"frames\", the estimated frame count, and \"clip_stride\").
+(with --verbose also \"frames\", the estimated frame count, and \"clip_stride\"). 'csv' prints
+every clip instead: path,clip,start,end,rank,label,score (seconds of stream time, one row per
+reported label).
+
+Timeline: --timeline json|vtt|srt prints the video's action segments instead (the element's
+nonlocalclassify-segment messages): one JSON object per segment and line, or WebVTT / SubRip
+subtitles ('mpv --sub-file=video.vtt video.mp4' shows them). With --timeline-dir DIR each video's
+timeline is written to DIR/<name>.jsonl|vtt|srt and stdout keeps --output. A new label must lead
+for --hysteresis clips (by more than --margin) before a segment changes.
+
+PaddleHub spellings: --input_path, --input_file and --use_gpu [True|False] work as in 'hub run'.
 
 Errors: a video that cannot be read or classified prints 'error: PATH: reason' on stderr; the
 others are still classified, and the exit status is 1. Results come in input order.";
 
 #[derive(Parser, Debug)]
 #[command(
-    name = "classify",
+    name = "nonlocal-classify",
     version,
     about = "Classify videos into Kinetics-400 actions with the nonlocalclassify GStreamer element",
     after_help = AFTER_HELP
@@ -86,12 +101,12 @@ struct Args {
     videos: Vec<String>,
 
     /// A video to classify (path or URI); repeatable
-    #[arg(long = "input-path", value_name = "PATH")]
+    #[arg(long = "input-path", alias = "input_path", value_name = "PATH")]
     input_path: Vec<String>,
 
     /// A file listing videos, one path or URI per line ('#' comments and blank lines skipped);
     /// repeatable
-    #[arg(long = "input-file", value_name = "LIST")]
+    #[arg(long = "input-file", alias = "input_file", value_name = "LIST")]
     input_file: Vec<PathBuf>,
 
     /// ONNX model [default: $NONLOCAL_MODEL, else the output of tools/default-model]
@@ -102,9 +117,12 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     labels: Option<PathBuf>,
 
-    /// Run on the GPU (the element's execution-provider=cuda); fails if CUDA is unavailable
-    #[arg(long, conflicts_with = "provider")]
-    use_gpu: bool,
+    /// Run on the GPU (the element's execution-provider=cuda); fails if CUDA is unavailable.
+    /// `--use-gpu=false` (or PaddleHub's `--use_gpu False`) runs on the CPU
+    #[arg(long = "use-gpu", alias = "use_gpu", conflicts_with = "provider", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL",
+          value_parser = parse_bool)]
+    use_gpu: Option<bool>,
 
     /// Where inference runs (auto = CUDA when available, else CPU)
     #[arg(long, value_enum, default_value_t = Provider::Cpu)]
@@ -124,12 +142,35 @@ struct Args {
     crops: Crops,
 
     /// Clips per video, spread evenly over it (0 = consecutive clips over the whole video)
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    clips: u32,
+    /// [default: 10; 0 with --timeline or --output csv]
+    #[arg(long, value_name = "N")]
+    clips: Option<u32>,
 
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    /// Sample clips by time at this frame rate (the element's clip-fps: 0 = the model's
+    /// clip.fps, -1 = count decoded frames)
+    #[arg(long, value_name = "FPS", allow_hyphen_values = true, value_parser = parse_fps)]
+    clip_fps: Option<gst::Fraction>,
+
+    /// Output format: the file-level answer as a table or JSON lines, or every clip as CSV
+    #[arg(long, value_enum)]
+    output: Option<Output>,
+
+    /// Print each video's action segments instead (JSON lines, WebVTT or SubRip)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    timeline: Option<timeline::Format>,
+
+    /// Write each video's timeline to DIR/<video name>.jsonl|vtt|srt instead of stdout
+    #[arg(long, value_name = "DIR", requires = "timeline")]
+    timeline_dir: Option<PathBuf>,
+
+    /// Consecutive clips a new label must lead for before a segment changes (segment-hysteresis)
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    hysteresis: u32,
+
+    /// How much higher a new label's score must be to lead (segment-margin, 0 to 1)
+    #[arg(long, value_name = "SCORE", default_value_t = 0.0, value_parser = parse_margin)]
+    margin: f64,
 
     /// Videos classified at once (each in its own pipeline; the model is loaded once)
     #[arg(long, short = 'j', value_name = "N", default_value_t = 1,
@@ -158,6 +199,57 @@ enum Crops {
 enum Output {
     Text,
     Json,
+    Csv,
+}
+
+/// `true`/`false` as PaddleHub's `--use_gpu` takes them (Python's True and False too).
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("'{text}' is not true or false")),
+    }
+}
+
+/// `--use_gpu True` (PaddleHub) becomes `--use-gpu=True`, so that `--use-gpu VIDEO` still takes
+/// VIDEO as a video.
+fn join_use_gpu(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    for arg in args {
+        let joined = match out.last().and_then(|l| l.to_str()) {
+            Some(flag @ ("--use_gpu" | "--use-gpu")) => arg
+                .to_str()
+                .filter(|v| parse_bool(v).is_ok())
+                .map(|v| format!("{flag}={v}")),
+            _ => None,
+        };
+        match joined {
+            Some(j) => *out.last_mut().expect("a flag before") = j.into(),
+            None => out.push(arg),
+        }
+    }
+    out
+}
+
+fn parse_fps(text: &str) -> Result<gst::Fraction, String> {
+    let bad =
+        || format!("'{text}' is not a frame rate: give e.g. 25, 29.97 or 30000/1001, 0 or -1");
+    match text.trim() {
+        "0" => return Ok(gst::Fraction::new(0, 1)),
+        "-1" => return Ok(gst::Fraction::new(-1, 1)),
+        _ => {}
+    }
+    let rate = gstnonlocal::sampling::Rate::parse(text).ok_or_else(bad)?;
+    let num = i32::try_from(rate.num).map_err(|_| bad())?;
+    let den = i32::try_from(rate.den).map_err(|_| bad())?;
+    Ok(gst::Fraction::new(num, den))
+}
+
+fn parse_margin(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|m| (0.0..=1.0).contains(m))
+        .ok_or_else(|| format!("'{text}' is not a score margin from 0 to 1"))
 }
 
 impl Provider {
@@ -166,14 +258,6 @@ impl Provider {
             Provider::Auto => "auto",
             Provider::Cuda => "cuda",
             Provider::Cpu => "cpu",
-        }
-    }
-
-    fn choice(self) -> ProviderChoice {
-        match self {
-            Provider::Auto => ProviderChoice::Auto,
-            Provider::Cuda => ProviderChoice::Cuda,
-            Provider::Cpu => ProviderChoice::Cpu,
         }
     }
 }
@@ -196,9 +280,14 @@ struct Settings {
     top_k: u32,
     crops: Crops,
     clips: u32,
+    clip_fps: Option<gst::Fraction>,
+    hysteresis: u32,
+    margin: f64,
     /// Frames per clip and the step between them, as the element resolves them from the model.
     clip_length: u32,
     frame_stride: u32,
+    /// The rate the element samples at (its model-info), `None` by frame count.
+    sampling_rate: Option<gst::Fraction>,
 }
 
 impl Settings {
@@ -211,6 +300,11 @@ impl Settings {
         element.set_property("device-id", self.device_id);
         element.set_property("top-k", self.top_k);
         element.set_property_from_str("crops", self.crops.nick());
+        if let Some(fps) = self.clip_fps {
+            element.set_property("clip-fps", fps);
+        }
+        element.set_property("segment-hysteresis", self.hysteresis);
+        element.set_property("segment-margin", self.margin);
     }
 
     /// Span of one clip in decoded frames.
@@ -375,8 +469,11 @@ struct Discovered {
 }
 
 impl Discovered {
-    fn frames(&self) -> Option<u64> {
-        let rate = self.framerate.filter(|f| f.numer() > 0 && f.denom() > 0)?;
+    /// Frames of the video at `rate` (the element's sampling rate), else at its own frame rate.
+    fn frames(&self, rate: Option<gst::Fraction>) -> Option<u64> {
+        let rate = rate
+            .or(self.framerate)
+            .filter(|f| f.numer() > 0 && f.denom() > 0)?;
         let ns = self.duration?.nseconds() as u128;
         let frames = (ns * rate.numer() as u128 + rate.denom() as u128 * 500_000_000)
             / (rate.denom() as u128 * 1_000_000_000);
@@ -453,12 +550,14 @@ fn discover(uri: &str) -> Result<Discovered, String> {
     })
 }
 
-/// The element's file-level answer.
+/// The element's file-level answer, its clips and its segments.
 struct Answer {
     labels: Vec<(String, f64)>,
     clips: u64,
     frames: Option<u64>,
     clip_stride: u32,
+    results: Vec<ClipResult>,
+    segments: Vec<Segment>,
 }
 
 /// Progress and warnings of one video's run.
@@ -494,7 +593,7 @@ fn classify(
         (None, 0)
     } else {
         let found = discover(&uri)?;
-        match found.frames() {
+        match found.frames(settings.sampling_rate) {
             Some(frames) => (Some(frames), settings.clip_stride(frames, settings.clips)),
             None => {
                 report.warn(format!(
@@ -546,13 +645,18 @@ fn classify(
         return Err(start_failure(&bus));
     }
     let mut summary = None;
+    let (mut results, mut segments) = (Vec::new(), Vec::new());
     for msg in bus.iter_timed(gst::ClockTime::NONE) {
         match msg.view() {
             gst::MessageView::Element(e) => match e.structure() {
                 Some(s) if s.name() == "nonlocalclassify" => {
-                    if let Ok(index) = s.get::<u64>("clip-index") {
-                        report.clip(shown, index, expected);
+                    if let Some(result) = ClipResult::from_structure(s) {
+                        report.clip(shown, result.clip_index, expected);
+                        results.push(result);
                     }
+                }
+                Some(s) if s.name() == "nonlocalclassify-segment" => {
+                    segments.extend(Segment::from_structure(s));
                 }
                 Some(s) if s.name() == "nonlocalclassify-summary" => {
                     summary = Some(summary_of(s)?);
@@ -578,6 +682,8 @@ fn classify(
         clips,
         frames,
         clip_stride,
+        results,
+        segments,
     })
 }
 
@@ -607,6 +713,18 @@ struct JsonLine<'a> {
 
 fn render(answer: &Answer, shown: &str, output: Output, verbose: bool) -> String {
     match output {
+        Output::Csv => {
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            for result in &answer.results {
+                for row in timeline::csv_rows(shown, result) {
+                    let _ = writer.write_record(&row);
+                }
+            }
+            writer
+                .into_inner()
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default()
+        }
         Output::Json => {
             let line = JsonLine {
                 path: shown,
@@ -683,11 +801,12 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
     let model = find_model(args.model.clone())?;
     gst::init().context("GStreamer cannot be initialised")?;
     gstnonlocal::plugin_register_static().context("the nonlocal plugin cannot be registered")?;
-    let provider = if args.use_gpu {
-        Provider::Cuda
-    } else {
-        args.provider
+    let provider = match args.use_gpu {
+        Some(true) => Provider::Cuda,
+        Some(false) => Provider::Cpu,
+        None => args.provider,
     };
+    let per_clip = args.timeline.is_some() || args.output == Some(Output::Csv);
     let mut settings = Settings {
         model,
         labels: args.labels.clone(),
@@ -695,9 +814,13 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
         device_id: args.device_id,
         top_k: args.top_k,
         crops: args.crops,
-        clips: args.clips,
+        clips: args.clips.unwrap_or(if per_clip { 0 } else { 10 }),
+        clip_fps: args.clip_fps,
+        hysteresis: args.hysteresis,
+        margin: args.margin,
         clip_length: 0,
         frame_stride: 0,
+        sampling_rate: None,
     };
 
     // Open the model once in an element kept in READY: its errors (missing file, no CUDA, bad
@@ -724,11 +847,20 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
             settings.model.display()
         );
     }
-    let engine = SharedEngine::local(&settings.model, provider.choice(), args.device_id, 0)?;
-    let config = ClipConfig::resolve(&engine.metadata, &engine.io, Overrides::default())
-        .with_context(|| format!("model {}", settings.model.display()))?;
-    settings.clip_length = config.clip_length.max(1);
-    settings.frame_stride = config.frame_stride.max(1);
+    // The clip settings the element resolved from the model and the properties.
+    let info = element
+        .property::<Option<gst::Structure>>("model-info")
+        .ok_or_else(|| anyhow!("the classifier did not report its clip settings"))?;
+    let field = |name: &str| {
+        info.get::<u32>(name)
+            .with_context(|| format!("the classifier's model-info has no '{name}'"))
+    };
+    settings.clip_length = field("clip-length")?.max(1);
+    settings.frame_stride = field("frame-stride")?.max(1);
+    settings.sampling_rate = info
+        .get::<gst::Fraction>("clip-fps")
+        .ok()
+        .filter(|f| f.numer() > 0);
 
     Ok(Setup {
         settings,
@@ -738,8 +870,17 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
     })
 }
 
+/// Where each video's answer goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// `--output` on stdout (and the timeline into `--timeline-dir`, if any).
+    Answer(Output),
+    /// The timeline on stdout.
+    Timeline(timeline::Format),
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse_from(join_use_gpu(std::env::args_os()));
     if args.videos.is_empty() && args.input_path.is_empty() && args.input_file.is_empty() {
         Args::command()
             .error(
@@ -748,6 +889,16 @@ fn main() -> ExitCode {
             )
             .exit();
     }
+    let shown_as = match (args.timeline, &args.timeline_dir, args.output) {
+        (Some(_), None, Some(_)) => Args::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--timeline prints the timeline on stdout, so --output has nowhere to go: drop one, or write timelines into files with --timeline-dir DIR",
+            )
+            .exit(),
+        (Some(format), None, None) => Shown::Timeline(format),
+        (_, _, output) => Shown::Answer(output.unwrap_or(Output::Text)),
+    };
     let Setup {
         settings,
         keeper,
@@ -755,6 +906,13 @@ fn main() -> ExitCode {
         warnings,
     } = match setup(&args) {
         Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let timeline_files = match timeline_files(&args, &inputs, shown_as) {
+        Ok(files) => files,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::FAILURE;
@@ -808,14 +966,35 @@ fn main() -> ExitCode {
                 let input = &inputs[shown];
                 bar.suspend(|| match outcome {
                     Ok(answer) => {
+                        if let (Some(path), Some(format)) =
+                            (timeline_files.get(shown), args.timeline)
+                        {
+                            let text = timeline::render(&input.shown, &answer.segments, format);
+                            if let Err(e) = std::fs::write(path, text) {
+                                failed += 1;
+                                eprintln!("error: {}: cannot write it: {e}", path.display());
+                            }
+                        }
                         let mut out = stdout.lock();
-                        let _ = writeln!(
-                            out,
-                            "{}",
-                            render(&answer, &input.shown, args.output, args.verbose)
-                                .trim_end_matches('\n')
-                        );
-                        if args.output == Output::Text && shown + 1 < inputs.len() {
+                        match shown_as {
+                            // Subtitles as they are written to a file, blank line after the
+                            // last cue included.
+                            Shown::Timeline(format) => {
+                                let text = timeline::render(&input.shown, &answer.segments, format);
+                                let _ = out.write_all(text.as_bytes());
+                            }
+                            Shown::Answer(output) => {
+                                if output == Output::Csv && shown == 0 {
+                                    let _ = writeln!(out, "{}", timeline::CSV_HEADER.join(","));
+                                }
+                                let text = render(&answer, &input.shown, output, args.verbose);
+                                let text = text.trim_end_matches('\n');
+                                if !text.is_empty() {
+                                    let _ = writeln!(out, "{text}");
+                                }
+                            }
+                        }
+                        if shown_as == Shown::Answer(Output::Text) && shown + 1 < inputs.len() {
                             let _ = writeln!(out);
                         }
                         let _ = out.flush();
@@ -842,4 +1021,44 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The file each video's timeline goes to with `--timeline-dir` (none without it). Subtitles of
+/// several videos cannot share stdout.
+fn timeline_files(args: &Args, inputs: &[Input], shown: Shown) -> anyhow::Result<Vec<PathBuf>> {
+    let (Some(format), Some(dir)) = (args.timeline, &args.timeline_dir) else {
+        if matches!(shown, Shown::Timeline(f) if f != timeline::Format::Json) && inputs.len() > 1 {
+            bail!(
+                "--timeline {} with {} videos: subtitles are one file per video; pass --timeline-dir DIR",
+                args.timeline.map_or("", |f| f.extension()),
+                inputs.len()
+            );
+        }
+        return Ok(Vec::new());
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the timeline directory {}", dir.display()))?;
+    let mut seen = HashSet::new();
+    inputs
+        .iter()
+        .map(|input| {
+            let name = input
+                .shown
+                .rsplit(['/', '\\'])
+                .next()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("video");
+            let stem = Path::new(name)
+                .file_stem()
+                .map_or(name.into(), |s| s.to_string_lossy());
+            let path = dir.join(format!("{stem}.{}", format.extension()));
+            if !seen.insert(path.clone()) {
+                bail!(
+                    "two videos would write {}: give them different names or classify them separately",
+                    path.display()
+                );
+            }
+            Ok(path)
+        })
+        .collect()
 }
