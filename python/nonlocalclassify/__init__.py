@@ -212,15 +212,26 @@ def classify(path, *, model=None, top_k=5, use_gpu=False, clips=10, crops="cente
     convert.link(element)
     element.link(sink)
     bus = pipeline.get_bus()
+    # A second classifier, kept in READY, opens the model first and reports the clip settings it
+    # resolved (the pipeline's classifier shares its ONNX Runtime session): clip-stride must be
+    # set before the pipeline's classifier leaves NULL.
+    keeper = Gst.Pipeline.new()
+    probe = Gst.ElementFactory.make(ELEMENT)
+    _configure(probe, model, top_k, use_gpu, crops, labels, clip_fps, hysteresis, margin,
+               device_id)
+    keeper.add(probe)
     try:
-        if element.set_state(Gst.State.READY) == Gst.StateChangeReturn.FAILURE:
-            msg = bus.pop_filtered(Gst.MessageType.ERROR)
+        if keeper.set_state(Gst.State.READY) == Gst.StateChangeReturn.FAILURE:
+            msg = keeper.get_bus().pop_filtered(Gst.MessageType.ERROR)
             raise ClassifyError(f"{path}: " + (_error_text(msg) if msg else
                                                f"the classifier cannot start with {model}"))
-        info = element.get_property("model-info")
+        info = probe.get_property("model-info")
         stride = 0
         if clips:
-            duration, rate = _discover(uri)
+            try:
+                duration, rate = _discover(uri)
+            except ClassifyError as e:
+                raise ClassifyError(f"{path}: {e}") from None
             ok, num, den = info.get_fraction("clip-fps")
             sampling = (num, den) if ok and num > 0 else rate
             frames = _frames(duration, sampling)
@@ -266,6 +277,7 @@ def classify(path, *, model=None, top_k=5, use_gpu=False, clips=10, crops="cente
                 summary = _fields(s)
     finally:
         pipeline.set_state(Gst.State.NULL)
+        keeper.set_state(Gst.State.NULL)
     if summary is None:
         raise ClassifyError(f"{path}: the stream ended without a nonlocalclassify-summary message")
     if summary["clips"] == 0:
