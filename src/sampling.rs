@@ -669,12 +669,12 @@ mod tests {
         assert_eq!(clips, vec![(0, vec![0, 1])]);
     }
 
+    /// Clips as (index, frame ids).
+    type Cut = Vec<(u64, Vec<u64>)>;
+
     /// Push decoded frames with the given PTS (ms) and durations (ms); the payload is the frame
     /// index. Returns the complete clips as (index, frame ids) and the clips finish() adds.
-    fn run_timed(
-        sampler: &mut ClipSampler<u64>,
-        frames: &[(u64, u64)],
-    ) -> (Vec<(u64, Vec<u64>)>, Vec<(u64, Vec<u64>)>) {
+    fn run_timed(sampler: &mut ClipSampler<u64>, frames: &[(u64, u64)]) -> (Cut, Cut) {
         let ids = |c: Clip<u64>| (c.index, c.frames.iter().map(|f| **f).collect());
         let mut out = Vec::new();
         for (n, &(pts, duration)) in frames.iter().enumerate() {
