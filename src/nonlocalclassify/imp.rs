@@ -157,7 +157,6 @@ struct WorkerConfig {
     labels: Arc<Vec<String>>,
     crops: Vec<CropPosition>,
     top_k: usize,
-    post_messages: bool,
 }
 
 /// Streaming state, from READY→PAUSED to PAUSED→READY.
@@ -585,7 +584,8 @@ fn publish(
         result.score(),
         result.latency / 1_000_000
     );
-    if cfg.post_messages {
+    // Read per result: post-messages may change in PLAYING.
+    if lock(&element.imp().settings).post_messages {
         let msg = gst::message::Element::builder(result.to_structure(MESSAGE_NAME))
             .src(element)
             .build();
@@ -851,7 +851,6 @@ impl BaseTransformImpl for NonLocalClassify {
                 Crops::Three => vec![CropPosition::Start, CropPosition::Center, CropPosition::End],
             },
             top_k: settings.top_k.max(1) as usize,
-            post_messages: settings.post_messages,
         };
         let worker_shared = Arc::clone(&shared);
         let element = self.obj().downgrade();
