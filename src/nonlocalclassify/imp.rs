@@ -22,6 +22,8 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::{Crops, ExecutionProvider};
+#[cfg(feature = "analytics")]
+use crate::analytics::{self, AnalyticsMeta, Carrier};
 use crate::config::{ClipConfig, Overrides};
 use crate::engine::{Batch, Batching, LocalBackend, ProviderChoice, Scores, SharedEngine};
 use crate::labels;
@@ -77,6 +79,8 @@ struct Settings {
     max_batch: u32,
     batch_timeout_ms: u32,
     gpu_memory_limit: u32,
+    #[cfg(feature = "analytics")]
+    analytics_meta: AnalyticsMeta,
 }
 
 impl Default for Settings {
@@ -97,6 +101,8 @@ impl Default for Settings {
             max_batch: DEFAULT_MAX_BATCH,
             batch_timeout_ms: DEFAULT_BATCH_TIMEOUT_MS,
             gpu_memory_limit: 0,
+            #[cfg(feature = "analytics")]
+            analytics_meta: AnalyticsMeta::default(),
         }
     }
 }
@@ -171,6 +177,9 @@ struct State {
     max_pending: usize,
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
+    /// Which results the analytics metadata of each buffer carries.
+    #[cfg(feature = "analytics")]
+    carrier: Carrier,
 }
 
 #[derive(Default)]
@@ -709,6 +718,12 @@ impl ObjectImpl for NonLocalClassify {
                     .default_value(DEFAULT_POST_MESSAGES)
                     .mutable_playing()
                     .build(),
+                #[cfg(feature = "analytics")]
+                glib::ParamSpecEnum::builder_with_default("analytics-meta", AnalyticsMeta::default())
+                    .nick("Analytics meta")
+                    .blurb("Buffers carrying each result as GstAnalytics classification and full-frame detection metadata: first-buffer (the first buffer pushed after the result) or every-buffer (every buffer until the next result, so overlays show the current action)")
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -732,6 +747,8 @@ impl ObjectImpl for NonLocalClassify {
             "max-batch" => s.max_batch = value.get().unwrap_or(DEFAULT_MAX_BATCH),
             "batch-timeout" => s.batch_timeout_ms = value.get().unwrap_or(DEFAULT_BATCH_TIMEOUT_MS),
             "gpu-memory-limit" => s.gpu_memory_limit = value.get().unwrap_or_default(),
+            #[cfg(feature = "analytics")]
+            "analytics-meta" => s.analytics_meta = value.get().unwrap_or_default(),
             other => gst::warning!(CAT, imp = self, "Unknown property {}", other),
         }
     }
@@ -754,6 +771,8 @@ impl ObjectImpl for NonLocalClassify {
             "max-batch" => s.max_batch.to_value(),
             "batch-timeout" => s.batch_timeout_ms.to_value(),
             "gpu-memory-limit" => s.gpu_memory_limit.to_value(),
+            #[cfg(feature = "analytics")]
+            "analytics-meta" => s.analytics_meta.to_value(),
             _ => pspec.default_value().clone(),
         }
     }
@@ -877,6 +896,8 @@ impl BaseTransformImpl for NonLocalClassify {
             max_pending: settings.max_pending.max(1) as usize,
             shared,
             worker: Some(worker),
+            #[cfg(feature = "analytics")]
+            carrier: Carrier::default(),
         });
         gst::debug!(CAT, imp = self, "Started on {}", loaded.engine.describe());
         Ok(())
@@ -939,12 +960,16 @@ impl BaseTransformImpl for NonLocalClassify {
                     lock(&shared.queue).flushing = false;
                     if let Some(state) = lock(&self.state).as_mut() {
                         Self::reset_stream(state);
+                        #[cfg(feature = "analytics")]
+                        state.carrier.reset();
                     }
                     Self::reset_results(&shared);
                 }
                 EventView::StreamStart(_) => {
                     if let Some(state) = lock(&self.state).as_mut() {
                         Self::reset_stream(state);
+                        #[cfg(feature = "analytics")]
+                        state.carrier.reset();
                     }
                     Self::reset_results(&shared);
                 }
@@ -963,13 +988,24 @@ impl BaseTransformImpl for NonLocalClassify {
             return Err(gst::FlowError::Error);
         }
         // Results finished since the last buffer ride on this one.
-        for result in lock(&shared.ready).drain(..) {
-            if let Err(e) = NonLocalClassifyMeta::add(buf, &result) {
+        let fresh: Vec<ClipResult> = lock(&shared.ready).drain(..).collect();
+        for result in &fresh {
+            if let Err(e) = NonLocalClassifyMeta::add(buf, result) {
                 gst::warning!(CAT, imp = self, "Cannot attach meta: {}", e);
             }
-            #[cfg(feature = "analytics")]
-            if let Err(e) = crate::meta::add_analytics_classification(buf, &result) {
-                gst::warning!(CAT, imp = self, "Cannot attach analytics meta: {}", e);
+        }
+        #[cfg(feature = "analytics")]
+        {
+            // As analytics metadata: on this buffer only, or on every buffer until the next.
+            let mode = lock(&self.settings).analytics_meta;
+            let (width, height) = state
+                .info
+                .as_ref()
+                .map_or((0, 0), |i| (i.width(), i.height()));
+            for result in state.carrier.carry(mode, &fresh) {
+                if let Err(e) = analytics::add_result(buf, result, width, height) {
+                    gst::warning!(CAT, imp = self, "Cannot attach analytics meta: {}", e);
+                }
             }
         }
 
