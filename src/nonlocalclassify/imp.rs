@@ -721,7 +721,7 @@ impl ObjectImpl for NonLocalClassify {
                 #[cfg(feature = "analytics")]
                 glib::ParamSpecEnum::builder_with_default("analytics-meta", AnalyticsMeta::default())
                     .nick("Analytics meta")
-                    .blurb("Buffers carrying each result as GstAnalytics classification and full-frame detection metadata: first-buffer (the first buffer pushed after the result) or every-buffer (every buffer until the next result, so overlays show the current action)")
+                    .blurb("Which buffers carry each result as GstAnalytics metadata (a classification related to a box around the frame): first-buffer (the first buffer pushed after the result) or every-buffer (every buffer until the next result, so an overlay shows the current action)")
                     .mutable_playing()
                     .build(),
             ]

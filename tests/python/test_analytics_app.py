@@ -106,7 +106,7 @@ def test_classification_read_through_gst_analytics_equals_meta_and_message(mode)
 
 
 def docs_overlay_line():
-    """The gst-launch line of docs/analytics.md that draws the action with objectdetectionoverlay."""
+    """The gst-launch line of docs/analytics.md drawing the action with objectdetectionoverlay."""
     text = (REPO / "docs" / "analytics.md").read_text()
     lines = [l.strip() for l in text.splitlines()
              if l.strip().startswith("gst-launch-1.0 ") and "objectdetectionoverlay" in l]
@@ -150,7 +150,8 @@ def test_docs_line_draws_the_action_with_objectdetectionoverlay():
     desc += " ! video/x-raw,format=RGBA ! appsink name=sink sync=false"
     count = 20
     drawn = frames(desc, count)
-    no_labels = frames(desc.replace("objectdetectionoverlay", "objectdetectionoverlay draw-labels=false"), count)
+    no_labels = frames(
+        desc.replace("objectdetectionoverlay", "objectdetectionoverlay draw-labels=false"), count)
     no_overlay = frames(desc.replace("! objectdetectionoverlay", "! identity"), count)
     # The first clip (8 frames of the probe model) is classified after frame 6: frames before carry
     # nothing to draw, and the overlay leaves them as they are.

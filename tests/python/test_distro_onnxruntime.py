@@ -1,6 +1,7 @@
-"""Debian 13's own ONNX Runtime (libonnxruntime1.21, API 21) is older than the element needs (API 23,
-ONNX Runtime 1.23; docs/analytics.md says why): an application starting the element with it gets one
-error that names the library, the version found, the version needed and what to install.
+"""Debian 13's own ONNX Runtime (libonnxruntime1.21, API 21) is older than the element needs
+(API 23, ONNX Runtime 1.23; docs/analytics.md says why): an application starting the element with
+it gets one error that names the library, the version found, the version needed and what to
+install.
 tools/analytics-lane runs this inside its Debian 13 root, where apt installed that library."""
 
 import os
@@ -27,7 +28,8 @@ pipeline = Gst.parse_launch(
     "videotestsrc num-buffers=8 ! video/x-raw,format=RGB,width=16,height=8 "
     "! nonlocalclassify model=" + sys.argv[1] + " ! fakesink")
 pipeline.set_state(Gst.State.PLAYING)
-msg = pipeline.get_bus().timed_pop_filtered(30 * Gst.SECOND, Gst.MessageType.ERROR | Gst.MessageType.EOS)
+msg = pipeline.get_bus().timed_pop_filtered(
+    30 * Gst.SECOND, Gst.MessageType.ERROR | Gst.MessageType.EOS)
 pipeline.set_state(Gst.State.NULL)
 if msg is not None and msg.type == Gst.MessageType.ERROR:
     err, debug = msg.parse_error()
