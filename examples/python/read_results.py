@@ -120,14 +120,24 @@ def run(description, timeout_s=120.0, on_result=None, on_meta=None, on_buffer=No
 
     def on_event(_pad, info):
         event = info.get_event()
-        s = event.get_structure() if event.type == Gst.EventType.CUSTOM_DOWNSTREAM else None
+        if event.type != Gst.EventType.CUSTOM_DOWNSTREAM:
+            return Gst.PadProbeReturn.OK
+        s = event.get_structure()
+        if s is not None and not hasattr(s, "get_name"):
+            # gst-python 1.26 hands it out as a context manager.
+            with s as structure:
+                late_result(structure)
+        else:
+            late_result(s)
+        return Gst.PadProbeReturn.OK
+
+    def late_result(s):
         if s is not None and s.get_name() == "nonlocalclassify":
             r = result_fields(s)
             r["buffer-pts"] = None  # ready after the last buffer: no buffer carries it
             metas.append(r)
             if on_meta:
                 on_meta(r)
-        return Gst.PadProbeReturn.OK
 
     if sink is not None:
         sink.set_property("emit-signals", True)
