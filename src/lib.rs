@@ -5,12 +5,15 @@
 //! [`sampling`] (which frames form clips), [`preprocess`] (conversion, scaling, cropping,
 //! normalisation, tensor layout), [`config`] (model metadata and properties), [`engine`] (batching,
 //! ONNX Runtime), [`labels`], [`results`] (scores, smoothing, summary, message fields),
-//! [`segments`] (clip results merged into action segments) and [`meta`]
-//! (the `NonLocalClassifyMeta` buffer meta).
+//! [`segments`] (clip results merged into action segments) and [`meta`] (the
+//! `NonLocalClassifyMeta` buffer meta); with the `analytics` feature, [`analytics`]
+//! (GstAnalytics relation metadata).
 #![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
 use gst::glib;
 
+#[cfg(feature = "analytics")]
+pub mod analytics;
 pub mod config;
 pub mod engine;
 pub mod labels;

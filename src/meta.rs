@@ -44,29 +44,6 @@ impl NonLocalClassifyMeta {
 
 use gst::glib;
 
-/// With the `analytics` feature (GStreamer >= 1.24): the result as a GstAnalytics classification
-/// mtd (labels as quarks, scores as confidence levels, best first) in the buffer's
-/// `GstAnalyticsRelationMeta`, for elements that read analytics metadata.
-#[cfg(feature = "analytics")]
-pub fn add_analytics_classification(
-    buffer: &mut gst::BufferRef,
-    result: &ClipResult,
-) -> Result<(), glib::BoolError> {
-    use gst_analytics::prelude::*;
-    let confidences: Vec<f32> = result.scores.iter().map(|&s| s as f32).collect();
-    let quarks: Vec<glib::Quark> = result
-        .labels
-        .iter()
-        .map(|l| glib::Quark::from_str(l.as_str()))
-        .collect();
-    let mut relation = match buffer.meta_mut::<gst_analytics::AnalyticsRelationMeta>() {
-        Some(meta) => meta,
-        None => gst_analytics::AnalyticsRelationMeta::add(buffer),
-    };
-    relation.add_cls_mtd(&confidences, &quarks)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -580,6 +580,58 @@ fn post_messages_false_posts_nothing_but_still_attaches_meta() {
 }
 
 #[test]
+fn post_messages_changed_in_playing_applies_to_the_next_result() {
+    // Clips of 8 frames: clip k ends on frame 8k + 6.
+    let h = Harness::new(
+        &caps("RGB", 16, 8),
+        &[("model", v(model("probe.onnx")))],
+        false,
+    );
+    h.start().unwrap();
+    for n in 0..7 {
+        h.push(buffer(probe_rgb(n), n));
+    }
+    let first = h
+        .next_result(Duration::from_secs(30))
+        .expect("clip 0 posted");
+    assert_eq!(first.get::<u64>("clip-index").unwrap(), 0);
+    h.element.set_property("post-messages", false);
+    for n in 7..15 {
+        h.push(buffer(probe_rgb(n), n));
+    }
+    // Clip 1 is finished once its meta rides on a buffer; push frames until one carries it.
+    // (frames 15 to 21 do not finish clip 2).
+    let mut carried = false;
+    let mut n = 15;
+    while !carried && n < 22 {
+        std::thread::sleep(Duration::from_millis(50));
+        h.push(buffer(probe_rgb(n), n));
+        n += 1;
+        while let Some(sample) = h.sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            let b = sample.buffer().unwrap();
+            carried |= NonLocalClassifyMeta::results(b)
+                .iter()
+                .any(|r| r.clip_index == 1);
+        }
+    }
+    assert!(carried, "clip 1's meta never came out");
+    h.element.set_property("post-messages", true);
+    for n in n..31 {
+        h.push(buffer(probe_rgb(n), n));
+    }
+    let out = h.finish();
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let posted: Vec<u64> = out
+        .results
+        .iter()
+        .map(|r| r.get::<u64>("clip-index").unwrap())
+        .collect();
+    // Clip 1 finished while post-messages was false; clips 2 and 3 after it was set again.
+    assert_eq!(posted, [2, 3]);
+    assert!(out.summary.is_some());
+}
+
+#[test]
 fn random_weights_warn_that_labels_mean_nothing() {
     let out = run_frames(
         &caps("RGB", 16, 8),

@@ -22,6 +22,8 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::{Crops, ExecutionProvider};
+#[cfg(feature = "analytics")]
+use crate::analytics::{self, AnalyticsMeta, Carrier};
 use crate::config::{ClipConfig, Overrides};
 use crate::engine::{Batch, Batching, LocalBackend, ProviderChoice, Scores, SharedEngine};
 use crate::labels;
@@ -85,6 +87,8 @@ struct Settings {
     clip_fps: (i32, i32),
     segment_hysteresis: u32,
     segment_margin: f64,
+    #[cfg(feature = "analytics")]
+    analytics_meta: AnalyticsMeta,
 }
 
 impl Default for Settings {
@@ -108,6 +112,8 @@ impl Default for Settings {
             clip_fps: (0, 1),
             segment_hysteresis: DEFAULT_SEGMENT_HYSTERESIS,
             segment_margin: DEFAULT_SEGMENT_MARGIN,
+            #[cfg(feature = "analytics")]
+            analytics_meta: AnalyticsMeta::default(),
         }
     }
 }
@@ -169,7 +175,6 @@ struct WorkerConfig {
     labels: Arc<Vec<String>>,
     crops: Vec<CropPosition>,
     top_k: usize,
-    post_messages: bool,
 }
 
 /// Streaming state, from READY→PAUSED to PAUSED→READY.
@@ -184,6 +189,9 @@ struct State {
     max_pending: usize,
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
+    /// Which results the analytics metadata of each buffer carries.
+    #[cfg(feature = "analytics")]
+    carrier: Carrier,
 }
 
 #[derive(Default)]
@@ -612,7 +620,8 @@ fn publish(
         result.score(),
         result.latency / 1_000_000
     );
-    if cfg.post_messages {
+    // Read per result: post-messages may change in PLAYING.
+    if lock(&element.imp().settings).post_messages {
         let msg = gst::message::Element::builder(result.to_structure(MESSAGE_NAME))
             .src(element)
             .build();
@@ -771,6 +780,12 @@ impl ObjectImpl for NonLocalClassify {
                     .default_value(DEFAULT_POST_MESSAGES)
                     .mutable_playing()
                     .build(),
+                #[cfg(feature = "analytics")]
+                glib::ParamSpecEnum::builder_with_default("analytics-meta", AnalyticsMeta::default())
+                    .nick("Analytics meta")
+                    .blurb("Which buffers carry each result as GstAnalytics metadata (a classification related to a box around the frame): first-buffer (the first buffer pushed after the result) or every-buffer (every buffer until the next result, so an overlay shows the current action)")
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -804,6 +819,8 @@ impl ObjectImpl for NonLocalClassify {
                 s.segment_hysteresis = value.get().unwrap_or(DEFAULT_SEGMENT_HYSTERESIS)
             }
             "segment-margin" => s.segment_margin = value.get().unwrap_or(DEFAULT_SEGMENT_MARGIN),
+            #[cfg(feature = "analytics")]
+            "analytics-meta" => s.analytics_meta = value.get().unwrap_or_default(),
             other => gst::warning!(CAT, imp = self, "Unknown property {}", other),
         }
     }
@@ -836,6 +853,8 @@ impl ObjectImpl for NonLocalClassify {
                     .map(|l| model_info(&l.config))
                     .to_value()
             }
+            #[cfg(feature = "analytics")]
+            "analytics-meta" => s.analytics_meta.to_value(),
             _ => pspec.default_value().clone(),
         }
     }
@@ -940,7 +959,6 @@ impl BaseTransformImpl for NonLocalClassify {
                 Crops::Three => vec![CropPosition::Start, CropPosition::Center, CropPosition::End],
             },
             top_k: settings.top_k.max(1) as usize,
-            post_messages: settings.post_messages,
         };
         let worker_shared = Arc::clone(&shared);
         let element = self.obj().downgrade();
@@ -970,6 +988,8 @@ impl BaseTransformImpl for NonLocalClassify {
             max_pending: settings.max_pending.max(1) as usize,
             shared,
             worker: Some(worker),
+            #[cfg(feature = "analytics")]
+            carrier: Carrier::default(),
         });
         gst::debug!(CAT, imp = self, "Started on {}", loaded.engine.describe());
         Ok(())
@@ -1032,12 +1052,16 @@ impl BaseTransformImpl for NonLocalClassify {
                     lock(&shared.queue).flushing = false;
                     if let Some(state) = lock(&self.state).as_mut() {
                         Self::reset_stream(state);
+                        #[cfg(feature = "analytics")]
+                        state.carrier.reset();
                     }
                     Self::reset_results(&shared);
                 }
                 EventView::StreamStart(_) => {
                     if let Some(state) = lock(&self.state).as_mut() {
                         Self::reset_stream(state);
+                        #[cfg(feature = "analytics")]
+                        state.carrier.reset();
                     }
                     Self::reset_results(&shared);
                 }
@@ -1056,13 +1080,24 @@ impl BaseTransformImpl for NonLocalClassify {
             return Err(gst::FlowError::Error);
         }
         // Results finished since the last buffer ride on this one.
-        for result in lock(&shared.ready).drain(..) {
-            if let Err(e) = NonLocalClassifyMeta::add(buf, &result) {
+        let fresh: Vec<ClipResult> = lock(&shared.ready).drain(..).collect();
+        for result in &fresh {
+            if let Err(e) = NonLocalClassifyMeta::add(buf, result) {
                 gst::warning!(CAT, imp = self, "Cannot attach meta: {}", e);
             }
-            #[cfg(feature = "analytics")]
-            if let Err(e) = crate::meta::add_analytics_classification(buf, &result) {
-                gst::warning!(CAT, imp = self, "Cannot attach analytics meta: {}", e);
+        }
+        #[cfg(feature = "analytics")]
+        {
+            // As analytics metadata: on this buffer only, or on every buffer until the next.
+            let mode = lock(&self.settings).analytics_meta;
+            let (width, height) = state
+                .info
+                .as_ref()
+                .map_or((0, 0), |i| (i.width(), i.height()));
+            for result in state.carrier.carry(mode, &fresh) {
+                if let Err(e) = analytics::add_result(buf, result, width, height) {
+                    gst::warning!(CAT, imp = self, "Cannot attach analytics meta: {}", e);
+                }
             }
         }
 

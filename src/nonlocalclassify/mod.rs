@@ -70,6 +70,9 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     {
         Crops::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
         ExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+        #[cfg(feature = "analytics")]
+        crate::analytics::AnalyticsMeta::static_type()
+            .mark_as_plugin_api(gst::PluginAPIFlags::empty());
     }
     gst::Element::register(
         Some(plugin),

@@ -1,0 +1,268 @@
+//! GstAnalytics output (cargo feature `analytics`, GStreamer >= 1.24; docs/design.md, "Analytics
+//! metadata"): every result becomes a classification mtd (the top-k labels as quarks, their scores
+//! as levels, best first) in the buffer's `GstAnalyticsRelationMeta`, related to an
+//! object-detection mtd covering the frame whose type is the top label, so that elements drawing
+//! or forwarding detections (`objectdetectionoverlay`, ONVIF converters) show the action.
+//!
+//! [`Carrier`] decides which buffers carry a result (the `analytics-meta` property);
+//! [`add_result`] writes one result into a buffer.
+
+use gst::glib;
+use gst_analytics::prelude::*;
+
+use crate::results::ClipResult;
+
+/// Which buffers carry the analytics metadata of a result (`analytics-meta`).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstNonLocalClassifyAnalyticsMeta")]
+pub enum AnalyticsMeta {
+    #[default]
+    #[enum_value(
+        name = "First buffer: only the first buffer pushed after a result carries it, like NonLocalClassifyMeta",
+        nick = "first-buffer"
+    )]
+    FirstBuffer = 0,
+    #[enum_value(
+        name = "Every buffer: every buffer from a result until the next one carries it (the current action, smoothed as 'smoothing' says)",
+        nick = "every-buffer"
+    )]
+    EveryBuffer = 1,
+}
+
+/// The results each buffer carries, from the results finished since the previous buffer.
+#[derive(Debug, Default)]
+pub struct Carrier {
+    current: Option<ClipResult>,
+}
+
+impl Carrier {
+    /// Forget the current result (stream start, flush): the next stream starts without one.
+    pub fn reset(&mut self) {
+        self.current = None;
+    }
+
+    /// The result currently shown by `every-buffer`, if any.
+    pub fn current(&self) -> Option<&ClipResult> {
+        self.current.as_ref()
+    }
+
+    /// What the next buffer carries, given `fresh`, the results finished since the previous buffer
+    /// (oldest first). `first-buffer`: those results. `every-buffer`: those results when there are
+    /// any (none is skipped), else the latest result again.
+    pub fn carry<'a>(
+        &'a mut self,
+        mode: AnalyticsMeta,
+        fresh: &'a [ClipResult],
+    ) -> &'a [ClipResult] {
+        // The latest result is kept in both modes, so switching to every-buffer in PLAYING shows
+        // the current action at once.
+        if let Some(last) = fresh.last() {
+            self.current = Some(last.clone());
+        }
+        match mode {
+            AnalyticsMeta::EveryBuffer if fresh.is_empty() => self.current.as_slice(),
+            _ => fresh,
+        }
+    }
+}
+
+/// The ids of the mtds written for one result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The full-frame object-detection mtd (type: the top label).
+    pub od: u32,
+    /// The classification mtd (all top-k labels).
+    pub cls: u32,
+}
+
+/// Rows left above the action's box for its label: `objectdetectionoverlay` writes a box's label
+/// (about 16 rows high) above the box, so a box starting on row 0 would hide it.
+pub const LABEL_ROWS: u32 = 20;
+
+/// The action's box (x, y, w, h) on a `width` × `height` frame: the whole frame below its top
+/// [`LABEL_ROWS`] rows (a quarter of the frame when that is less).
+pub fn action_box(width: u32, height: u32) -> (i32, i32, i32, i32) {
+    let clamp = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+    let top = LABEL_ROWS.min(height / 4);
+    (0, clamp(top), clamp(width), clamp(height - top))
+}
+
+/// Write `result` into the buffer's relation meta (added when the buffer has none; mtds added
+/// upstream are kept): a classification mtd, an object-detection mtd covering the `width` ×
+/// `height` frame ([`action_box`]) typed with the top label and its score, the detection RELATE_TO
+/// and CONTAIN the classification, the classification RELATE_TO and IS_PART_OF the detection.
+pub fn add_result(
+    buffer: &mut gst::BufferRef,
+    result: &ClipResult,
+    width: u32,
+    height: u32,
+) -> Result<Written, glib::BoolError> {
+    let quarks: Vec<glib::Quark> = result
+        .labels
+        .iter()
+        .map(|l| glib::Quark::from_str(l.as_str()))
+        .collect();
+    let levels: Vec<f32> = result.scores.iter().map(|&s| s as f32).collect();
+    let (Some(&top), Some(&level)) = (quarks.first(), levels.first()) else {
+        return Err(glib::bool_error!(
+            "clip {} has no labels to write as analytics metadata",
+            result.clip_index
+        ));
+    };
+    let mut relation = match buffer.meta_mut::<gst_analytics::AnalyticsRelationMeta>() {
+        Some(meta) => meta,
+        None => gst_analytics::AnalyticsRelationMeta::add(buffer),
+    };
+    let cls = relation.add_cls_mtd(&levels, &quarks)?.id();
+    let (x, y, w, h) = action_box(width, height);
+    let od = relation.add_od_mtd(top, x, y, w, h, level)?.id();
+    use gst_analytics::RelTypes;
+    relation.set_relation(RelTypes::RELATE_TO | RelTypes::CONTAIN, od, cls)?;
+    relation.set_relation(RelTypes::RELATE_TO | RelTypes::IS_PART_OF, cls, od)?;
+    Ok(Written { od, cls })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gst_analytics::{AnalyticsClassificationMtd, AnalyticsODMtd, RelTypes};
+
+    fn result(index: u64, labels: &[&str], scores: &[f64]) -> ClipResult {
+        ClipResult {
+            timestamp: Some(index * 1000),
+            stream_time: None,
+            running_time: None,
+            duration: Some(1000),
+            clip_index: index,
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            scores: scores.to_vec(),
+            dropped: 0,
+            latency: 0,
+        }
+    }
+
+    #[test]
+    fn first_buffer_carries_each_result_once() {
+        let mut c = Carrier::default();
+        let fresh = [result(0, &["a"], &[0.5])];
+        assert_eq!(c.carry(AnalyticsMeta::FirstBuffer, &fresh), &fresh);
+        assert!(c.carry(AnalyticsMeta::FirstBuffer, &[]).is_empty());
+        // Two results between buffers both ride on the next one.
+        let two = [result(1, &["b"], &[0.6]), result(2, &["c"], &[0.7])];
+        assert_eq!(c.carry(AnalyticsMeta::FirstBuffer, &two), &two);
+        assert!(c.carry(AnalyticsMeta::FirstBuffer, &[]).is_empty());
+    }
+
+    #[test]
+    fn every_buffer_repeats_the_latest_until_the_next() {
+        let mut c = Carrier::default();
+        assert!(c.carry(AnalyticsMeta::EveryBuffer, &[]).is_empty());
+        let first = [result(0, &["a"], &[0.5])];
+        assert_eq!(c.carry(AnalyticsMeta::EveryBuffer, &first), &first);
+        assert_eq!(c.carry(AnalyticsMeta::EveryBuffer, &[]), &first);
+        assert_eq!(c.carry(AnalyticsMeta::EveryBuffer, &[]), &first);
+        let two = [result(1, &["b"], &[0.6]), result(2, &["c"], &[0.7])];
+        assert_eq!(c.carry(AnalyticsMeta::EveryBuffer, &two), &two);
+        assert_eq!(c.carry(AnalyticsMeta::EveryBuffer, &[]), &two[1..]);
+        c.reset();
+        assert!(c.carry(AnalyticsMeta::EveryBuffer, &[]).is_empty());
+    }
+
+    #[test]
+    fn switching_to_every_buffer_shows_the_current_result() {
+        let mut c = Carrier::default();
+        let first = [result(4, &["a"], &[0.5])];
+        c.carry(AnalyticsMeta::FirstBuffer, &first);
+        assert!(c.carry(AnalyticsMeta::FirstBuffer, &[]).is_empty());
+        assert_eq!(c.carry(AnalyticsMeta::EveryBuffer, &[]), &first);
+        assert_eq!(c.current().map(|r| r.clip_index), Some(4));
+    }
+
+    #[test]
+    fn result_becomes_a_classification_related_to_the_action_box() {
+        gst::init().unwrap();
+        let mut buffer = gst::Buffer::new();
+        let r = result(3, &["arm wrestling", "dancing"], &[0.75, 0.25]);
+        let written = add_result(buffer.get_mut().unwrap(), &r, 320, 240).unwrap();
+        let meta = buffer
+            .meta::<gst_analytics::AnalyticsRelationMeta>()
+            .unwrap();
+        assert_eq!(meta.len(), 2);
+        let cls = meta.mtd::<AnalyticsClassificationMtd>(written.cls).unwrap();
+        assert_eq!(cls.len(), 2);
+        assert_eq!(cls.quark(0).as_str(), "arm wrestling");
+        assert_eq!(cls.quark(1).as_str(), "dancing");
+        assert_eq!((cls.level(0), cls.level(1)), (0.75, 0.25));
+        let od = meta.mtd::<AnalyticsODMtd>(written.od).unwrap();
+        assert_eq!(od.obj_type().unwrap().as_str(), "arm wrestling");
+        let loc = od.location().unwrap();
+        assert_eq!((loc.x, loc.y, loc.w, loc.h), (0, 20, 320, 220));
+        assert_eq!(od.confidence_level(), 0.75);
+        assert_eq!(
+            meta.relation(written.od, written.cls),
+            RelTypes::RELATE_TO | RelTypes::CONTAIN
+        );
+        assert_eq!(
+            meta.relation(written.cls, written.od),
+            RelTypes::RELATE_TO | RelTypes::IS_PART_OF
+        );
+        // What objectdetectionoverlay looks up: the classification directly related to the box.
+        let related: Vec<_> = meta
+            .iter_direct_related::<AnalyticsClassificationMtd>(written.od, RelTypes::RELATE_TO)
+            .map(|m| m.id())
+            .collect();
+        assert_eq!(related, vec![written.cls]);
+    }
+
+    #[test]
+    fn mtds_added_upstream_are_kept() {
+        gst::init().unwrap();
+        let mut buffer = gst::Buffer::new();
+        let person = glib::Quark::from_str("person");
+        let upstream = {
+            let b = buffer.get_mut().unwrap();
+            let mut m = gst_analytics::AnalyticsRelationMeta::add(b);
+            m.add_od_mtd(person, 10, 20, 30, 40, 0.9).unwrap().id()
+        };
+        let r = result(0, &["dancing"], &[0.5]);
+        let written = add_result(buffer.get_mut().unwrap(), &r, 64, 48).unwrap();
+        let meta = buffer
+            .meta::<gst_analytics::AnalyticsRelationMeta>()
+            .unwrap();
+        assert_eq!(meta.len(), 3);
+        assert_ne!(written.od, upstream);
+        let theirs = meta.mtd::<AnalyticsODMtd>(upstream).unwrap();
+        assert_eq!(theirs.obj_type(), Some(person));
+        let loc = theirs.location().unwrap();
+        assert_eq!((loc.x, loc.y, loc.w, loc.h), (10, 20, 30, 40));
+        assert_eq!(meta.relation(upstream, written.cls), RelTypes::NONE);
+        assert_eq!(
+            buffer
+                .iter_meta::<gst_analytics::AnalyticsRelationMeta>()
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_box_leaves_room_for_the_label_above_it() {
+        assert_eq!(action_box(1920, 1080), (0, 20, 1920, 1060));
+        assert_eq!(action_box(640, 480), (0, 20, 640, 460));
+        assert_eq!(action_box(16, 8), (0, 2, 16, 6));
+        assert_eq!(action_box(4, 1), (0, 0, 4, 1));
+        assert_eq!(action_box(0, 0), (0, 0, 0, 0));
+        assert_eq!(action_box(u32::MAX, 80).2, i32::MAX);
+    }
+
+    #[test]
+    fn a_result_without_labels_is_refused() {
+        gst::init().unwrap();
+        let mut buffer = gst::Buffer::new();
+        let e = add_result(buffer.get_mut().unwrap(), &result(7, &[], &[]), 8, 8).unwrap_err();
+        assert!(e.to_string().contains("clip 7"), "{e}");
+        assert!(buffer
+            .meta::<gst_analytics::AnalyticsRelationMeta>()
+            .is_none());
+    }
+}
