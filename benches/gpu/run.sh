@@ -259,8 +259,9 @@ compile_settings() {
     # Batch 8 first with the strongest modes (the target), then what the time allows.
     # max-autotune's coordinate-descent tuning (launch settings of every element-wise kernel,
     # candidates compiled and timed one after another) is left out here, kept in "full".
-    standard) modes=eager,max-autotune@8,reduce-overhead@8,max-autotune-no-cudagraphs@8
-              modes=$modes,default@8,reduce-overhead@1/16
+    # (--modes takes each mode once: reduce-overhead@8/1/16 runs batch 8 first.)
+    standard) modes=eager,max-autotune@8,reduce-overhead@8/1/16,max-autotune-no-cudagraphs@8
+              modes=$modes,default@8
               knobs=coordinate_descent_tuning=False budget=130 box=200 ;;
     quick)    modes=eager,reduce-overhead,default@8 knobs= budget=150 box=240 ;;
     full)     modes=eager,default,reduce-overhead,max-autotune-no-cudagraphs,max-autotune

@@ -891,3 +891,18 @@ def test_budget_skips_and_sigterm_reports(torch_mod, device):
     rows = [json.loads(x) for x in out.splitlines()]
     assert rows[0]["batch"] == 1 and rows[0]["error"].startswith("stopped by signal 15 after")
     assert rows[1] == {**rows[1], "batch": 2, "skipped": "stopped by signal 15 (time box)"}
+
+
+def test_every_compile_set_of_run_sh_parses():
+    """The mode lists benches/gpu/run.sh passes for each COMPILE_SET are valid --modes values
+    (an H200 run once lost its torch.compile rows to a mode given twice)."""
+    import subprocess
+    script = (REPO / "benches" / "gpu" / "run.sh").read_text()
+    # compile_settings() up to where it uses the set's values, closed so that it prints them.
+    body = script[script.index("compile_settings() {"):script.index("  C_MODES=")]
+    for name in ("standard", "quick", "full"):
+        out = subprocess.run(["bash", "-c", f'{body}  echo "$modes"\n}}\n'
+                              f"COMPILE_SET={name} compile_settings"],
+                             capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.strip(), (name, out.stderr)
+        assert TR.parse_modes(out.stdout.strip()), name
