@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-#[path = "common/mod.rs"]
+#[path = "../src/bin/nonlocal-classify/common.rs"]
 mod common;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, ValueEnum};

@@ -1,4 +1,4 @@
-//! Model lookup and error text (shared with examples/common).
+//! Model lookup and error text (also used by examples/live.rs).
 
 use std::path::{Path, PathBuf};
 
