@@ -20,6 +20,7 @@ pub mod labels;
 pub mod meta;
 pub mod nonlocalclassify;
 pub mod preprocess;
+pub mod remote;
 pub mod results;
 pub mod sampling;
 pub mod segments;

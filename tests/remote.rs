@@ -1,0 +1,357 @@
+//! The remote backend against a real Triton Inference Server (tools/triton-serve: the
+//! tritonserver bundled in nvidia-pytriton, python-backend entries running ONNX Runtime on the
+//! test models), started on 127.0.0.1 with free ports and stopped by PID.
+
+#[path = "common/triton.rs"]
+mod triton;
+
+use std::time::{Duration, Instant};
+
+use gstnonlocal::config::InputType;
+use gstnonlocal::engine::{Batch, Engine, ProviderChoice};
+use gstnonlocal::remote::{RemoteError, RemoteModel, RemoteSettings};
+use half::f16;
+use triton::{Options, Server};
+
+fn settings(servers: &str, model: &str, timeout_ms: u64) -> RemoteSettings {
+    RemoteSettings::new(
+        servers,
+        model,
+        Duration::from_millis(timeout_ms),
+        4,
+        None,
+        None,
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+fn models() -> std::path::PathBuf {
+    triton::root().join("tests/models")
+}
+
+/// `n` clip items of the probe models' input size (4·8·8·3 values), distinct per item.
+fn clip_values(n: usize) -> Vec<f32> {
+    (0..n * 768)
+        .map(|i| ((i * 7 + i / 768 * 31) % 251) as f32)
+        .collect()
+}
+
+/// Remote scores of `values` (n items) equal in-process ONNX Runtime's, for one model.
+fn assert_same_scores(server: &Server, model: &str, file: &str, n: usize) {
+    let remote = RemoteModel::open(settings(&server.grpc, model, 10_000)).unwrap();
+    let local = Engine::open(&models().join(file), ProviderChoice::Cpu, 0).unwrap();
+    assert_eq!(remote.io.input_type, local.io.input_type);
+    assert_eq!(remote.io.input_shape, local.io.input_shape);
+    assert_eq!(
+        remote.metadata, local.metadata,
+        "configuration parameters = ONNX metadata"
+    );
+    let values = clip_values(n);
+    let mut shape = [n as i64, 0, 0, 0, 0];
+    shape[1..].copy_from_slice(&local.io.input_shape[1..]);
+    let (batch, remote_scores) = match local.io.input_type.clone().unwrap() {
+        InputType::F32 => {
+            let items: Vec<&[f32]> = values.chunks(768).collect();
+            (
+                Batch::F32(values.clone()),
+                remote.infer(&shape, &items).unwrap(),
+            )
+        }
+        InputType::U8 => {
+            let v: Vec<u8> = values.iter().map(|&x| x as u8).collect();
+            let items: Vec<&[u8]> = v.chunks(768).collect();
+            (Batch::U8(v.clone()), remote.infer(&shape, &items).unwrap())
+        }
+        InputType::F16 => {
+            let v: Vec<f16> = values.iter().map(|&x| f16::from_f32(x)).collect();
+            let items: Vec<&[f16]> = v.chunks(768).collect();
+            (Batch::F16(v.clone()), remote.infer(&shape, &items).unwrap())
+        }
+    };
+    let local_scores = local.run(shape, &batch).unwrap();
+    assert_eq!(remote_scores.len(), n);
+    assert_eq!(
+        remote_scores, local_scores,
+        "{model}: remote scores = in-process scores"
+    );
+    // The values reveal the clip: not all the same.
+    assert_ne!(remote_scores[0], remote_scores[n - 1]);
+}
+
+#[test]
+fn scores_metadata_and_types_equal_in_process() {
+    let server = Server::start();
+    assert_same_scores(&server, "probe", "probe.onnx", 3);
+    assert_same_scores(&server, "probe_u8", "probe_u8.onnx", 2);
+    assert_same_scores(&server, "probe_nthwc_f16", "probe_nthwc_f16.onnx", 5);
+    // More clips than the server's max batch (8): split into requests the server accepts.
+    assert_same_scores(&server, "probe", "probe.onnx", 11);
+}
+
+#[test]
+fn wrong_model_name_is_one_error_naming_server_and_model() {
+    let server = Server::start();
+    let started = Instant::now();
+    let e = RemoteModel::open(settings(&server.grpc, "no_such_model", 10_000))
+        .err()
+        .expect("an unknown model is refused");
+    let text = e.to_string();
+    assert!(matches!(e, RemoteError::Model { .. }), "{text}");
+    assert!(
+        text.contains(&server.grpc) && text.contains("'no_such_model'"),
+        "{text}"
+    );
+    assert!(text.contains("server-model"), "{text}");
+    // Refused at once, not after the bound: the server is ready and has no such model.
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn unreachable_server_fails_after_the_bound_naming_server_and_model() {
+    let address = format!("127.0.0.1:{}", triton::dead_port());
+    let started = Instant::now();
+    let e = RemoteModel::open(settings(&address, "probe", 1500))
+        .err()
+        .expect("nothing listens there");
+    let waited = started.elapsed();
+    let text = e.to_string();
+    assert!(matches!(e, RemoteError::NotReady { .. }), "{text}");
+    assert!(
+        text.contains(&address) && text.contains("'probe'"),
+        "{text}"
+    );
+    assert!(text.contains("1500 ms"), "{text}");
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn a_server_not_up_yet_at_start_is_waited_for() {
+    let port = triton::dead_port();
+    let address = format!("127.0.0.1:{port}");
+    let opening =
+        std::thread::spawn(move || RemoteModel::open(settings(&address, "probe", 60_000)));
+    std::thread::sleep(Duration::from_millis(1500));
+    let server = Server::start_with(Options {
+        grpc_port: port,
+        wait: false,
+        ..Default::default()
+    });
+    let remote = opening
+        .join()
+        .unwrap()
+        .expect("opens once the server is up");
+    let items: Vec<&[f32]> = vec![&[1.0; 768]];
+    let scores = remote.infer(&[1, 3, 4, 8, 8], &items).unwrap();
+    assert_eq!(scores.len(), 1);
+    // probe: the mean of each (channel, frame) plane of the tensor sent.
+    assert_eq!(scores[0], vec![1.0; 12]);
+    drop(server);
+}
+
+#[test]
+fn a_dead_address_is_skipped_and_clips_are_spread_over_the_ready_ones() {
+    let a = Server::start();
+    let b = Server::start();
+    let dead = format!("127.0.0.1:{}", triton::dead_port());
+    let list = format!("{dead},{},{}", a.grpc, b.grpc);
+    let remote = RemoteModel::open(settings(&list, "probe_nobatch", 10_000)).unwrap();
+    let values = clip_values(1);
+    let items: Vec<&[f32]> = vec![&values];
+    let started = Instant::now();
+    for _ in 0..12 {
+        remote.infer(&[1, 3, 4, 8, 8], &items).unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!remote.usable_servers().contains(&dead));
+    // Both live servers got clips (per-server statistics: clips answered).
+    let count = |s: &Server| {
+        let one = RemoteModel::open(settings(&s.grpc, "probe_nobatch", 10_000)).unwrap();
+        one.server_statistics().0
+    };
+    let (na, nb) = (count(&a), count(&b));
+    assert_eq!(na + nb, 12, "every clip answered once");
+    assert!(na >= 3 && nb >= 3, "spread: {na} and {nb}");
+}
+
+#[test]
+fn the_server_batches_requests_in_flight_together() {
+    let server = Server::start();
+    let remote = std::sync::Arc::new(
+        RemoteModel::open(settings(&server.grpc, "probe_delay", 10_000)).unwrap(),
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|k| {
+            let remote = std::sync::Arc::clone(&remote);
+            std::thread::spawn(move || {
+                let values = clip_values(1 + k % 2);
+                let items: Vec<&[f32]> = values.chunks(768).collect();
+                remote.infer(&[1, 3, 4, 8, 8], &items).unwrap().len()
+            })
+        })
+        .collect();
+    let clips: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let (inferences, executions) = remote.server_statistics();
+    assert_eq!(inferences, clips as u64);
+    assert!(
+        executions < 8,
+        "8 requests in flight ran as {executions} model runs"
+    );
+}
+
+#[test]
+fn a_shape_or_type_that_does_not_fit_is_refused_by_name() {
+    let server = Server::start();
+    let remote = RemoteModel::open(settings(&server.grpc, "probe", 10_000)).unwrap();
+    // 5 frames where the served model takes 4.
+    let values = vec![0.0f32; 3 * 5 * 64];
+    let e = remote
+        .infer(&[1, 3, 5, 8, 8], &[&values])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&server.grpc) && e.contains("'probe'"), "{e}");
+    assert!(e.contains("InvalidArgument") || e.contains("shape"), "{e}");
+    // uint8 clips for a float32 input.
+    let bytes = vec![0u8; 768];
+    let e = remote
+        .infer(&[1, 3, 4, 8, 8], &[&bytes])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'probe'") && (e.contains("UINT8") || e.contains("datatype")),
+        "{e}"
+    );
+}
+
+#[test]
+fn server_stopped_and_started_again() {
+    let server = Server::start();
+    let port = server.grpc_port;
+    let remote = RemoteModel::open(settings(&server.grpc, "probe", 3000)).unwrap();
+    let values = clip_values(1);
+    let items: Vec<&[f32]> = vec![&values];
+    let want = remote.infer(&[1, 3, 4, 8, 8], &items).unwrap();
+    server.stop(true);
+    drop(server);
+    // Down longer than the bound: the batch fails after it, naming server and model.
+    let started = Instant::now();
+    let e = remote.infer(&[1, 3, 4, 8, 8], &items).unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(e, RemoteError::Lost { .. }), "{e}");
+    assert!(
+        e.to_string().contains("3000 ms") && e.to_string().contains("'probe'"),
+        "{e}"
+    );
+    assert!(
+        waited >= Duration::from_millis(2900) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+    // Started again on the same port: the connection is retried and the answers are the same.
+    let _again = Server::start_with(Options {
+        grpc_port: port,
+        wait: true,
+        ..Default::default()
+    });
+    let got = remote.infer(&[1, 3, 4, 8, 8], &items).unwrap();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn tls_server_certificate_checked_and_client_certificate_sent() {
+    let dir = triton::scratch("tls");
+    let [ca, cert, key, client_cert, client_key] = triton::certificates(&dir);
+    let server = Server::start_with(Options {
+        tls: Some((cert.clone(), key.clone(), Some(ca.clone()))),
+        wait: true,
+        ..Default::default()
+    });
+    let tls = |ca: Option<&std::path::Path>, identity: bool| {
+        RemoteSettings::new(
+            &format!("https://{}", server.grpc),
+            "probe",
+            Duration::from_millis(2000),
+            1,
+            ca.map(Into::into),
+            identity.then(|| client_cert.clone()),
+            identity.then(|| client_key.clone()),
+            None,
+        )
+        .unwrap()
+    };
+    let remote = RemoteModel::open(tls(Some(&ca), true)).expect("CA and client certificate");
+    let values = clip_values(1);
+    assert_eq!(
+        remote
+            .infer(&[1, 3, 4, 8, 8], &[&values[..]])
+            .unwrap()
+            .len(),
+        1
+    );
+    // No client certificate: the server refuses the handshake.
+    let e = RemoteModel::open(tls(Some(&ca), false))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains(&server.grpc) && e.contains("'probe'"), "{e}");
+    // A CA that did not sign the server's certificate: the client refuses the server.
+    let other = triton::scratch("tls-other");
+    let [other_ca, ..] = triton::certificates(&other);
+    let e = RemoteModel::open(tls(Some(&other_ca), true))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains(&server.grpc) && e.contains("'probe'"), "{e}");
+    assert!(
+        e.to_lowercase().contains("certificate") || e.contains("UnknownIssuer"),
+        "{e}"
+    );
+    // TLS without a CA file: a settings error saying which property to set.
+    let e = RemoteModel::open(tls(None, false))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("server-ca"), "{e}");
+}
+
+#[test]
+fn bearer_token_required_and_never_shown() {
+    let token = "tok-3f9a1c";
+    let server = Server::start_with(Options {
+        token: Some(token.into()),
+        wait: true,
+        ..Default::default()
+    });
+    let with = |t: Option<&str>| {
+        RemoteSettings::new(
+            &server.grpc,
+            "probe",
+            Duration::from_millis(2000),
+            1,
+            None,
+            None,
+            None,
+            t,
+        )
+        .unwrap()
+    };
+    let remote = RemoteModel::open(with(Some(token))).expect("the right token");
+    let values = clip_values(1);
+    assert_eq!(
+        remote
+            .infer(&[1, 3, 4, 8, 8], &[&values[..]])
+            .unwrap()
+            .len(),
+        1
+    );
+    for wrong in [None, Some("tok-wrong")] {
+        let e = RemoteModel::open(with(wrong)).err().unwrap().to_string();
+        assert!(e.contains(&server.grpc) && e.contains("'probe'"), "{e}");
+        assert!(e.contains("server-token"), "{e}");
+        assert!(!e.contains(token) && !e.contains("tok-wrong"), "{e}");
+    }
+    assert!(!format!("{:?}", with(Some(token))).contains(token));
+}
