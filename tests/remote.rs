@@ -2,14 +2,16 @@
 //! tritonserver bundled in nvidia-pytriton, python-backend entries running ONNX Runtime on the
 //! test models), started on 127.0.0.1 with free ports and stopped by PID.
 
+mod common;
 #[path = "common/triton.rs"]
 mod triton;
 
 use std::time::{Duration, Instant};
 
+use gst::prelude::*;
 use gstnonlocal::config::InputType;
-use gstnonlocal::engine::{Batch, Engine, ProviderChoice};
-use gstnonlocal::remote::{RemoteError, RemoteModel, RemoteSettings};
+use gstnonlocal::engine::remote::{RemoteError, RemoteModel, RemoteSettings};
+use gstnonlocal::engine::{Batch, ProviderChoice, SharedEngine};
 use half::f16;
 use triton::{Options, Server};
 
@@ -41,7 +43,7 @@ fn clip_values(n: usize) -> Vec<f32> {
 /// Remote scores of `values` (n items) equal in-process ONNX Runtime's, for one model.
 fn assert_same_scores(server: &Server, model: &str, file: &str, n: usize) {
     let remote = RemoteModel::open(settings(&server.grpc, model, 10_000)).unwrap();
-    let local = Engine::open(&models().join(file), ProviderChoice::Cpu, 0).unwrap();
+    let local = SharedEngine::local(&models().join(file), ProviderChoice::Cpu, 0, 0).unwrap();
     assert_eq!(remote.io.input_type, local.io.input_type);
     assert_eq!(remote.io.input_shape, local.io.input_shape);
     assert_eq!(
@@ -171,7 +173,7 @@ fn a_dead_address_is_skipped_and_clips_are_spread_over_the_ready_ones() {
     // Both live servers got clips (per-server statistics: clips answered).
     let count = |s: &Server| {
         let one = RemoteModel::open(settings(&s.grpc, "probe_nobatch", 10_000)).unwrap();
-        one.server_statistics().0
+        one.server_statistics().inferences
     };
     let (na, nb) = (count(&a), count(&b));
     assert_eq!(na + nb, 12, "every clip answered once");
@@ -195,11 +197,12 @@ fn the_server_batches_requests_in_flight_together() {
         })
         .collect();
     let clips: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    let (inferences, executions) = remote.server_statistics();
-    assert_eq!(inferences, clips as u64);
+    let stats = remote.server_statistics();
+    assert_eq!(stats.inferences, clips as u64);
+    assert_eq!(stats.requests, 8);
     assert!(
-        executions < 8,
-        "8 requests in flight ran as {executions} model runs"
+        stats.executions < 8,
+        "8 requests in flight ran as {stats:?}"
     );
 }
 
@@ -354,4 +357,322 @@ fn bearer_token_required_and_never_shown() {
         assert!(!e.contains(token) && !e.contains("tok-wrong"), "{e}");
     }
     assert!(!format!("{:?}", with(Some(token))).contains(token));
+}
+
+// -- the element --------------------------------------------------------------------------------
+
+use gst::glib;
+
+fn remote_props(server: &str, model: &str) -> Vec<(&'static str, glib::Value)> {
+    vec![
+        ("server", server.to_value()),
+        ("server-model", model.to_value()),
+    ]
+}
+
+/// Per-clip scores of a run, by clip.
+fn clip_scores(out: &common::Outcome) -> Vec<std::collections::HashMap<String, f64>> {
+    (0..out.results.len()).map(|i| out.scores(i)).collect()
+}
+
+#[test]
+fn element_results_equal_in_process() {
+    let server = Server::start();
+    let caps = common::caps("RGB", 16, 8);
+    let top = ("top-k", 12u32.to_value());
+    let local = common::run_frames(
+        &caps,
+        &[
+            ("model", common::model("probe.onnx").to_value()),
+            top.clone(),
+        ],
+        24,
+        common::probe_rgb,
+    );
+    let mut props = remote_props(&server.grpc, "probe");
+    props.push(top.clone());
+    let remote = common::run_frames(&caps, &props, 24, common::probe_rgb);
+    assert!(remote.errors.is_empty(), "{:?}", remote.errors);
+    assert!(local.results.len() >= 2);
+    assert_eq!(remote.results.len(), local.results.len());
+    assert_eq!(clip_scores(&remote), clip_scores(&local));
+    // `model` names the file and server-model defaults to its stem.
+    let by_stem = common::run_frames(
+        &caps,
+        &[
+            ("server", server.grpc.to_value()),
+            ("model", "/nowhere/probe.onnx".to_value()),
+            top,
+        ],
+        24,
+        common::probe_rgb,
+    );
+    assert_eq!(clip_scores(&by_stem), clip_scores(&local));
+}
+
+#[test]
+fn element_start_errors_name_server_and_model() {
+    let server = Server::start();
+    let e = common::start_error(&remote_props(&server.grpc, "no_such_model"));
+    assert!(
+        e.contains(&server.grpc) && e.contains("no_such_model"),
+        "{e}"
+    );
+    let dead = format!("127.0.0.1:{}", triton::dead_port());
+    let mut props = remote_props(&dead, "probe");
+    props.push(("server-timeout", 800u32.to_value()));
+    let e = common::start_error(&props);
+    assert!(
+        e.contains(&dead) && e.contains("'probe'") && e.contains("800 ms"),
+        "{e}"
+    );
+    let e = common::start_error(&remote_props("localhost", "probe"));
+    assert!(e.contains("server") && e.contains("host:port"), "{e}");
+}
+
+/// A started remote element in a non-live or live pipeline.
+fn stream(
+    server: &str,
+    model: &str,
+    extra: &[(&'static str, glib::Value)],
+    live: bool,
+) -> common::Harness {
+    let mut props = remote_props(server, model);
+    props.extend(extra.iter().cloned());
+    let h = common::Harness::new(&common::caps("RGB", 16, 8), &props, live);
+    h.start().expect("starts");
+    h
+}
+
+#[test]
+fn two_elements_in_one_process_are_batched_by_the_server() {
+    let server = Server::start();
+    // Different engines (server-timeout differs), one request in flight each, one clip per
+    // request: only the server can merge them.
+    let props = |timeout: u32| {
+        [
+            ("max-batch", 1u32.to_value()),
+            ("server-requests", 1u32.to_value()),
+            ("server-timeout", timeout.to_value()),
+        ]
+    };
+    let a = stream(&server.grpc, "probe_delay", &props(10_000), false);
+    let b = stream(&server.grpc, "probe_delay", &props(10_001), false);
+    let pushers: Vec<_> = [a, b]
+        .into_iter()
+        .map(|h| {
+            std::thread::spawn(move || {
+                for n in 0..40 {
+                    h.push(common::buffer(common::probe_rgb(n), n));
+                }
+                let out = h.finish();
+                assert!(out.errors.is_empty(), "{:?}", out.errors);
+                out.results.len()
+            })
+        })
+        .collect();
+    let clips: usize = pushers.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(clips >= 8, "{clips}");
+    let stats = RemoteModel::open(settings(&server.grpc, "probe_delay", 10_000))
+        .unwrap()
+        .server_statistics();
+    assert_eq!(stats.inferences, clips as u64);
+    assert!(
+        stats.executions < stats.requests,
+        "the server merged requests: {stats:?}"
+    );
+}
+
+#[test]
+fn two_processes_are_batched_by_the_server() {
+    let server = Server::start();
+    let classify = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples/classify");
+    assert!(
+        classify.exists(),
+        "{} (cargo build --examples)",
+        classify.display()
+    );
+    let video = triton::root().join("tests/data/arm_wrestling.mp4");
+    let run = || {
+        std::process::Command::new(&classify)
+            .args(["--server", &server.grpc, "--server-model", "probe_delay"])
+            .args(["--server-requests", "1", "--clips", "0", "--output", "json"])
+            .arg(&video)
+            .output()
+            .unwrap()
+    };
+    let (x, y) = std::thread::scope(|s| {
+        let x = s.spawn(run);
+        let y = s.spawn(run);
+        (x.join().unwrap(), y.join().unwrap())
+    });
+    let mut clips = 0;
+    for out in [&x, &y] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        clips += line["clips"].as_u64().unwrap();
+    }
+    assert!(clips >= 8, "{clips}");
+    let stats = RemoteModel::open(settings(&server.grpc, "probe_delay", 10_000))
+        .unwrap()
+        .server_statistics();
+    assert_eq!(stats.inferences, clips);
+    assert!(
+        stats.executions < stats.requests,
+        "the server merged requests of two processes: {stats:?}"
+    );
+}
+
+#[test]
+fn non_live_stream_fails_once_after_the_bound_when_the_server_is_lost() {
+    let server = Server::start();
+    let h = stream(
+        &server.grpc,
+        "probe",
+        &[("server-timeout", 1500u32.to_value())],
+        false,
+    );
+    for n in 0..8 {
+        h.push(common::buffer(common::probe_rgb(n), n));
+    }
+    let first = h
+        .next_result(Duration::from_secs(30))
+        .expect("a result while the server runs");
+    assert_eq!(first.name().as_str(), "nonlocalclassify");
+    server.stop(true);
+    let lost_at = Instant::now();
+    let pusher = {
+        let src = h.src.clone();
+        std::thread::spawn(move || {
+            for n in 8..40 {
+                if src
+                    .push_buffer(common::buffer(common::probe_rgb(n), n))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            let _ = src.end_of_stream();
+        })
+    };
+    let bus = h.pipeline.bus().unwrap();
+    let mut errors = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Error(e) => {
+                errors.push((
+                    lost_at.elapsed(),
+                    format!("{} | {:?}", e.error(), e.debug()),
+                ));
+            }
+            gst::MessageView::Eos(_) => break,
+            _ => {}
+        }
+        if !errors.is_empty() && lost_at.elapsed() > Duration::from_secs(6) {
+            break;
+        }
+    }
+    let _ = h.pipeline.set_state(gst::State::Null);
+    pusher.join().unwrap();
+    assert_eq!(errors.len(), 1, "one error: {errors:?}");
+    let (after, text) = &errors[0];
+    assert!(
+        text.contains("1500 ms") && text.contains("'probe'") && text.contains(&server.grpc),
+        "{text}"
+    );
+    assert!(
+        *after >= Duration::from_millis(1400) && *after < Duration::from_secs(10),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn live_stream_counts_drops_while_the_server_is_lost_and_resumes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let server = Server::start();
+    let port = server.grpc_port;
+    let h = stream(
+        &server.grpc,
+        "probe",
+        &[
+            ("server-timeout", 1000u32.to_value()),
+            ("clip-stride", 4u32.to_value()),
+        ],
+        true,
+    );
+    let bus = h.pipeline.bus().unwrap();
+    let pushing = Arc::new(AtomicBool::new(true));
+    let pusher = {
+        let (src, pushing) = (h.src.clone(), Arc::clone(&pushing));
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while pushing.load(Ordering::SeqCst) {
+                let _ = src.push_buffer(common::buffer(common::probe_rgb(n), n));
+                n += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            n
+        })
+    };
+    let mut results: Vec<gst::Structure> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    let mut collect = |until: Duration, results: &mut Vec<gst::Structure>| {
+        let deadline = Instant::now() + until;
+        while Instant::now() < deadline {
+            let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) else {
+                continue;
+            };
+            match msg.view() {
+                gst::MessageView::Element(e) => {
+                    if let Some(s) = e.structure().filter(|s| s.name() == "nonlocalclassify") {
+                        results.push(s.to_owned());
+                    }
+                }
+                gst::MessageView::Error(e) => errors.push(e.error().to_string()),
+                _ => {}
+            }
+        }
+    };
+    collect(Duration::from_secs(2), &mut results);
+    let before = results.len();
+    assert!(before >= 2, "results while the server runs: {before}");
+    server.stop(true);
+    drop(server);
+    collect(Duration::from_secs(4), &mut results);
+    let during = results.len() - before;
+    let _again = Server::start_with(Options {
+        grpc_port: port,
+        wait: true,
+        ..Default::default()
+    });
+    collect(Duration::from_secs(4), &mut results);
+    pushing.store(false, Ordering::SeqCst);
+    let frames = pusher.join().unwrap();
+    let _ = h.pipeline.set_state(gst::State::Null);
+    assert!(errors.is_empty(), "live: no error, {errors:?}");
+    assert!(during <= 1, "no results while lost: {during}");
+    let after = &results[before + during..];
+    assert!(
+        after.len() >= 2,
+        "results resume: {} after {frames} frames",
+        after.len()
+    );
+    // The clips that could not be classified are counted as dropped in the results after.
+    let dropped = after.last().unwrap().get::<u64>("dropped").unwrap();
+    assert!(dropped >= 3, "dropped clips counted: {dropped}");
+    assert_eq!(results[before - 1].get::<u64>("dropped").unwrap(), 0);
 }

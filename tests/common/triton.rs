@@ -147,9 +147,13 @@ impl Server {
 
     /// Stop the server (SIGKILL when `hard`, else SIGTERM) and wait until its process is gone.
     pub fn stop(&self, hard: bool) {
+        // tools/triton-serve starts the server as a process group leader (setsid): the group
+        // holds its python-backend stub processes too, which outlive a killed server.
         let _ = Command::new("kill")
             .arg(if hard { "-KILL" } else { "-TERM" })
-            .arg(self.pid.to_string())
+            .arg("--")
+            .arg(format!("-{}", self.pid))
+            .stderr(std::process::Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Path::new(&format!("/proc/{}", self.pid)).exists() && Instant::now() < deadline {

@@ -10,12 +10,21 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::client::{CallError, Client};
+use super::client::{CallError, Client, ServerStats};
 use super::pool::{Pick, Pool};
 use super::proto;
 use super::settings::{RemoteSettings, SettingsError};
 use super::tensor::{self, WireElement};
 use crate::config::{ModelIo, ModelMetadata};
+
+/// How a [`RemoteError::Lost`] message starts (the batching front hands errors on as text).
+const LOST: &str = "no answer from the servers";
+
+/// Whether an inference error message says the servers were lost (no answer within the
+/// bound), as opposed to a model or request fault.
+pub fn is_lost(message: &str) -> bool {
+    message.starts_with(LOST)
+}
 
 /// A remote engine failure, for users: names the server(s) and the model.
 #[derive(Debug, thiserror::Error)]
@@ -296,9 +305,8 @@ impl RemoteModel {
         }
     }
 
-    /// (clips answered, model runs) by the servers for this model so far, summed over the
-    /// servers that answer (their ratio is the servers' mean batch size).
-    pub fn server_statistics(&self) -> (u64, u64) {
+    /// What the servers counted for this model so far, summed over the servers that answer.
+    pub fn server_statistics(&self) -> ServerStats {
         self.pool
             .servers
             .iter()
@@ -307,7 +315,7 @@ impl RemoteModel {
                     .block_on(s.client.statistics(&self.settings.model))
                     .ok()
             })
-            .fold((0, 0), |(i, e), (a, b)| (i + a, e + b))
+            .sum()
     }
 
     /// The servers usable now (not backing off after a failure).

@@ -2,12 +2,13 @@
 //! Seldon MLServer, KServe) instead of ONNX Runtime in-process (docs/design.md, "Remote
 //! inference").
 //!
-//! [`settings`] (what the element's `server*` properties say), [`tensor`] (datatypes and raw
+//! [`backend`] (the remote model behind the engine's `Backend` trait), [`settings`] (what the element's `server*` properties say), [`tensor`] (datatypes and raw
 //! contents on the wire), [`client`] (one server's channel and calls), [`pool`] (spreading
 //! batches over the usable servers, backing off from failed ones) and [`model`] (opening a served
 //! model and running batches on it). The protocol is the vendored subset of Triton's
 //! `grpc_service.proto` and `model_config.proto` in `proto/`.
 
+pub mod backend;
 pub mod client;
 pub mod model;
 pub mod pool;
@@ -20,5 +21,6 @@ pub mod proto {
     tonic::include_proto!("inference");
 }
 
+pub use backend::RemoteBackend;
 pub use model::{RemoteError, RemoteModel};
 pub use settings::{RemoteSettings, Secret};

@@ -26,6 +26,25 @@ pub struct CallError {
     pub message: String,
 }
 
+/// A server's counts for one model: requests answered, clips (batch rows) in them, and model
+/// runs; fewer runs than requests means the server's batcher merged requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub requests: u64,
+    pub inferences: u64,
+    pub executions: u64,
+}
+
+impl std::iter::Sum for ServerStats {
+    fn sum<I: Iterator<Item = ServerStats>>(iter: I) -> ServerStats {
+        iter.fold(ServerStats::default(), |a, s| ServerStats {
+            requests: a.requests + s.requests,
+            inferences: a.inferences + s.inferences,
+            executions: a.executions + s.executions,
+        })
+    }
+}
+
 /// A client of one server address.
 #[derive(Clone)]
 pub struct Client {
@@ -123,10 +142,17 @@ impl Client {
 
     fn failure(&self, status: tonic::Status) -> CallError {
         use tonic::Code;
-        let retry = matches!(
-            status.code(),
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted
-        );
+        // A connection lost during a call comes back as Unknown with the transport's error.
+        let transport = std::error::Error::source(&status).is_some()
+            || status.message().contains("transport error");
+        let retry = match status.code() {
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::ResourceExhausted => true,
+            Code::Unknown => transport,
+            _ => false,
+        };
         let mut message = match status.code() {
             Code::Unauthenticated | Code::PermissionDenied => format!(
                 "the server refused the request ({}); check server-token",
@@ -226,9 +252,8 @@ impl Client {
         Ok((params, config.max_batch_size))
     }
 
-    /// (inference count, execution count) of `model` so far: clips answered and model runs
-    /// (their ratio is the server's mean batch size).
-    pub async fn statistics(&self, model: &str) -> Result<(u64, u64), CallError> {
+    /// What the server counted for `model` so far.
+    pub async fn statistics(&self, model: &str) -> Result<ServerStats, CallError> {
         let mut c = self.inner.clone();
         let req = proto::ModelStatisticsRequest {
             name: model.into(),
@@ -239,9 +264,19 @@ impl Client {
             .await
             .map_err(|s| self.failure(s))?
             .into_inner();
-        Ok(stats.model_stats.iter().fold((0, 0), |(i, e), s| {
-            (i + s.inference_count, e + s.execution_count)
-        }))
+        Ok(stats
+            .model_stats
+            .iter()
+            .map(|s| ServerStats {
+                requests: s
+                    .inference_stats
+                    .as_ref()
+                    .and_then(|i| i.success.as_ref())
+                    .map_or(0, |d| d.count),
+                inferences: s.inference_count,
+                executions: s.execution_count,
+            })
+            .sum())
     }
 
     /// Run one inference request; returns the first output's datatype and raw contents.
