@@ -492,10 +492,10 @@ fn two_processes_are_batched_by_the_server() {
         .parent()
         .and_then(|deps| deps.parent())
         .unwrap()
-        .join("examples/classify");
+        .join("nonlocal-classify");
     assert!(
         classify.exists(),
-        "{} (cargo build --examples)",
+        "{} (cargo build --bins)",
         classify.display()
     );
     let video = triton::root().join("tests/data/arm_wrestling.mp4");

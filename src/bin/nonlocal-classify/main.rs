@@ -48,7 +48,6 @@ use gst::glib;
 use gst::prelude::*;
 use gstnonlocal::segments::Segment;
 use gstnonlocal::ClipResult;
-use gstnonlocal::engine::RemoteSettings;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -276,20 +275,6 @@ impl Remote {
         element.set_property("server-cert", path(&self.cert));
         element.set_property("server-key", path(&self.key));
         element.set_property("server-token", self.token.as_deref());
-    }
-
-    /// The settings the element opens its engine with (so that this process shares it).
-    fn settings(&self) -> anyhow::Result<RemoteSettings> {
-        Ok(RemoteSettings::new(
-            &self.server,
-            &self.model,
-            Duration::from_millis(u64::from(self.timeout_ms)),
-            self.requests as usize,
-            self.ca.clone(),
-            self.cert.clone(),
-            self.key.clone(),
-            self.token.as_deref(),
-        )?)
     }
 }
 
