@@ -3,7 +3,12 @@
 //!
 //!     cargo bench --bench throughput -- --model MODEL.onnx [--provider cpu|cuda]
 //!         [--batches 1,8] [--streams 1,8] [--clips N] [--live-streams N --live-seconds S]
+//!         [--server HOST:PORT[,...] [--server-model NAME] [--server-requests N]]
 //!         [--json FILE]
+//!
+//! With `--server` every measurement runs on the remote backend instead (the element's `server`
+//! properties): clips classified by KServe v2 gRPC servers such as one `tools/triton-serve`
+//! starts; the model's name on the server defaults to the stem of `--model`.
 //!
 //! * engine: the shared engine the elements use, fed ready clips (packed, in host memory) in
 //!   batches of each `--batches` size: staging copy, transfer and compute, nothing else.
@@ -22,7 +27,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use gst::prelude::*;
 use gstnonlocal::config::{ClipConfig, Overrides};
-use gstnonlocal::engine::{Batch, Batching, LocalBackend, ProviderChoice, SharedEngine};
+use gstnonlocal::engine::{
+    Batch, Batching, LocalBackend, ProviderChoice, RemoteSettings, SharedEngine,
+};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -78,6 +85,15 @@ struct Args {
     /// on all of them at once, element streams take them in turn
     #[arg(long, default_value = "0", value_delimiter = ',')]
     devices: Vec<i32>,
+    /// KServe v2 gRPC servers to classify on instead of this process (the element's `server`)
+    #[arg(long)]
+    server: Option<String>,
+    /// The model's name on the servers [default: the stem of --model]
+    #[arg(long)]
+    server_model: Option<String>,
+    /// Batches in flight to the servers (the element's `server-requests`)
+    #[arg(long, default_value_t = 4)]
+    server_requests: u32,
     /// Append one JSON object per measurement to this file
     #[arg(long)]
     json: Option<String>,
@@ -329,8 +345,27 @@ fn main() -> anyhow::Result<()> {
     } else {
         args.devices.clone()
     };
+    let server_model = args.server_model.clone().unwrap_or_else(|| name.clone());
+    let remote = match &args.server {
+        Some(servers) => Some(RemoteSettings::new(
+            servers,
+            &server_model,
+            Duration::from_millis(10_000),
+            args.server_requests.max(1) as usize,
+            None,
+            None,
+            None,
+            None,
+        )?),
+        None => None,
+    };
+    let backend = match &remote {
+        Some(_) => "remote".to_string(),
+        None => args.provider.clone(),
+    };
     let common = json!({
-        "model": name, "provider": args.provider, "date": date, "machine": machine(),
+        "model": name, "provider": args.provider, "backend": backend,
+        "server": args.server, "server_requests": args.server_requests, "date": date, "machine": machine(),
         "card": card, "ort": gstnonlocal::engine::ORT_VERSION, "devices": devices.len(),
     });
     let mut record = |mut v: serde_json::Value| -> anyhow::Result<()> {
@@ -347,10 +382,13 @@ fn main() -> anyhow::Result<()> {
 
     // The engines (one per device) every element below shares, warmed up at every batch size
     // they can form.
-    let engines: Vec<std::sync::Arc<SharedEngine>> = devices
-        .iter()
-        .map(|&d| SharedEngine::local(path, choice, d, 0))
-        .collect::<Result<_, _>>()?;
+    let engines: Vec<std::sync::Arc<SharedEngine>> = match &remote {
+        Some(settings) => vec![SharedEngine::remote(settings.clone())?],
+        None => devices
+            .iter()
+            .map(|&d| SharedEngine::local(path, choice, d, 0))
+            .collect::<Result<_, _>>()?,
+    };
     let engine = &engines[0];
     let local = engine.backend::<LocalBackend>();
     let config = ClipConfig::resolve(&engine.metadata, &engine.io, Overrides::default())?;
@@ -471,6 +509,12 @@ fn main() -> anyhow::Result<()> {
         args.format
     );
     let element = |i: u64, extra: &str| {
+        if let Some(servers) = &args.server {
+            return format!(
+                "nonlocalclassify server=\"{servers}\" server-model=\"{server_model}\" server-requests={} max-batch={} batch-timeout={} {extra}",
+                args.server_requests, args.max_batch, args.batch_timeout
+            );
+        }
         format!(
             "nonlocalclassify model=\"{}\" execution-provider={} device-id={} max-batch={} batch-timeout={} {extra}",
             args.model,

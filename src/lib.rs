@@ -4,7 +4,7 @@
 //! The GStreamer glue lives in [`nonlocalclassify`]; everything else is plain Rust with unit tests:
 //! [`sampling`] (which frames form clips), [`preprocess`] (conversion, scaling, cropping,
 //! normalisation, tensor layout), [`config`] (model metadata and properties), [`engine`] (batching,
-//! ONNX Runtime), [`labels`], [`results`] (scores, smoothing, summary, message fields),
+//! ONNX Runtime in-process or KServe v2 inference servers), [`labels`], [`results`] (scores, smoothing, summary, message fields),
 //! [`segments`] (clip results merged into action segments) and [`meta`] (the
 //! `NonLocalClassifyMeta` buffer meta); with the `analytics` feature, [`analytics`]
 //! (GstAnalytics relation metadata).

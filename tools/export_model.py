@@ -75,6 +75,7 @@ needs to capture CUDA graphs; without it the batch dimension is symbolic.
 
 Examples:
   python3 tools/export_model.py --arch c2d-r50-nl -o c2d_nl_random.onnx
+  python3 tools/export_model.py --arch c2d-r50-nl -o c2d.onnx --triton-repo models/
   python3 tools/export_model.py --arch i3d-r50-nl --weights i3d_nonlocal_32x2_IN_pretrain_400k.pkl \\
       --fp16 --batch 8 -o i3d_nl.onnx
   python3 tools/export_model.py --arch i3d-kinetics400 -o i3d.onnx
@@ -128,7 +129,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="download cache for i3d-kinetics400 weights (default "
                         "$XDG_CACHE_HOME/nonlocalclassify or ~/.cache/nonlocalclassify)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="file to write")
+    t = p.add_argument_group("Triton model repository (the element's remote backend)")
+    t.add_argument("--triton-repo", metavar="DIR", default=None,
+                   help="also write a Triton Inference Server model repository entry for the "
+                        "exported model: DIR/NAME/config.pbtxt (input, output, batch dimension, "
+                        "dynamic batching, the metadata as parameters), DIR/NAME/labels.txt, "
+                        "DIR/NAME/1/model.onnx")
+    t.add_argument("--triton-name", metavar="NAME", default=None,
+                   help="model name on the server (default: the output file's stem)")
+    t.add_argument("--triton-backend", choices=["onnxruntime", "python"], default="onnxruntime",
+                   help="onnxruntime (default: Triton's ONNX Runtime backend, instances on the GPU, "
+                        "e.g. the NGC container) or python (onnxruntime on the CPU inside the "
+                        "python backend, for the tritonserver of tools/triton-serve)")
+    t.add_argument("--triton-max-batch", type=int, default=8, metavar="N",
+                   help="the entry's max_batch_size, when the batch dimension is symbolic "
+                        "(default 8)")
+    t.add_argument("--triton-queue-delay-us", type=int, default=2000, metavar="US",
+                   help="the dynamic batcher's max_queue_delay_microseconds (default 2000)")
     return p
+
+
+def write_triton_entry(args) -> None:
+    """The --triton-repo entry for the file just exported."""
+    from nlexport import triton  # lazy: only this option needs it
+
+    name = args.triton_name or Path(args.output).stem
+    try:
+        entry = triton.write_entry(args.triton_repo, name, args.output,
+                                   backend=args.triton_backend,
+                                   max_batch_size=args.triton_max_batch,
+                                   queue_delay_us=args.triton_queue_delay_us)
+    except triton.RepositoryError as e:
+        raise ExportError(str(e)) from None
+    print(f"wrote Triton model repository entry {entry} (backend {args.triton_backend})")
 
 
 class ExportError(Exception):
@@ -303,6 +336,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch is not None and args.batch < 1:
         parser.error("--batch must be at least 1")
+    if args.triton_max_batch < 1:
+        parser.error("--triton-max-batch must be at least 1")
     for opt in ("crop_size", "clip_length"):
         value = getattr(args, opt)
         if value is not None and value < 1:
@@ -319,6 +354,8 @@ def main(argv=None) -> int:
             i3d_inception.build_from_cli(args)
         else:
             export_nonlocal(args)
+        if args.triton_repo is not None:
+            write_triton_entry(args)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

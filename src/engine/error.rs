@@ -37,4 +37,7 @@ pub enum EngineError {
     },
     #[error("inference failed: {0}")]
     Inference(String),
+    /// The remote backend's failures (they name the servers and the model).
+    #[error("{0}")]
+    Remote(#[from] super::remote::RemoteError),
 }

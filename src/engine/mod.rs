@@ -9,6 +9,7 @@
 //! - [`batch`]: clip data ([`Batch`], lent to backends as [`Items`]); [`fill`]: copying clips
 //!   into a model input with helper threads.
 //! - [`local`]: the ONNX Runtime backend, in this process, on CUDA or CPU.
+//! - [`remote`]: the KServe v2 gRPC backend: Triton (or another KServe v2 server) runs the model.
 //! - [`error`] holds [`EngineError`], what can go wrong.
 
 pub mod backend;
@@ -18,9 +19,11 @@ pub mod error;
 pub mod fill;
 pub mod local;
 mod registry;
+pub mod remote;
 
 pub use backend::{Backend, ModelInfo, RunTimes};
 pub use batch::{Batch, Items};
 pub use batching::{Batching, EngineProfile, Scores, SharedEngine};
 pub use error::EngineError;
 pub use local::{runtime, LocalBackend, Provider, ProviderChoice, ORT_VERSION};
+pub use remote::{RemoteBackend, RemoteSettings};

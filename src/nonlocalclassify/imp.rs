@@ -25,6 +25,7 @@ use super::{Crops, ExecutionProvider};
 #[cfg(feature = "analytics")]
 use crate::analytics::{self, AnalyticsMeta, Carrier};
 use crate::config::{ClipConfig, Overrides};
+use crate::engine::remote::{model::is_lost, RemoteSettings, Secret};
 use crate::engine::{Batch, Batching, LocalBackend, ProviderChoice, Scores, SharedEngine};
 use crate::labels;
 use crate::meta::NonLocalClassifyMeta;
@@ -65,6 +66,10 @@ const MAX_GPU_MEMORY_MIB: u32 = 1 << 20;
 const DEFAULT_SEGMENT_HYSTERESIS: u32 = 2;
 const DEFAULT_SEGMENT_MARGIN: f64 = 0.0;
 const MAX_SEGMENT_HYSTERESIS: u32 = 1000;
+const DEFAULT_SERVER_TIMEOUT_MS: u32 = 10_000;
+const MAX_SERVER_TIMEOUT_MS: u32 = 3_600_000;
+const DEFAULT_SERVER_REQUESTS: u32 = 4;
+const MAX_SERVER_REQUESTS: u32 = 64;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -89,6 +94,16 @@ struct Settings {
     segment_margin: f64,
     #[cfg(feature = "analytics")]
     analytics_meta: AnalyticsMeta,
+    /// The remote backend (docs/design.md, "Remote inference"): used when `server` is set.
+    server: Option<String>,
+    server_model: Option<String>,
+    server_timeout_ms: u32,
+    server_requests: u32,
+    server_ca: Option<String>,
+    server_cert: Option<String>,
+    server_key: Option<String>,
+    /// Prints as `<redacted>`.
+    server_token: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -114,7 +129,48 @@ impl Default for Settings {
             segment_margin: DEFAULT_SEGMENT_MARGIN,
             #[cfg(feature = "analytics")]
             analytics_meta: AnalyticsMeta::default(),
+            server: None,
+            server_model: None,
+            server_timeout_ms: DEFAULT_SERVER_TIMEOUT_MS,
+            server_requests: DEFAULT_SERVER_REQUESTS,
+            server_ca: None,
+            server_cert: None,
+            server_key: None,
+            server_token: None,
         }
+    }
+}
+
+impl Settings {
+    /// The remote backend's settings when `server` is set (the model name on the server:
+    /// `server-model`, else the stem of the `model` file, as `export_model.py --triton-repo`
+    /// names its entry).
+    fn remote(&self) -> Option<Result<RemoteSettings, String>> {
+        let servers = self.server.as_deref().filter(|s| !s.trim().is_empty())?;
+        let name = self
+            .server_model
+            .clone()
+            .filter(|m| !m.trim().is_empty())
+            .or_else(|| {
+                let model = self.model.as_deref()?;
+                let stem = std::path::Path::new(model).file_stem()?;
+                Some(stem.to_string_lossy().into_owned())
+            })
+            .unwrap_or_default();
+        let path = |p: &Option<String>| p.as_ref().filter(|p| !p.is_empty()).map(PathBuf::from);
+        Some(
+            RemoteSettings::new(
+                servers,
+                &name,
+                std::time::Duration::from_millis(u64::from(self.server_timeout_ms.max(1))),
+                self.server_requests.max(1) as usize,
+                path(&self.server_ca),
+                path(&self.server_cert),
+                path(&self.server_key),
+                self.server_token.as_ref().map(Secret::expose),
+            )
+            .map_err(|e| e.to_string()),
+        )
     }
 }
 
@@ -160,6 +216,8 @@ struct Shared {
     ready: Mutex<Vec<ClipResult>>,
     dropped: AtomicU64,
     failed: AtomicBool,
+    /// Whether the stream is live (known from its first buffer).
+    live: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -239,10 +297,22 @@ impl NonLocalClassify {
     /// NULL→READY: open the model and resolve the clip configuration.
     fn load(&self) -> Result<Loaded, gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
-        let Some(model) = settings.model.clone() else {
+        let remote = settings.remote();
+        if let Some(Err(reason)) = &remote {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("{}", reason)
+            ));
+        }
+        let Some(model) = settings.model.clone().or_else(|| {
+            remote
+                .as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map(|r| r.model.clone())
+        }) else {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ("No model set: set the 'model' property to the path of an .onnx file")
+                ("No model set: set the 'model' property to the path of an .onnx file, or 'server' and 'server-model' to a model on a KServe v2 inference server")
             ));
         };
         let choice = match settings.execution_provider {
@@ -250,22 +320,29 @@ impl NonLocalClassify {
             ExecutionProvider::Cuda => ProviderChoice::Cuda,
             ExecutionProvider::Cpu => ProviderChoice::Cpu,
         };
-        let engine = SharedEngine::local(
-            &PathBuf::from(&model),
-            choice,
-            settings.device_id,
-            settings.gpu_memory_limit,
-        )
-        .map_err(|e| {
+        let opened = match remote {
+            None => SharedEngine::local(
+                &PathBuf::from(&model),
+                choice,
+                settings.device_id,
+                settings.gpu_memory_limit,
+            ),
+            Some(Err(reason)) => Err(crate::engine::EngineError::Inference(reason)),
+            // Blocks up to server-timeout (the state change, never the streaming thread).
+            Some(Ok(remote)) => SharedEngine::remote(remote),
+        };
+        let engine = opened.map_err(|e| {
             use crate::engine::EngineError as E;
             let kind = match e {
                 E::ModelUnreadable { .. } => gst::ResourceError::OpenRead,
                 E::GpuOutOfMemory { .. } => gst::ResourceError::NoSpaceLeft,
                 E::RuntimeMissing { .. } | E::CudaUnavailable { .. } => gst::ResourceError::Failed,
+                E::Remote(_) => gst::ResourceError::OpenReadWrite,
                 _ => gst::ResourceError::Settings,
             };
             gst::error_msg!(kind, ("{}", e))
         })?;
+        let model = engine.name.clone();
         let config = ClipConfig::resolve(
             &engine.metadata,
             &engine.io,
@@ -538,6 +615,20 @@ fn worker_loop(
             let outcome = rx.and_then(|rx| receive(&cfg, rx));
             match (outcome, element.upgrade()) {
                 (Ok(scores), Some(element)) => publish(&shared, &cfg, &job, scores, &element),
+                // A live stream keeps flowing while the servers are lost: the clip is dropped
+                // and counted; results resume when a server answers again.
+                (Err(reason), Some(_))
+                    if is_lost(&reason) && shared.live.load(Ordering::SeqCst) =>
+                {
+                    let dropped = shared.dropped.fetch_add(1, Ordering::SeqCst) + 1;
+                    gst::warning!(
+                        CAT,
+                        "Dropped clip {} ({} so far): {}",
+                        job.clip.index,
+                        dropped,
+                        reason
+                    );
+                }
                 // One error per stream: the clips queued behind a failed one fail the same way.
                 (Err(reason), Some(element)) if !shared.failed.swap(true, Ordering::SeqCst) => {
                     gst::element_error!(
@@ -774,6 +865,53 @@ impl ObjectImpl for NonLocalClassify {
                     .blurb("The clip settings in use, from READY on: clip-length, frame-stride, clip-stride, clip-fps (0/1 when sampling by frame count), crop-size, scale-size, classes")
                     .read_only()
                     .build(),
+                glib::ParamSpecString::builder("server")
+                    .nick("Server")
+                    .blurb("KServe v2 gRPC inference servers (Triton) to run the model on instead of this process: host:port, http://host:port or https://host:port (TLS), several separated by commas (clips are spread over the ready ones); unset = ONNX Runtime in-process")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("server-model")
+                    .nick("Server model")
+                    .blurb("Name of the model on the servers (default: the stem of the 'model' file name, as export_model.py --triton-repo names it)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("server-timeout")
+                    .nick("Server timeout")
+                    .blurb("Milliseconds a batch may wait for the servers' answer, retries and reconnections included, and the start for a ready server; then live streams drop the clips (counted), others fail")
+                    .minimum(1)
+                    .maximum(MAX_SERVER_TIMEOUT_MS)
+                    .default_value(DEFAULT_SERVER_TIMEOUT_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("server-requests")
+                    .nick("Server requests")
+                    .blurb("Batches in flight to the servers at once (their batchers merge requests of every client)")
+                    .minimum(1)
+                    .maximum(MAX_SERVER_REQUESTS)
+                    .default_value(DEFAULT_SERVER_REQUESTS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("server-ca")
+                    .nick("Server CA")
+                    .blurb("PEM file of the CA that signed the servers' TLS certificates (turns TLS on; the certificates are checked against it)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("server-cert")
+                    .nick("Server client certificate")
+                    .blurb("PEM file of the client certificate sent to the servers (mutual TLS; with server-key)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("server-key")
+                    .nick("Server client key")
+                    .blurb("PEM file of the private key of server-cert")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("server-token")
+                    .nick("Server token")
+                    .blurb("Bearer token sent to the servers (authorization header, for servers behind an authenticating proxy); write-only, never logged")
+                    .write_only()
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("post-messages")
                     .nick("Post messages")
                     .blurb("Post an element message with each result and a summary at end of stream")
@@ -821,6 +959,22 @@ impl ObjectImpl for NonLocalClassify {
             "segment-margin" => s.segment_margin = value.get().unwrap_or(DEFAULT_SEGMENT_MARGIN),
             #[cfg(feature = "analytics")]
             "analytics-meta" => s.analytics_meta = value.get().unwrap_or_default(),
+            "server" => s.server = value.get().unwrap_or_default(),
+            "server-model" => s.server_model = value.get().unwrap_or_default(),
+            "server-timeout" => {
+                s.server_timeout_ms = value.get().unwrap_or(DEFAULT_SERVER_TIMEOUT_MS)
+            }
+            "server-requests" => s.server_requests = value.get().unwrap_or(DEFAULT_SERVER_REQUESTS),
+            "server-ca" => s.server_ca = value.get().unwrap_or_default(),
+            "server-cert" => s.server_cert = value.get().unwrap_or_default(),
+            "server-key" => s.server_key = value.get().unwrap_or_default(),
+            "server-token" => {
+                s.server_token = value
+                    .get::<Option<String>>()
+                    .unwrap_or_default()
+                    .filter(|t| !t.is_empty())
+                    .map(Secret::new)
+            }
             other => gst::warning!(CAT, imp = self, "Unknown property {}", other),
         }
     }
@@ -855,6 +1009,13 @@ impl ObjectImpl for NonLocalClassify {
             }
             #[cfg(feature = "analytics")]
             "analytics-meta" => s.analytics_meta.to_value(),
+            "server" => s.server.to_value(),
+            "server-model" => s.server_model.to_value(),
+            "server-timeout" => s.server_timeout_ms.to_value(),
+            "server-requests" => s.server_requests.to_value(),
+            "server-ca" => s.server_ca.to_value(),
+            "server-cert" => s.server_cert.to_value(),
+            "server-key" => s.server_key.to_value(),
             _ => pspec.default_value().clone(),
         }
     }
@@ -949,6 +1110,7 @@ impl BaseTransformImpl for NonLocalClassify {
             ready: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
             failed: AtomicBool::new(false),
+            live: AtomicBool::new(false),
         });
         let worker_cfg = WorkerConfig {
             engine: Arc::clone(&loaded.engine),
@@ -1103,7 +1265,9 @@ impl BaseTransformImpl for NonLocalClassify {
 
         let info = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
         if state.live.is_none() {
-            state.live = Some(self.query_live());
+            let live = self.query_live();
+            state.live = Some(live);
+            state.shared.live.store(live, Ordering::SeqCst);
         }
         let fps = info.fps();
         let duration = buf.duration().map(|d| d.nseconds()).or_else(|| {

@@ -59,7 +59,9 @@ are skipped; relative paths are taken from the current directory). Any container
 GStreamer can decode is accepted.
 
 Model: --model, else the NONLOCAL_MODEL environment variable, else the project's default model
-(tools/default-model, exported once into .cache/models).
+(tools/default-model, exported once into .cache/models). With --server ADDRESSES the clips are
+classified by KServe v2 gRPC inference servers (Triton) running the model named --server-model
+(default: the stem of --model), e.g. one served by tools/triton-serve.
 
 Clips: with --clips N (default 10) the video's frame count F is estimated from its duration and
 frame rate, and the element's clip-stride is set so that N clips spread from the first frame to
@@ -180,6 +182,100 @@ struct Args {
     /// Print each video's frame count and clip stride (stderr; JSON: "frames", "clip_stride")
     #[arg(long, short = 'v')]
     verbose: bool,
+
+    /// Classify on KServe v2 gRPC inference servers (Triton) instead of in this process:
+    /// host:port, several separated by commas (the element's 'server')
+    #[arg(long, value_name = "ADDRESSES")]
+    server: Option<String>,
+
+    /// The model's name on the servers [default: the stem of --model]
+    #[arg(long, value_name = "NAME", requires = "server")]
+    server_model: Option<String>,
+
+    /// Milliseconds a batch may wait for the servers (the element's 'server-timeout')
+    #[arg(long, value_name = "MS", default_value_t = 10_000, requires = "server",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    server_timeout: u32,
+
+    /// Batches in flight to the servers at once (the element's 'server-requests')
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "server",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    server_requests: u32,
+
+    /// PEM file of the CA of the servers' TLS certificates (turns TLS on)
+    #[arg(long, value_name = "FILE", requires = "server")]
+    server_ca: Option<PathBuf>,
+
+    /// PEM files of a client certificate and its key (mutual TLS)
+    #[arg(long, value_name = "FILE", requires_all = ["server", "server_key"])]
+    server_cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires_all = ["server", "server_cert"])]
+    server_key: Option<PathBuf>,
+
+    /// File holding a bearer token for the servers (read once; never printed)
+    #[arg(long, value_name = "FILE", requires = "server")]
+    server_token_file: Option<PathBuf>,
+}
+
+/// The element's `server*` properties, when classifying on inference servers.
+struct Remote {
+    server: String,
+    model: String,
+    timeout_ms: u32,
+    requests: u32,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    token: Option<String>,
+}
+
+impl Remote {
+    fn from_args(args: &Args) -> anyhow::Result<Option<Remote>> {
+        let Some(server) = args.server.clone() else {
+            return Ok(None);
+        };
+        let model = match (&args.server_model, &args.model) {
+            (Some(name), _) => name.clone(),
+            (None, Some(file)) => file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            (None, None) => {
+                bail!("--server needs --server-model NAME (the model's name on the servers)")
+            }
+        };
+        let token = match &args.server_token_file {
+            Some(file) => Some(
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("--server-token-file {}", file.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(Some(Remote {
+            server,
+            model,
+            timeout_ms: args.server_timeout,
+            requests: args.server_requests,
+            ca: args.server_ca.clone(),
+            cert: args.server_cert.clone(),
+            key: args.server_key.clone(),
+            token,
+        }))
+    }
+
+    fn apply(&self, element: &gst::Element) {
+        element.set_property("server", &self.server);
+        element.set_property("server-model", &self.model);
+        element.set_property("server-timeout", self.timeout_ms);
+        element.set_property("server-requests", self.requests);
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
+        element.set_property("server-ca", path(&self.ca));
+        element.set_property("server-cert", path(&self.cert));
+        element.set_property("server-key", path(&self.key));
+        element.set_property("server-token", self.token.as_deref());
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -288,11 +384,16 @@ struct Settings {
     frame_stride: u32,
     /// The rate the element samples at (its model-info), `None` by frame count.
     sampling_rate: Option<gst::Fraction>,
+    remote: Option<Remote>,
 }
 
 impl Settings {
     fn apply(&self, element: &gst::Element) {
-        element.set_property("model", self.model.to_string_lossy().as_ref());
+        if let Some(remote) = &self.remote {
+            remote.apply(element);
+        } else {
+            element.set_property("model", self.model.to_string_lossy().as_ref());
+        }
         if let Some(labels) = &self.labels {
             element.set_property("labels", labels.to_string_lossy().as_ref());
         }
@@ -798,7 +899,14 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
     if names.is_empty() {
         bail!("no videos given: the input files list none");
     }
-    let model = find_model(args.model.clone())?;
+    let remote = Remote::from_args(args)?;
+    let model = match &remote {
+        Some(r) => args
+            .model
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&r.model)),
+        None => find_model(args.model.clone())?,
+    };
     gst::init().context("GStreamer cannot be initialised")?;
     gstnonlocal::plugin_register_static().context("the nonlocal plugin cannot be registered")?;
     let provider = match args.use_gpu {
@@ -821,6 +929,7 @@ fn setup(args: &Args) -> anyhow::Result<Setup> {
         clip_length: 0,
         frame_stride: 0,
         sampling_rate: None,
+        remote,
     };
 
     // Open the model once in an element kept in READY: its errors (missing file, no CUDA, bad
