@@ -419,7 +419,8 @@ def nonlocal_params_from_onnx(model: OnnxModel, arch: str) -> dict:
 
     The exporter names initializers `<FAIR name>_<n>`, BN variances `…_bn_rv_<n>` (FAIR: `_riv`)
     and stores `pred_w` as a 1×1×1 convolution (classes, 2048, 1, 1, 1) and, with `--stem
-    stacked`, conv1 as `conv1_stacked_w` (`nonlocal_resnet.stack_stem`).
+    stacked` or `--stem s2d`, conv1 as `conv1_stacked_w` or `conv1_s2d_w`
+    (`nonlocal_resnet.stack_stem`).
     """
     nr, _ = exporter_modules()
     inits = _base_names(model.initializers)
@@ -430,6 +431,8 @@ def nonlocal_params_from_onnx(model: OnnxModel, arch: str) -> dict:
             arr = arr.reshape(arr.shape[0], -1)
         if name == "conv1_stacked_w":  # the stacked-taps stem (`--stem stacked`)
             name, arr = "conv1_w", nr.unstack_stem(arr, 3, nr.get_spec(arch).conv1_kt)
+        if name == "conv1_s2d_w":  # the space-to-depth stem (`--stem s2d`)
+            name, arr = "conv1_w", nr.unstack_stem(arr, 3, nr.get_spec(arch).conv1_kt, phases=2)
         params[name] = arr
     classes = nr.infer_num_classes(params)
     wanted = nr.expected_params(arch, classes)

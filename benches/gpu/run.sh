@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks and measurements on a CUDA machine, in one go:
-#   benches/gpu/run.sh [check|bench|bench-element|multi|graphs|kprof|compile|all]   (default all;
+#   benches/gpu/run.sh [check|bench|bench-element|multi|graphs|kprof|compile|steps|all]   (default all;
 #   multi needs two cards)
 #   (bench is bench-torch, bench-c2d, bench-i3d and bench-table, which can run one by one into
 #   the same $OUT; compile is compile-engine, compile-torch and compile-table likewise)
@@ -291,6 +291,9 @@ compile_model() {
       c2d-r50-nl-u8-2d) args="--arch c2d-r50-nl --fp16 --uint8 --form 2d" ;;
       i3d-r50-nl-u8-stacked) args="--arch i3d-r50-nl --fp16 --uint8 --stem stacked" ;;
       i3d-r50-nl-u8) args="--arch i3d-r50-nl --fp16 --uint8 --stem conv3d" ;;
+      c2d-r50-nl-u8-s2d) args="--arch c2d-r50-nl --fp16 --uint8 --stem s2d" ;;
+      c2d-r50-nl-u8-2d-s2d) args="--arch c2d-r50-nl --fp16 --uint8 --form 2d --stem s2d" ;;
+      i3d-r50-nl-u8-s2d) args="--arch i3d-r50-nl --fp16 --uint8 --stem s2d" ;;
       *) echo "compile: no $f and no export recipe for $m" >&2; return 1 ;;
     esac
     # shellcheck disable=SC2086
@@ -378,6 +381,89 @@ compile_all() {
   compile_machine; compile_engine; compile_torch; compile_table
 }
 
+# ---- steps: what moves the engine, measured against torch.compile in the same run ------------
+# The engine's candidate steps beside its current defaults at batch 1 and 8 (COMPILE_BATCHES):
+# the space-to-depth stem (--stem s2d) in both graph forms, CUDA graphs with the two lanes, a
+# third lane; then PyTorch eager and torch.compile reduce-overhead (the best compiled form of
+# the last table; COMPILE_MODES overrides) on the same weights, one table per batch size; then
+# the element at 32 and 64 streams for I3D with both stems, and 100 live C2D cameras started
+# all at once and one by one; and CUDA against the CPU on the new stems. A run is
+# MODEL[@graph|@3lanes]. Phases: steps-engine, steps-torch, steps-table, steps-element,
+# steps-check (steps runs the five).
+STEP_RUNS=${STEP_RUNS:-c2d-r50-nl-u8 c2d-r50-nl-u8-s2d c2d-r50-nl-u8-2d-s2d c2d-r50-nl-u8-s2d@graph
+c2d-r50-nl-u8-s2d@3lanes i3d-r50-nl-u8-stacked i3d-r50-nl-u8-s2d i3d-r50-nl-u8-s2d@graph
+i3d-r50-nl-u8-s2d@3lanes}
+steps_env() {
+  export COMPILE_BATCHES=${COMPILE_BATCHES:-1,8}
+  export COMPILE_MODES=${COMPILE_MODES:-eager,reduce-overhead@8/1}
+}
+
+steps_engine() {
+  steps_env
+  compile_settings || return
+  [ -f "$OUT/compile-machine.txt" ] || compile_machine
+  local run m variant f env
+  for run in $STEP_RUNS; do
+    m=${run%@*} variant=
+    [ "$run" != "$m" ] && variant=${run#*@}
+    case $variant in
+      graph) env=NONLOCAL_CUDA_GRAPH=1 ;;
+      3lanes) env=NONLOCAL_CUDA_LANES=3 ;;
+      '') env= ;;
+      *) echo "rc=2 $run: unknown variant $variant" >> "$OUT/compile-bench.txt"; continue ;;
+    esac
+    f=$(compile_model "$m") || { echo "rc=1 $run: no model" >> "$OUT/compile-bench.txt"; continue; }
+    # shellcheck disable=SC2086
+    env $env timeout 300 "$BIN/throughput" --provider cuda --json "$OUT/compile-bench.jsonl" \
+      --model "$f" --name "${run/@/-}" --batches "$C_BATCHES" --streams 0 --clips 512 \
+      >> "$OUT/compile-bench.txt" 2>&1
+    echo "rc=$? $run ${env:-defaults}" >> "$OUT/compile-bench.txt"
+  done
+  grep -E "^model|^\| engine|^rc=" "$OUT/compile-bench.txt"
+}
+
+steps_torch() {
+  steps_env
+  compile_torch
+}
+
+steps_table() {
+  steps_env
+  local engines
+  engines=$(for run in $STEP_RUNS; do printf '%s,' "${run/@/-}"; done)
+  COMPILE_NETS="$(echo "$engines" | tr ',' ' ')" compile_table
+}
+
+# CUDA and the CPU agree on the space-to-depth stems (tests/gpu.rs, the $BIN/gpu test binary).
+steps_check() {
+  steps_env
+  compile_settings || return
+  local m f models=
+  for m in c2d-r50-nl-u8-s2d c2d-r50-nl-u8-2d-s2d i3d-r50-nl-u8-s2d; do
+    f=$(compile_model "$m") && models=${models:+$models:}$f
+  done
+  NONLOCAL_GPU_MODELS=$models timeout 300 "$BIN/gpu" --ignored --exact \
+    cuda_and_cpu_agree_within_fp16_tolerance --nocapture > "$OUT/steps-agree.txt" 2>&1
+  echo "s2d stems, CUDA against the CPU: rc=$? $(grep 'test result' "$OUT/steps-agree.txt")" |
+    tee -a "$OUT/summary.txt"
+}
+
+steps_element() {
+  steps_env
+  compile_settings || return
+  local m f
+  for m in i3d-r50-nl-u8-stacked i3d-r50-nl-u8-s2d; do
+    f=$(compile_model "$m") || continue
+    bench_run --model "$f" --name "$m" --batches 8 --streams 32,64 --clips 512
+  done
+  f=$(compile_model c2d-r50-nl-u8) || return
+  bench_run --model "$f" --name c2d-r50-nl-u8 --batches 1 --streams 0 --live-streams 100 \
+    --live-seconds 30
+  bench_run --model "$f" --name c2d-r50-nl-u8-staggered --batches 1 --streams 0 \
+    --live-streams 100 --live-seconds 30 --live-stagger
+  grep -E "^model|^\| (engine|element|live)|^rc=" "$OUT/bench.txt"
+}
+
 case "$PHASE" in
   kprof) kprof ;;
   bench-torch) bench_torch ;;
@@ -393,7 +479,13 @@ case "$PHASE" in
   compile-engine) compile_engine ;;
   compile-torch) compile_torch ;;
   compile-table) compile_table ;;
+  steps-engine) steps_engine ;;
+  steps-torch) steps_torch ;;
+  steps-table) steps_table ;;
+  steps-element) steps_element ;;
+  steps-check) steps_check ;;
+  steps) steps_engine; steps_torch; steps_table; steps_element; steps_check ;;
   all) check; bench ;;
-  *) echo "usage: $0 [check|bench|bench-element|multi|graphs|kprof|compile|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [check|bench|bench-element|multi|graphs|kprof|compile|steps|all]" >&2; exit 2 ;;
 esac
 cat "$OUT/summary.txt" 2>/dev/null

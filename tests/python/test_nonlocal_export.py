@@ -295,6 +295,45 @@ def test_stacked_stem_computes_the_same_function(uint8):
         NR.build(arch, params, crop_size=CROP, frames=frames, stem="taps")
 
 
+@pytest.mark.parametrize("arch,form", [("i3d-r50-nl", "conv3d"), ("c2d-r50-nl", "conv3d"),
+                                       ("c2d-r50-nl", "2d")])
+def test_s2d_stem_computes_the_same_function(arch, form):
+    """--stem s2d: conv1 as a one-hot kt×2×2 convolution of stride 2 (temporal taps and spatial
+    phases into channels) and a 1×4×4 one of stride 1 gives the one-convolution graph's scores
+    and the float64 reference's, the padded borders included; no 7×7 kernel is left."""
+    frames = FRAMES[arch] // 2
+    params = params_for(arch)
+    s2d = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=True, form=form, stem="s2d")
+    plain = NR.build(arch, params, crop_size=CROP, frames=frames, uint8=True, form=form,
+                     stem="conv3d")
+    kernels = [tuple(next(a.ints for a in n.attribute if a.name == "kernel_shape"))
+               for n in s2d.graph.node if n.op_type == "Conv"]
+    kt = NR.get_spec(arch).conv1_kt
+    assert kernels[:2] == ([(2, 2), (4, 4)] if form == "2d" else [(kt, 2, 2), (1, 4, 4)])
+    assert not any(k[-1] == 7 for k in kernels)
+    video, ref_in = clip_and_reference_input(2, frames, 13, True)
+    got = run(s2d, video)
+    np.testing.assert_allclose(got, run(plain, video), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(got, REF.forward(arch, params, ref_in), rtol=RTOL, atol=0)
+
+
+def test_s2d_stem_weights_and_odd_planes():
+    """The rearranged weights invert exactly, and an odd plane (one more padding row and column
+    at the far end) still gives the one-convolution graph's scores."""
+    w = params_for("i3d-r50-nl")["conv1_w"]
+    assert np.array_equal(NR.unstack_stem(NR.stack_stem(w, 2), 3, 5, phases=2), w)
+    taps = NR.stem_taps(3, 5, 2)
+    assert taps.shape == (64, 3, 5, 2, 2) and taps.sum() == 60
+    assert NR.stack_stem(w, 2).shape == (64, 64, 1, 4, 4)
+    assert [NR._s2d_end_pad(n) for n in (224, 223, 64, 65)] == [3, 4, 3, 4]
+    arch, crop = "c2d-r50-nl", CROP + 1
+    params = params_for(arch)
+    s2d = NR.build(arch, params, crop_size=crop, frames=4, stem="s2d")
+    plain = NR.build(arch, params, crop_size=crop, frames=4, stem="conv3d")
+    video = clip(2, 4, seed=5, crop=crop)
+    np.testing.assert_allclose(run(s2d, video), run(plain, video), rtol=1e-5, atol=1e-9)
+
+
 STATIC_OK = {"Conv", "BatchNormalization", "Relu", "MaxPool", "Add", "Reshape", "Transpose",
              "MatMul", "Mul", "Softmax", "AveragePool", "ReduceMean", "Cast"}
 

@@ -158,11 +158,15 @@ def test_reader_on_export_cli_file(tmp_path, onnx_mod):
     assert read.inputs["video"] == (10, [1, 3, 16, CROP, CROP])
 
 
-def test_fair_params_from_stacked_stem_export(onnx_mod):
-    params = nl_params("i3d-r50-nl")
-    model = NR.build("i3d-r50-nl", params, crop_size=CROP, frames=16)  # stacked stem
+@pytest.mark.parametrize("arch,stem,form", [("i3d-r50-nl", "stacked", "conv3d"),
+                                            ("i3d-r50-nl", "s2d", "conv3d"),
+                                            ("c2d-r50-nl", "s2d", "conv3d")])
+def test_fair_params_from_stacked_stem_export(onnx_mod, arch, stem, form):
+    params = nl_params(arch)
+    model = NR.build(arch, params, crop_size=CROP, frames=16 if arch.startswith("i3d") else 8,
+                     stem=stem, form=form)
     read = TR.read_onnx(model.SerializeToString())
-    got = TR.nonlocal_params_from_onnx(read, "i3d-r50-nl")
+    got = TR.nonlocal_params_from_onnx(read, arch)
     assert list(got) == list(params)
     assert all(np.array_equal(got[k], params[k]) for k in params)
 
@@ -906,3 +910,12 @@ def test_every_compile_set_of_run_sh_parses():
                              capture_output=True, text=True)
         assert out.returncode == 0 and out.stdout.strip(), (name, out.stderr)
         assert TR.parse_modes(out.stdout.strip()), name
+    # The steps phase's own default modes, and every run it names has an export recipe.
+    env = script[script.index("steps_env() {"):]
+    at = env.index("COMPILE_MODES:-") + len("COMPILE_MODES:-")
+    assert TR.parse_modes(env[at:env.index("}", at)])
+    at = script.index("STEP_RUNS=${STEP_RUNS:-") + len("STEP_RUNS=${STEP_RUNS:-")
+    runs = script[at:script.index("}", at)]
+    recipes = script[script.index("compile_model() {"):script.index("compile_machine() {")]
+    models = {r.split("@")[0] for r in runs.split()}
+    assert len(models) == 5 and all(f"      {m}) args=" in recipes for m in models), models

@@ -513,35 +513,49 @@ def _bottleneck(g, x, params, b: Block, eps: float = BN_EPS, two_d: bool = False
 
 
 def _stacked_channels(channels: int, taps: int) -> int:
-    """Channels of the stacked stem: channels·taps rounded up to a multiple of 8."""
+    """Channels of a stacked stem: channels·taps rounded up to a multiple of 8."""
     return -(-channels * taps // 8) * 8
 
 
-def stem_taps(channels: int, taps: int) -> np.ndarray:
-    """One-hot weights (k, channels, taps, 1, 1), k = `_stacked_channels`: output channel
-    t·channels + c is input channel c at temporal tap t (the rest are zero)."""
-    k = _stacked_channels(channels, taps)
-    w = np.zeros((k, channels, taps, 1, 1), dtype=np.float32)
+def stem_taps(channels: int, taps: int, phases: int = 1) -> np.ndarray:
+    """One-hot weights (k, channels, taps, phases, phases), k = `_stacked_channels` of
+    channels·taps·phases²: output channel ((t·phases + ph)·phases + pw)·channels + c is input
+    channel c at temporal tap t and spatial phase (ph, pw); the rest are zero."""
+    k = _stacked_channels(channels, taps * phases * phases)
+    w = np.zeros((k, channels, taps, phases, phases), dtype=np.float32)
     for t in range(taps):
-        for c in range(channels):
-            w[t * channels + c, c, t, 0, 0] = 1.0
+        for ph in range(phases):
+            for pw in range(phases):
+                for c in range(channels):
+                    w[((t * phases + ph) * phases + pw) * channels + c, c, t, ph, pw] = 1.0
     return w
 
 
-def stack_stem(w) -> np.ndarray:
-    """conv1_w (o, c, kt, kh, kw) → the weights (o, k, 1, kh, kw) of the same convolution over the
-    channels `stem_taps(c, kt)` makes (channel t·c + ci; the padding channels get zeros)."""
+def stack_stem(w, phases: int = 1) -> np.ndarray:
+    """conv1_w (o, c, kt, kh, kw) → the weights (o, k, 1, ⌈kh/phases⌉, ⌈kw/phases⌉) of the same
+    convolution over the channels `stem_taps(c, kt, phases)` makes (stride 2 with `phases=1`,
+    stride 1 over the phases with `phases=2`; taps past the kernel and padding channels get
+    zeros)."""
+    w = np.asarray(w)
     o, c, kt, kh, kw = w.shape
-    out = np.zeros((o, _stacked_channels(c, kt), 1, kh, kw), dtype=np.asarray(w).dtype)
-    out[:, : c * kt, 0] = np.asarray(w).transpose(0, 2, 1, 3, 4).reshape(o, c * kt, kh, kw)
+    qh, qw = -(-kh // phases), -(-kw // phases)
+    ext = np.zeros((o, c, kt, qh * phases, qw * phases), dtype=w.dtype)
+    ext[:, :, :, :kh, :kw] = w
+    # (o, c, kt, qh, ph, qw, pw) → (o, kt, ph, pw, c, qh, qw): the one-hot channel order.
+    ext = ext.reshape(o, c, kt, qh, phases, qw, phases).transpose(0, 2, 4, 6, 1, 3, 5)
+    out = np.zeros((o, _stacked_channels(c, kt * phases * phases), 1, qh, qw), dtype=w.dtype)
+    out[:, : c * kt * phases * phases, 0] = ext.reshape(o, -1, qh, qw)
     return out
 
 
-def unstack_stem(w, channels: int, taps: int) -> np.ndarray:
-    """The inverse of `stack_stem`: (o, k, 1, kh, kw) → conv1_w (o, channels, taps, kh, kw)."""
-    o, _, _, kh, kw = w.shape
-    flat = np.asarray(w)[:, : channels * taps, 0].reshape(o, taps, channels, kh, kw)
-    return flat.transpose(0, 2, 1, 3, 4)
+def unstack_stem(w, channels: int, taps: int, phases: int = 1, size: int = 7) -> np.ndarray:
+    """The inverse of `stack_stem`: (o, k, 1, qh, qw) → conv1_w (o, channels, taps, size, size)."""
+    w = np.asarray(w)
+    o, _, _, qh, qw = w.shape
+    n = channels * taps * phases * phases
+    flat = w[:, :n, 0].reshape(o, taps, phases, phases, channels, qh, qw)
+    ext = flat.transpose(0, 4, 1, 5, 2, 6, 3).reshape(o, channels, taps, qh * phases, qw * phases)
+    return ext[:, :, :, :size, :size] if phases > 1 else ext
 
 
 def _stacked_stem(g, x, w, t_stride: int, t_pad: int) -> str:
@@ -555,8 +569,36 @@ def _stacked_stem(g, x, w, t_stride: int, t_pad: int) -> str:
     return g.conv(x, stack_stem(w), strides=[1, 2, 2], pads=[0, 3, 3], hint="conv1_stacked")
 
 
+def _s2d_end_pad(size: int, kernel: int = 7, pad: int = 3, stride: int = 2) -> int:
+    """Padding at the far end of a spatial axis for the space-to-depth stem: enough for the
+    phases to reach every tap of the last output (one more when `size` is odd)."""
+    out = (size + 2 * pad - kernel) // stride + 1
+    taps = -(-kernel // stride)
+    return (out + taps - 1) * stride - size - pad
+
+
+def _s2d_stem(g, x, w, t_stride: int, t_pad: int, crop: int, two_d: bool = False) -> str:
+    """conv1 (kt×7×7, spatial stride 2, padding 3) as two convolutions computing the same
+    function: a one-hot kt×2×2 convolution of stride 2 stacks the temporal taps and the four
+    spatial phases of the padded clip into channels (3·kt·4, rounded up to a multiple of 8; exact:
+    each output is one input value), then a 1×4×4 convolution of stride 1 over them with the
+    original weights rearranged (`stack_stem(w, 2)`). Neither convolution works over 3 channels
+    with a 7×7 kernel, which cuDNN's tensor-core kernels do not take; the first reads each input
+    value once. With `two_d`, the same on frames (N·T, 3, H, W) with 2-D kernels."""
+    _, c, kt, _, _ = w.shape
+    end = _s2d_end_pad(crop)
+    taps, stacked = stem_taps(c, kt, 2), stack_stem(w, 2)
+    if two_d:
+        x = g.conv(x, taps[:, :, 0], strides=[2, 2], pads=[3, 3], pads_end=[end, end],
+                   hint="conv1_phases")
+        return g.conv(x, stacked[:, :, 0], strides=[1, 1], pads=[0, 0], hint="conv1_s2d")
+    x = g.conv(x, taps, strides=[t_stride, 2, 2], pads=[t_pad, 3, 3],
+               pads_end=[t_pad, end, end], hint="conv1_phases")
+    return g.conv(x, stacked, strides=[1, 1, 1], pads=[0, 0, 0], hint="conv1_s2d")
+
+
 def _network_3d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes, batch_dim, variant,
-                eps, fp16, stem="stacked"):
+                eps, fp16, stem="stacked", crop=DEFAULT_CROP):
     """Stem to scores in FAIR's 5-D layout, on the NCTHW clip `x`."""
     spec = get_spec(arch)
     mm = variant == "mmaction2"
@@ -564,6 +606,8 @@ def _network_3d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes, b
     pt = (spec.conv1_kt - 1) // 2
     if stem == "stacked" and spec.conv1_kt > 1:
         x = _stacked_stem(g, x, params["conv1_w"], spec.conv1_st, pt)
+    elif stem == "s2d":
+        x = _s2d_stem(g, x, params["conv1_w"], spec.conv1_st, pt, crop)
     else:
         x = g.conv(x, params["conv1_w"], strides=[spec.conv1_st, 2, 2], pads=[pt, 3, 3],
                    hint="conv1")
@@ -608,7 +652,7 @@ def _network_3d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes, b
 # frames. The same function as the 5-D graph, in the layout of cuDNN's 2-D kernels.
 
 FORMS = ("conv3d", "2d")
-STEMS = ("conv3d", "stacked")
+STEMS = ("conv3d", "stacked", "s2d")
 
 
 def _w2d(w):
@@ -659,9 +703,13 @@ def _nonlocal_2d(g, x, params, name, shape, pairwise):
     return g.op("Add", [x, y], name + "_sum")
 
 
-def _network_2d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes):
+def _network_2d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes, stem="stacked",
+                crop=DEFAULT_CROP):
     """Stem to scores of a C2D network on the frames `x` (N·T, 3, H, W)."""
-    x = g.conv(x, _w2d(params["conv1_w"]), strides=[2, 2], pads=[3, 3], hint="conv1")
+    if stem == "s2d":
+        x = _s2d_stem(g, x, params["conv1_w"], 1, 0, crop, two_d=True)
+    else:
+        x = g.conv(x, _w2d(params["conv1_w"]), strides=[2, 2], pads=[3, 3], hint="conv1")
     x = g.relu(_bn(g, x, params, "res_conv1_bn", BN_EPS))
     x = g.maxpool(x, [3, 3], [2, 2], [0, 0], hint="pool1")
     for b in blocks(arch):
@@ -722,7 +770,9 @@ def build(
       2-D convolutions throughout; see `_network_2d`). Input and output are the same.
     stem: "stacked" (I3D: the temporal taps stacked into channels first, see `_stacked_stem`;
       the same function, faster under CUDA) or "conv3d" (conv1 as one kt×7×7 convolution).
-      C2D stems are 1×7×7 already and stay one convolution.
+      C2D stems are 1×7×7 already and stay one convolution; or "s2d" (any network, both
+      forms: the temporal taps and the 2×2 spatial phases stacked into channels, then a 1×4×4
+      convolution of stride 1, see `_s2d_stem`).
     """
     spec = get_spec(arch)
     check_variant(arch, variant)
@@ -755,11 +805,12 @@ def build(
             raise ValueError(f"the 2-D form is for the C2D networks, not {arch}"
                              f"{' (mmaction2)' if mm else ''}")
         x = onnxgraph.video_frames(g, n, frames, crop_size, mean=mean, std=std, uint8=uint8)
-        _network_2d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes)
+        _network_2d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes, stem,
+                    crop_size)
     else:
         x = onnxgraph.video_input(g, n, frames, crop_size, mean=mean, std=std, uint8=uint8)
         _network_3d(g, x, params, arch, shapes, pairwise, pool5_size, num_classes, batch_dim,
-                    variant, eps, fp16, stem)
+                    variant, eps, fp16, stem, crop_size)
     g.output(onnxgraph.OUTPUT_NAME, [n, num_classes], elem_type=onnx.TensorProto.FLOAT)
 
     props = onnxgraph.metadata(

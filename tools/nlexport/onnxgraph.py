@@ -146,8 +146,9 @@ class Graph:
         )
         return outs[0] if n_out == 1 else outs
 
-    def conv(self, x, w, b=None, *, strides, pads, hint="conv", group=1):
-        """N-d convolution; `pads` is per spatial dim (symmetric), `w` a numpy array."""
+    def conv(self, x, w, b=None, *, strides, pads, hint="conv", group=1, pads_end=None):
+        """N-d convolution; `pads` is per spatial dim (at both ends unless `pads_end` gives the
+        far ends), `w` a numpy array."""
         w_name = self.const(w, hint + "_w")
         ins = [x, w_name]
         if b is not None:
@@ -159,7 +160,7 @@ class Graph:
             hint,
             kernel_shape=list(np.asarray(w).shape[2:]),
             strides=list(strides),
-            pads=pads + pads,
+            pads=pads + (pads if pads_end is None else list(pads_end)),
             group=group,
         )
 
