@@ -449,35 +449,53 @@ fn main() -> anyhow::Result<()> {
                 e.run_lane(Some(lane), shape, &batch)?;
             }
         }
-        let phases = run_times();
-        range.start();
-        let t = Instant::now();
         // One submitting thread per lane of each engine (two under CUDA: one batch's copy-in
         // and read-back overlap the other's compute, as with the element's batching threads).
-        let lanes = engine.lanes() as u64;
-        let runs = runs.div_ceil(lanes) * lanes;
-        let mut times: Vec<f64> = std::thread::scope(|scope| {
+        // Each thread runs its lane before the clock starts: with CUDA graphs, ONNX Runtime
+        // captures a session's graph once per calling thread (the warm-up's count of runs).
+        let lanes = engine.lanes();
+        let runs = runs.div_ceil(lanes as u64) * lanes as u64;
+        let per_thread = runs / lanes as u64;
+        // Two meetings: every thread warmed (the clock and the run times are read while they
+        // wait, so that no lane's lock is contended), then all start.
+        let warmed_up = std::sync::Barrier::new(engines.len() * lanes + 1);
+        let go = std::sync::Barrier::new(engines.len() * lanes + 1);
+        let warm = engine.warm_up_runs().max(1);
+        let (t, phases, times) = std::thread::scope(|scope| {
             let threads: Vec<_> = engines
                 .iter()
-                .flat_map(|e| std::iter::repeat_n(e, lanes as usize))
-                .map(|e| {
-                    let batch = &batch;
+                .flat_map(|e| (0..lanes).map(move |lane| (e, lane)))
+                .map(|(e, lane)| {
+                    let (batch, warmed_up, go) = (&batch, &warmed_up, &go);
                     scope.spawn(move || {
-                        (0..runs / lanes)
+                        let warmed = (0..warm)
+                            .try_for_each(|_| e.run_lane(Some(lane), shape, batch).map(|_| ()));
+                        warmed_up.wait();
+                        go.wait();
+                        warmed?;
+                        (0..per_thread)
                             .map(|_| {
                                 let r = Instant::now();
-                                e.run(shape, batch).map(|_| r.elapsed().as_secs_f64() * 1e3)
+                                e.run_lane(Some(lane), shape, batch)
+                                    .map(|_| r.elapsed().as_secs_f64() * 1e3)
                             })
                             .collect::<Result<Vec<f64>, _>>()
                     })
                 })
                 .collect();
-            threads
+            warmed_up.wait();
+            let phases = run_times();
+            range.start();
+            let t = Instant::now();
+            go.wait();
+            let times = threads
                 .into_iter()
                 .map(|t| t.join().unwrap_or_else(|_| Ok(Vec::new())))
                 .collect::<Result<Vec<Vec<f64>>, _>>()
-                .map(|v| v.concat())
-        })?;
+                .map(|v| v.concat());
+            (t, phases, times)
+        });
+        let mut times = times?;
         let rate = (runs * b as u64 * engines.len() as u64) as f64 / t.elapsed().as_secs_f64();
         range.stop();
         times.sort_by(f64::total_cmp);

@@ -429,10 +429,13 @@ def nonlocal_params_from_onnx(model: OnnxModel, arch: str) -> dict:
         name = base[:-3] + "_riv" if base.endswith("_bn_rv") else base
         if name == "pred_w":
             arr = arr.reshape(arr.shape[0], -1)
-        if name == "conv1_stacked_w":  # the stacked-taps stem (`--stem stacked`)
-            name, arr = "conv1_w", nr.unstack_stem(arr, 3, nr.get_spec(arch).conv1_kt)
-        if name == "conv1_s2d_w":  # the space-to-depth stem (`--stem s2d`)
-            name, arr = "conv1_w", nr.unstack_stem(arr, 3, nr.get_spec(arch).conv1_kt, phases=2)
+        phases = {"conv1_stacked_w": 1, "conv1_s2d_w": 2}.get(name)  # `--stem stacked`, `s2d`
+        if phases:
+            name = "conv1_w"
+            try:
+                arr = nr.unstack_stem(arr, 3, nr.get_spec(arch).conv1_kt, phases=phases)
+            except ValueError:  # not `arch`'s stem: left as found, reported as a mismatch below
+                pass
         params[name] = arr
     classes = nr.infer_num_classes(params)
     wanted = nr.expected_params(arch, classes)

@@ -105,12 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--form", choices=["conv3d", "2d"], default="conv3d",
                    help="graph form: conv3d (FAIR's 5-D layout, default) or 2d (C2D networks: the "
                         "same function over frames with 2-D convolutions, which cuDNN runs faster)")
-    p.add_argument("--stem", choices=["conv3d", "stacked", "s2d"], default="stacked",
-                   help="I3D stem: stacked (default: a one-hot 5×1×1 convolution stacks the "
-                        "temporal taps into channels, then a 1×7×7 one — the same function, 1.5× "
-                        "the whole network's speed under CUDA) or conv3d (FAIR's one 5×7×7 "
-                        "convolution); any network: s2d (the temporal taps and the 2×2 spatial "
-                        "phases stacked into channels, then a 1×4×4 convolution of stride 1)")
+    p.add_argument("--stem", choices=["auto", "conv3d", "stacked", "s2d"], default="auto",
+                   help="conv1's form, every one the same function: auto (default: s2d for C2D, "
+                        "stacked for I3D, the fastest measured under CUDA), stacked (a one-hot "
+                        "5×1×1 convolution stacks I3D's temporal taps into channels, then a 1×7×7 "
+                        "one: 1.5× the whole network's speed), s2d (the temporal taps and the 2×2 "
+                        "spatial phases stacked into channels, then a 1×4×4 convolution of stride "
+                        "1: C2D 1.19× at batch 8) or conv3d (FAIR's one kt×7×7 convolution)")
     p.add_argument("--batch", type=int, default=None, metavar="N",
                    help="fixed batch size: every dimension static, no shape computations "
                         "(default: symbolic batch)")

@@ -170,6 +170,12 @@ impl SharedEngine {
         self.backend.lanes()
     }
 
+    /// How often [`SharedEngine::warm_up`] runs each batch size on each lane (see
+    /// [`Backend::warm_up_runs`]).
+    pub fn warm_up_runs(&self) -> usize {
+        self.backend.warm_up_runs()
+    }
+
     /// Where the backend's model runs have spent their time so far.
     pub fn run_times(&self) -> RunTimes {
         self.backend.run_times()

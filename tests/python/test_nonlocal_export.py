@@ -269,7 +269,7 @@ def test_2d_form_computes_the_same_function(uint8):
 
 @pytest.mark.parametrize("uint8", [False, True])
 def test_stacked_stem_computes_the_same_function(uint8):
-    """--stem stacked (the default): I3D's 5×7×7 stem as a one-hot tap convolution and a 1×7×7
+    """--stem stacked (I3D's default): I3D's 5×7×7 stem as a one-hot tap convolution and a 1×7×7
     one gives the scores of the one-convolution graph (--stem conv3d) and the float64
     reference, padding frames included."""
     arch, frames = "i3d-r50-nl", 16
@@ -287,10 +287,16 @@ def test_stacked_stem_computes_the_same_function(uint8):
     np.testing.assert_allclose(got, REF.forward(arch, params, ref_in), rtol=RTOL, atol=0)
     w = params["conv1_w"]
     assert np.array_equal(NR.unstack_stem(NR.stack_stem(w), 3, 5), w)
-    # C2D stems are 1×7×7 already: the option leaves the graph as it is.
+    # C2D stems are 1×7×7 already: stacked leaves the graph as it is; the default (auto) is s2d
+    # for C2D in the 5-D form and stacked for I3D; the 2-D form keeps its one convolution.
     c2d = params_for("c2d-r50-nl")
-    assert (NR.build("c2d-r50-nl", c2d, crop_size=CROP).SerializeToString()
-            == NR.build("c2d-r50-nl", c2d, crop_size=CROP, stem="conv3d").SerializeToString())
+    def graph(*args, **kw):
+        return NR.build(*args, crop_size=CROP, **kw).SerializeToString()
+    assert graph("c2d-r50-nl", c2d, stem="stacked") == graph("c2d-r50-nl", c2d, stem="conv3d")
+    assert graph("c2d-r50-nl", c2d) == graph("c2d-r50-nl", c2d, stem="s2d")
+    assert graph("c2d-r50-nl", c2d, form="2d") == graph("c2d-r50-nl", c2d, form="2d", stem="conv3d")
+    assert NR.build(arch, params, crop_size=CROP, frames=frames).SerializeToString() == \
+        NR.build(arch, params, crop_size=CROP, frames=frames, stem="stacked").SerializeToString()
     with pytest.raises(ValueError, match="stem must be one of"):
         NR.build(arch, params, crop_size=CROP, frames=frames, stem="taps")
 

@@ -1,6 +1,10 @@
 //! CUDA tuning of the local backend: lanes, provider options, CUDA graphs, and reading ONNX
 //! Runtime's CUDA failures (exhausted memory, refused convolution fusion).
 
+use std::collections::HashMap;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::ThreadId;
+
 /// Whether an ONNX Runtime message reports exhausted device memory.
 pub(super) fn is_out_of_memory(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
@@ -79,9 +83,94 @@ pub(super) fn cuda_graphs() -> bool {
     std::env::var("NONLOCAL_CUDA_GRAPH").is_ok_and(|v| v == "1")
 }
 
+/// Runs of a session on one thread up to and including the one ONNX Runtime captures its CUDA
+/// graph in (two regular runs, then the capture). ONNX Runtime keeps the captured graph per
+/// calling thread, so every thread that runs a session captures it once.
+pub(super) const RUNS_TO_CAPTURE: u32 = 3;
+
+/// Held alone by a run that may capture a CUDA graph, shared by every other run under CUDA
+/// graphs: a capture is made in CUDA's global capture mode, where another thread synchronising
+/// its own stream meanwhile fails the capture (and that thread's run) — what two lanes did.
+static GRAPH_CAPTURE: RwLock<()> = RwLock::new(());
+
+/// The hold on [`GRAPH_CAPTURE`] a run takes: alone while capturing, shared otherwise.
+pub(super) enum CaptureHold {
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+}
+
+/// Runs so far of each batch size's session on each thread, under CUDA graphs.
+pub(super) type GraphRuns = HashMap<(i64, ThreadId), u32>;
+
+/// Count a run of the `batch` session on this thread; whether it may capture (one of the first
+/// `RUNS_TO_CAPTURE` there). The map forgets everything past 1,024 entries (threads come and go).
+pub(super) fn count_graph_run(runs: &mut GraphRuns, batch: i64) -> bool {
+    if runs.len() > 1024 {
+        runs.clear();
+    }
+    let n = runs
+        .entry((batch, std::thread::current().id()))
+        .or_insert(0);
+    *n = n.saturating_add(1);
+    *n <= RUNS_TO_CAPTURE
+}
+
+/// Take the hold for a run that may capture (`capturing`) or only replays.
+pub(super) fn capture_hold(capturing: bool) -> CaptureHold {
+    if capturing {
+        CaptureHold::Alone(GRAPH_CAPTURE.write().unwrap_or_else(|e| e.into_inner()))
+    } else {
+        CaptureHold::Shared(GRAPH_CAPTURE.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_thread_captures_each_size_on_its_first_runs() {
+        let mut runs = GraphRuns::new();
+        let here: Vec<bool> = (0..5).map(|_| count_graph_run(&mut runs, 8)).collect();
+        assert_eq!(here, [true, true, true, false, false]);
+        assert!(
+            count_graph_run(&mut runs, 1),
+            "another batch size captures on its own"
+        );
+        let there = std::thread::scope(|s| {
+            s.spawn(|| {
+                (0..4)
+                    .map(|_| count_graph_run(&mut runs, 8))
+                    .collect::<Vec<_>>()
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(
+            there,
+            [true, true, true, false],
+            "another thread captures again"
+        );
+    }
+
+    #[test]
+    fn a_capturing_run_waits_for_the_others() {
+        let shared = capture_hold(false);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let _alone = capture_hold(true);
+                tx.send(()).unwrap();
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(
+                rx.try_recv().is_err(),
+                "the capture started while a run held the lock"
+            );
+            drop(shared);
+            rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        });
+    }
 
     #[test]
     fn provider_options_are_key_value_pairs() {

@@ -12,7 +12,7 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::Session;
 use ort::value::PrimitiveTensorElementType;
 
-use super::cuda::{cuda_graphs, is_fusion_failure};
+use super::cuda::{capture_hold, count_graph_run, cuda_graphs, is_fusion_failure, GraphRuns};
 use super::session::SessionSource;
 use super::staging::{staging_for, Staging};
 use super::ProviderChoice;
@@ -52,6 +52,9 @@ pub(super) struct Runner {
     pub(super) times: RunTimes,
     /// Why convolution fusion was turned off (cuDNN's refusal), if it was.
     pub(super) unfused: Option<String>,
+    /// Under CUDA graphs: runs so far of each batch size's session on each thread (the first
+    /// `RUNS_TO_CAPTURE` may capture, see `cuda::capture_hold`).
+    graph_runs: GraphRuns,
 }
 
 /// A score tensor (float32 or float16) as float32 values.
@@ -104,6 +107,7 @@ impl Runner {
             staging: HashMap::new(),
             times: RunTimes::default(),
             unfused: None,
+            graph_runs: GraphRuns::new(),
         }
     }
 
@@ -117,6 +121,10 @@ impl Runner {
         io: &ModelIo,
         items: &[&[T]],
     ) -> Result<Vec<Vec<f32>>, EngineError> {
+        let _hold = (self.source.is_some() && cuda_graphs()).then(|| {
+            let batch = shape.first().copied().unwrap_or(1);
+            capture_hold(count_graph_run(&mut self.graph_runs, batch))
+        });
         match self.run_once(shape, io, items) {
             Err(EngineError::Inference(reason)) if is_fusion_failure(&reason) => {
                 let Some(source) = self.source.as_ref().filter(|_| self.fused) else {
@@ -128,6 +136,7 @@ impl Runner {
                 self.session = source.session(ProviderChoice::Cuda)?.0;
                 self.per_batch.clear();
                 self.staging.clear();
+                self.graph_runs.clear();
                 self.unfused = Some(reason);
                 self.run_once(shape, io, items)
             }
