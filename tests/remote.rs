@@ -273,11 +273,11 @@ fn tls_server_certificate_checked_and_client_certificate_sent() {
         wait: true,
         ..Default::default()
     });
-    let tls = |ca: Option<&std::path::Path>, identity: bool| {
+    let tls_for = |ca: Option<&std::path::Path>, identity: bool, timeout: Duration| {
         RemoteSettings::new(
             &format!("https://{}", server.grpc),
             "probe",
-            Duration::from_millis(2000),
+            timeout,
             1,
             ca.map(Into::into),
             identity.then(|| client_cert.clone()),
@@ -286,6 +286,7 @@ fn tls_server_certificate_checked_and_client_certificate_sent() {
         )
         .unwrap()
     };
+    let tls = |ca, identity| tls_for(ca, identity, Duration::from_millis(2000));
     let remote = RemoteModel::open(tls(Some(&ca), true)).expect("CA and client certificate");
     let values = clip_values(1);
     assert_eq!(
@@ -295,20 +296,28 @@ fn tls_server_certificate_checked_and_client_certificate_sent() {
             .len(),
         1
     );
-    // No client certificate: the server refuses the handshake.
+    // No client certificate: the server refuses the handshake (it closes the connection, which
+    // looks like a server going away: reported after server-timeout).
     let e = RemoteModel::open(tls(Some(&ca), false))
         .err()
         .unwrap()
         .to_string();
     assert!(e.contains(&server.grpc) && e.contains("'probe'"), "{e}");
-    // A CA that did not sign the server's certificate: the client refuses the server.
+    // A CA that did not sign the server's certificate: the client refuses the server, at once
+    // (a long server-timeout: waiting would not help).
     let other = triton::scratch("tls-other");
     let [other_ca, ..] = triton::certificates(&other);
-    let e = RemoteModel::open(tls(Some(&other_ca), true))
+    let t = std::time::Instant::now();
+    let e = RemoteModel::open(tls_for(Some(&other_ca), true, Duration::from_secs(30)))
         .err()
         .unwrap()
         .to_string();
     assert!(e.contains(&server.grpc) && e.contains("'probe'"), "{e}");
+    assert!(
+        e.contains("TLS handshake") && e.contains("server-ca"),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert!(
         e.to_lowercase().contains("certificate") || e.contains("UnknownIssuer"),
         "{e}"

@@ -26,6 +26,23 @@ pub struct CallError {
     pub message: String,
 }
 
+impl CallError {
+    /// Whether the TLS handshake itself failed: the server's certificate was refused, or the
+    /// server refused ours (or its absence). A setting to fix, not a server still starting.
+    pub fn is_tls_refusal(&self) -> bool {
+        const MARKERS: [&str; 7] = [
+            "invalid peer certificate",
+            "fatal alert",
+            "HandshakeFailure",
+            "handshake",
+            "UnknownIssuer",
+            "CertificateRequired",
+            "BadCertificate",
+        ];
+        MARKERS.iter().any(|m| self.message.contains(m))
+    }
+}
+
 /// A server's counts for one model: requests answered, clips (batch rows) in them, and model
 /// runs; fewer runs than requests means the server's batcher merged requests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -308,5 +325,33 @@ impl Client {
                 message: "the server returned no raw output contents".into(),
             })?;
         Ok((output.datatype, output.shape, raw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallError;
+
+    fn refused(message: &str) -> bool {
+        CallError {
+            retry: true,
+            message: message.into(),
+        }
+        .is_tls_refusal()
+    }
+
+    #[test]
+    fn tls_refusals_are_told_apart_from_servers_not_up_yet() {
+        assert!(refused(
+            "Unavailable: error trying to connect (invalid peer certificate: UnknownIssuer)"
+        ));
+        assert!(refused(
+            "Unknown: transport error (received fatal alert: CertificateRequired)"
+        ));
+        assert!(!refused(
+            "Unavailable: tcp connect error (Connection refused (os error 111))"
+        ));
+        assert!(!refused("the server is not ready"));
+        assert!(!refused("DeadlineExceeded: Timeout expired"));
     }
 }

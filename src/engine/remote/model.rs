@@ -151,6 +151,19 @@ impl RemoteModel {
                     pool.succeeded(server);
                     break (server.client.address.shown.clone(), found);
                 }
+                // A refused TLS handshake at start is a setting to fix: said at once, not
+                // after server-timeout.
+                Err(e) if e.is_tls_refusal() => {
+                    return Err(RemoteError::Model {
+                        server: server.client.address.shown.clone(),
+                        model,
+                        reason: scrub(format!(
+                            "the TLS handshake failed ({}); check server-ca, server-cert and \
+                             server-key",
+                            e.message
+                        )),
+                    })
+                }
                 Err(e) if e.retry => pool.failed(server, Instant::now(), &e.message),
                 Err(e) => {
                     return Err(RemoteError::Model {
