@@ -442,17 +442,12 @@ fn main() -> anyhow::Result<()> {
         let batch = Batch::zeros(config.input_type, per * b);
         let shape = config.input_shape(b);
         let runs = args.clips.div_ceil(b as u64).max(3);
-        // Every lane once first: each has its own sessions, whose first run at a new batch
-        // size picks its CUDA kernels (seconds).
-        for e in &engines {
-            for lane in 0..e.lanes() {
-                e.run_lane(Some(lane), shape, &batch)?;
-            }
-        }
         // One submitting thread per lane of each engine (two under CUDA: one batch's copy-in
         // and read-back overlap the other's compute, as with the element's batching threads).
-        // Each thread runs its lane before the clock starts: with CUDA graphs, ONNX Runtime
-        // captures a session's graph once per calling thread (the warm-up's count of runs).
+        // Each thread runs its lane before the clock starts: each lane has its own sessions,
+        // whose first run at a new batch size picks its CUDA kernels (seconds), and with CUDA
+        // graphs ONNX Runtime captures a session's graph once per calling thread (the warm-up's
+        // count of runs).
         let lanes = engine.lanes();
         let runs = runs.div_ceil(lanes as u64) * lanes as u64;
         let per_thread = runs / lanes as u64;

@@ -483,14 +483,7 @@ fn two_elements_in_one_process_are_batched_by_the_server() {
         .collect();
     let clips: usize = pushers.into_iter().map(|t| t.join().unwrap()).sum();
     assert!(clips >= 8, "{clips}");
-    let stats = RemoteModel::open(settings(&server.grpc, "probe_delay", 10_000))
-        .unwrap()
-        .server_statistics();
-    assert_eq!(stats.inferences, clips as u64);
-    assert!(
-        stats.executions < stats.requests,
-        "the server merged requests: {stats:?}"
-    );
+    assert_server_merged(&server.grpc, clips as u64, "requests");
 }
 
 #[test]
@@ -532,13 +525,19 @@ fn two_processes_are_batched_by_the_server() {
         clips += line["clips"].as_u64().unwrap();
     }
     assert!(clips >= 8, "{clips}");
-    let stats = RemoteModel::open(settings(&server.grpc, "probe_delay", 10_000))
+    assert_server_merged(&server.grpc, clips, "requests of two processes");
+}
+
+/// The `probe_delay` model on `grpc` ran every one of `clips` and in fewer runs than requests:
+/// the server's batcher merged `what`.
+fn assert_server_merged(grpc: &str, clips: u64, what: &str) {
+    let stats = RemoteModel::open(settings(grpc, "probe_delay", 10_000))
         .unwrap()
         .server_statistics();
     assert_eq!(stats.inferences, clips);
     assert!(
         stats.executions < stats.requests,
-        "the server merged requests of two processes: {stats:?}"
+        "the server merged {what}: {stats:?}"
     );
 }
 
