@@ -27,9 +27,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use gst::prelude::*;
 use gstnonlocal::config::{ClipConfig, Overrides};
-use gstnonlocal::engine::{
-    Batch, Batching, LocalBackend, ProviderChoice, RemoteSettings, SharedEngine,
-};
+use gstnonlocal::engine::{Batching, LocalBackend, ProviderChoice, RemoteSettings, SharedEngine};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -421,8 +419,8 @@ fn main() -> anyhow::Result<()> {
         config.input_type,
         config.layout,
         engine.describe(),
-        if local.is_some_and(LocalBackend::pinned_staging) {
-            ", page-locked staging"
+        if local.is_some_and(LocalBackend::page_locked_clips) {
+            ", page-locked clip buffers"
         } else {
             ""
         }
@@ -430,16 +428,32 @@ fn main() -> anyhow::Result<()> {
     println!("| measurement | clips/s | latency median / p99 (ms) | notes |");
     println!("|---|---|---|---|");
 
-    // Engine alone: ready clips in host memory, one batch after another (on every device at
-    // once when there are several).
+    // Engine alone: ready clips in host memory (ordinary buffers, as the element packs into;
+    // then, where the backend lends them, page-locked ones), one batch after another (on every
+    // device at once when there are several).
     let per = config.clip_elements();
     let range = match engine.describe().as_str() {
         "cuda" => ProfilerRange::new(),
         _ => ProfilerRange(None),
     };
-    for &b in &args.batches {
+    let lends = engine.page_locked_buffer(per).is_lent();
+    let memories: &[bool] = if lends { &[false, true] } else { &[false] };
+    for (b, locked) in args
+        .batches
+        .iter()
+        .flat_map(|&b| memories.iter().map(move |&l| (b, l)))
+    {
         let b = engine.fixed_batch().unwrap_or(b.max(1));
-        let batch = Batch::zeros(config.input_type, per * b);
+        let batch = if locked {
+            engine.page_locked_buffer(per * b)
+        } else {
+            engine.buffer(per * b)
+        };
+        let (label, kind) = if locked {
+            (", page-locked clips", "engine-page-locked")
+        } else {
+            ("", "engine")
+        };
         let shape = config.input_shape(b);
         let runs = args.clips.div_ceil(b as u64).max(3);
         // One submitting thread per lane of each engine (two under CUDA: one batch's copy-in
@@ -504,12 +518,12 @@ fn main() -> anyhow::Result<()> {
             per_run(now.compute, phases.compute),
         );
         println!(
-            "| engine, batch {b} | {rate:.1} | {:.1} / {:.1} per batch | GPU memory {}; per run: fill {fill_ms:.2} ms, bind {bind_ms:.2} ms, compute {compute_ms:.2} ms |",
+            "| engine, batch {b}{label} | {rate:.1} | {:.1} / {:.1} per batch | GPU memory {}; per run: fill {fill_ms:.2} ms, bind {bind_ms:.2} ms, compute {compute_ms:.2} ms |",
             percentile(&times, 0.5),
             percentile(&times, 0.99),
             mem.map_or("-".into(), |m| format!("{m} MiB"))
         );
-        record(json!({"kind": "engine", "batch": b, "clips_per_s": rate,
+        record(json!({"kind": kind, "batch": b, "clips_per_s": rate,
             "batch_ms_p50": percentile(&times, 0.5), "batch_ms_p99": percentile(&times, 0.99),
             "gpu_mib": mem, "fill_ms": fill_ms, "bind_ms": bind_ms, "compute_ms": compute_ms,
             "cuda_options": std::env::var("NONLOCAL_CUDA_OPTIONS").unwrap_or_default(),

@@ -49,7 +49,7 @@ fn waiting_clips_share_one_run_and_keep_their_scores() {
     let shape = [1, 3, 4, 8, 8];
     // Three clips submitted back to back: the first waits up to 300 ms for company.
     let rx: Vec<_> = (0..3)
-        .map(|k| engine.submit(shape, 1, Batch::F32(clip(k))))
+        .map(|k| engine.submit(shape, 1, Batch::from(clip(k))))
         .collect();
     for (k, rx) in rx.into_iter().enumerate() {
         let scores = rx.recv().unwrap().unwrap();
@@ -59,7 +59,7 @@ fn waiting_clips_share_one_run_and_keep_their_scores() {
 
     // More than max-batch: 4 + 2, each answer still its own.
     let rx: Vec<_> = (0..6)
-        .map(|k| engine.submit(shape, 1, Batch::F32(clip(k))))
+        .map(|k| engine.submit(shape, 1, Batch::from(clip(k))))
         .collect();
     for (k, rx) in rx.into_iter().enumerate() {
         assert_eq!(rx.recv().unwrap().unwrap(), vec![expected(k)]);
@@ -71,7 +71,7 @@ fn waiting_clips_share_one_run_and_keep_their_scores() {
     three.extend(clip(8));
     three.extend(clip(9));
     let scores = engine
-        .submit(shape, 3, Batch::F32(three))
+        .submit(shape, 3, Batch::from(three))
         .recv()
         .unwrap()
         .unwrap();
@@ -84,7 +84,7 @@ fn fixed_batch_graphs_run_in_padded_chunks() {
     let (engine, dir) = private_engine("probe_batch2.onnx", "batch2", 8);
     let shape = [1, 3, 4, 8, 8];
     let rx: Vec<_> = (0..3)
-        .map(|k| engine.submit(shape, 1, Batch::F32(clip(k))))
+        .map(|k| engine.submit(shape, 1, Batch::from(clip(k))))
         .collect();
     for (k, rx) in rx.into_iter().enumerate() {
         assert_eq!(rx.recv().unwrap().unwrap(), vec![expected(k)]);
@@ -167,7 +167,7 @@ fn one_engine_per_model_file_and_settings() {
     assert!(!std::sync::Arc::ptr_eq(&engine, &other));
     let shape = [1, 3, 4, 8, 8];
     let scores = other
-        .submit(shape, 1, Batch::F32(clip(5)))
+        .submit(shape, 1, Batch::from(clip(5)))
         .recv()
         .unwrap()
         .unwrap();

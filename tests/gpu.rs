@@ -108,6 +108,45 @@ fn cuda_and_cpu_agree_within_fp16_tolerance() {
     }
 }
 
+/// Clips the CUDA engine lends (page-locked, each copied to its slot on the card on its own),
+/// in a batch padded up to the run size, score as the CPU scores the same clips.
+#[test]
+#[ignore = "needs a CUDA card: cargo test --test gpu -- --ignored"]
+fn lent_clips_and_padded_batches_agree_with_the_cpu() {
+    init();
+    for path in gpu_models() {
+        let path = std::path::Path::new(&path);
+        let cuda = open(path, ProviderChoice::Cuda);
+        let cpu = open(path, ProviderChoice::Cpu);
+        let config = ClipConfig::resolve(&cpu.metadata, &cpu.io, Overrides::default()).unwrap();
+        // Three clips: a batch of four with the last repeated (one of the fixed size when the
+        // graph fixes it).
+        let n = cpu.fixed_batch().map_or(3, |b| b.saturating_sub(1).max(1));
+        let clips = clip_batch(&config, n);
+        let mut lent = cuda.page_locked_buffer(clips.len());
+        assert!(
+            lent.is_lent(),
+            "{}: the CUDA engine lent no page-locked buffer",
+            path.display()
+        );
+        lent.copy_from(&clips).unwrap();
+        let shape = config.input_shape(1);
+        let a = cuda.submit(shape, n, lent).recv().unwrap().unwrap();
+        let b = cpu.submit(shape, n, clips).recv().unwrap().unwrap();
+        assert_eq!(a.len(), n);
+        assert_agree(path, &a, &b);
+        // Where the CPU scores the clips differently (the probe models do; random weights may
+        // not), a clip copied into the wrong slot shows.
+        if b.windows(2).all(|w| w[0] != w[1]) {
+            assert!(a.windows(2).all(|w| w[0] != w[1]), "{}", path.display());
+        }
+        println!(
+            "{}: {n} lent clips agree with the CPU",
+            path.file_name().unwrap().to_string_lossy()
+        );
+    }
+}
+
 #[test]
 #[ignore = "needs a CUDA card: cargo test --test gpu -- --ignored"]
 fn gpu_out_of_memory_is_one_clear_error() {

@@ -57,19 +57,25 @@ fn assert_same_scores(server: &Server, model: &str, file: &str, n: usize) {
         InputType::F32 => {
             let items: Vec<&[f32]> = values.chunks(768).collect();
             (
-                Batch::F32(values.clone()),
+                Batch::from(values.clone()),
                 remote.infer(&shape, &items).unwrap(),
             )
         }
         InputType::U8 => {
             let v: Vec<u8> = values.iter().map(|&x| x as u8).collect();
             let items: Vec<&[u8]> = v.chunks(768).collect();
-            (Batch::U8(v.clone()), remote.infer(&shape, &items).unwrap())
+            (
+                Batch::from(v.clone()),
+                remote.infer(&shape, &items).unwrap(),
+            )
         }
         InputType::F16 => {
             let v: Vec<f16> = values.iter().map(|&x| f16::from_f32(x)).collect();
             let items: Vec<&[f16]> = v.chunks(768).collect();
-            (Batch::F16(v.clone()), remote.infer(&shape, &items).unwrap())
+            (
+                Batch::from(v.clone()),
+                remote.infer(&shape, &items).unwrap(),
+            )
         }
     };
     let local_scores = local.run(shape, &batch).unwrap();

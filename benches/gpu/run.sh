@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks and measurements on a CUDA machine, in one go:
-#   benches/gpu/run.sh [check|bench|bench-element|multi|graphs|kprof|compile|steps|all]   (default all;
-#   multi needs two cards)
+#   benches/gpu/run.sh [check|bench|bench-element|multi|graphs|kprof|compile|steps|remote|all]
+#   (default all; multi needs two cards; remote needs benches/gpu/remote-install.sh first)
 #   (bench is bench-torch, bench-c2d, bench-i3d and bench-table, which can run one by one into
 #   the same $OUT; compile is compile-engine, compile-torch and compile-table likewise)
 #
@@ -12,6 +12,9 @@
 # compile: the engine, PyTorch eager and torch.compile (inductor) on C2D-NL-R50 and I3D-NL-R50
 #        (stacked stem) at batch 1, 8 and 16, each PyTorch form checked against ONNX Runtime's
 #        scores on the clips it is timed on; one table per batch size (table.py --compile).
+# remote: the element's remote backend against a tritonserver on the same card (python backend,
+#        ONNX Runtime's CUDA provider) beside the in-process engine and element, same model,
+#        streams and clips: clips/s and latency median / p99 (see "remote" below).
 #
 # Expects, under $BIN (default .gpu-run): libgstnonlocal.so, the release test binaries element,
 # errors, batching and gpu (`cargo test --release --no-run`), the throughput bench binary, and
@@ -279,11 +282,10 @@ compile_settings() {
   mkdir -p "$C_MODELS"
 }
 
-# The model file of a compile network (carried in $BIN/models, else exported here) and its
-# ONNX Runtime input/scores pair (carried beside it, else written here by benches/ort_scores.py
-# with the CPU provider); prints the model path.
-compile_model() {
-  local m=$1 f=$C_MODELS/$1.onnx args
+# The model file of a compile network in $C_MODELS (carried in $BIN/models, else exported here,
+# the exporter's output appended to LOG, default $OUT/compile-torch.txt); prints its path.
+model_file() {
+  local m=$1 log=${2:-$OUT/compile-torch.txt} f=$C_MODELS/$1.onnx args
   if [ ! -f "$f" ] && [ -f "$BIN/models/$m.onnx" ]; then cp "$BIN/models/$m.onnx" "$f"; fi
   if [ ! -f "$f" ]; then
     case $m in
@@ -297,8 +299,21 @@ compile_model() {
       *) echo "compile: no $f and no export recipe for $m" >&2; return 1 ;;
     esac
     # shellcheck disable=SC2086
-    "$PY" tools/export_model.py $args -o "$f" >> "$OUT/compile-torch.txt" 2>&1 || return 1
+    if ! timeout 300 "$PY" tools/export_model.py $args -o "$f.tmp.onnx" >> "$log" 2>&1; then
+      rm -f "$f.tmp.onnx"
+      return 1
+    fi
+    mv "$f.tmp.onnx" "$f"
   fi
+  echo "$f"
+}
+
+# The model file of a compile network (model_file) and its ONNX Runtime input/scores pair
+# (carried beside it, else written here by benches/ort_scores.py with the CPU provider); prints
+# the model path.
+compile_model() {
+  local m=$1 f
+  f=$(model_file "$m") || return 1
   for k in input scores; do
     if [ ! -f "$C_MODELS/$m.$k.npy" ] && [ -f "$BIN/models/$m.$k.npy" ]; then
       cp "$BIN/models/$m.$k.npy" "$C_MODELS/"
@@ -464,6 +479,305 @@ steps_element() {
   grep -E "^model|^\| (engine|element|live)|^rc=" "$OUT/bench.txt"
 }
 
+# Page-locked clip buffers: this build ($BIN: the element packs each clip into page-locked memory
+# the engine lends, copied to its slot on the card in one transfer) against the build before
+# them ($BIN_OLD: packing into an ordinary buffer, then a copy into a page-locked staging input),
+# alternated in one run: the engine and the element at 32 and 64 I3D streams, without and with
+# CUDA graphs (CLIPS_ROUND names the round). clips-check: the CUDA tests of this build first;
+# clips-live: 100 live C2D cameras on this build; clips-table: element/engine per row.
+clips_check() {
+  steps_env
+  compile_settings || return
+  # A real network first (the out-of-memory and refused-fusion tests take the first model), the
+  # probe models (whose scores show each clip's slot) after; one test at a time (one of them
+  # sets NONLOCAL_CUDA_OPTIONS).
+  local m f models=
+  for m in i3d-r50-nl-u8-stacked c2d-r50-nl-u8 i3d-r50-nl-u8-s2d; do
+    f=$(compile_model "$m") && models=${models:+$models:}$f
+  done
+  for m in probe_u8 probe_nthwc_f16 probe_batch2; do
+    models=${models:+$models:}$PWD/tests/models/$m.onnx
+  done
+  NONLOCAL_GPU_MODELS=$models timeout 400 "$BIN/gpu" --ignored --nocapture --test-threads=1 \
+    > "$OUT/clips-gpu-tests.txt" 2>&1
+  echo "CUDA tests of this build: rc=$? $(grep 'test result' "$OUT/clips-gpu-tests.txt")" |
+    tee -a "$OUT/summary.txt"
+}
+
+clips_ab() {
+  steps_env
+  compile_settings || return
+  if [ ! -x "${BIN_OLD:-}/throughput" ]; then
+    echo "clips: BIN_OLD must hold the throughput bench and plugin of the build to compare with" |
+      tee -a "$OUT/summary.txt"
+    return 2
+  fi
+  local m=i3d-r50-nl-u8-stacked f build dir graph name
+  f=$(compile_model "$m") || return
+  for build in new old; do
+    dir=$BIN
+    [ "$build" = old ] && dir=$BIN_OLD
+    for graph in 0 1; do
+      name=$m-$build
+      [ "$graph" = 1 ] && name=$name-graph
+      NONLOCAL_CUDA_GRAPH=$graph GST_PLUGIN_PATH=$dir GST_REGISTRY=$OUT/registry-$build.bin \
+        timeout 280 "$dir/throughput" --provider cuda --json "$OUT/clips.jsonl" --model "$f" \
+        --name "$name-r${CLIPS_ROUND:-1}" --batches 8 --streams 32,64 --clips 1024 \
+        >> "$OUT/clips.txt" 2>&1
+      echo "rc=$? $name round ${CLIPS_ROUND:-1}" >> "$OUT/clips.txt"
+    done
+  done
+  grep -E "^model|^\| (engine|element)|^rc=" "$OUT/clips.txt"
+}
+
+clips_live() {
+  steps_env
+  compile_settings || return
+  local f
+  f=$(compile_model c2d-r50-nl-u8) || return
+  bench_run --model "$f" --name c2d-r50-nl-u8 --batches 1 --streams 0 --live-streams 100 \
+    --live-seconds 30
+  bench_run --model "$f" --name c2d-r50-nl-u8-staggered --batches 1 --streams 0 \
+    --live-streams 100 --live-seconds 30 --live-stagger
+  grep -E "^model|^\| (engine|live)|^rc=" "$OUT/bench.txt"
+}
+
+clips_table() {
+  "$PY" - "$OUT/clips.jsonl" <<'PY' | tee "$OUT/clips-table.md"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("| run | engine batch 8 | element 32 | 32 / engine | element 64 | 64 / engine |")
+print("|---|---|---|---|---|---|")
+for name in dict.fromkeys(r["model"] for r in rows):
+    mine = [r for r in rows if r["model"] == name]
+    eng = next((r["clips_per_s"] for r in mine if r["kind"] == "engine"), None)
+    el = {r["streams"]: r["clips_per_s"] for r in mine if r["kind"] == "element"}
+    cells = [f"{eng:.1f}" if eng else "-"]
+    for s in (32, 64):
+        v = el.get(s)
+        cells += [f"{v:.1f}" if v else "-", f"{v / eng:.2f}" if v and eng else "-"]
+    print(f"| {name} | " + " | ".join(cells) + " |")
+PY
+}
+
+# ---- remote: the element's remote backend on the card against the in-process engine ----------
+# The throughput bench on one card, one model, the same streams and clips: the in-process engine
+# and element first (--provider cuda), then the same bench with --server on a tritonserver on
+# 127.0.0.1 (the nvidia-pytriton wheel's, installed by benches/gpu/remote-install.sh) whose
+# python-backend model runs ONNX Runtime's CUDA provider with the element's CUDA options
+# (tools/nlexport/triton_python_model.py: instances KIND_CPU, the session on card 0; warmed up at
+# every batch size before the server reports ready). One server per model, started after the
+# in-process rows and stopped (its process group) before the next model. Settings (environment):
+#   REMOTE_NETS       models (model_file's names), default "i3d-r50-nl-u8-stacked c2d-r50-nl-u8"
+#   REMOTE_STREAMS    element streams, default 8,64; REMOTE_BATCHES engine batch sizes, default 8
+#   REMOTE_CLIPS      clips per measurement, default 512
+#   REMOTE_INSTANCES  the server's instances per model, default 2 (each a stub process with its
+#                     own session, as the engine's two lanes); REMOTE_MAX_BATCH its max_batch_size
+#                     (8) and REMOTE_QUEUE_US its dynamic batcher's queue delay (2000)
+#   REMOTE_REQUESTS   --server-requests (batches in flight), default 4 (the element's default)
+#   REMOTE_PROVIDER   the server's provider, cuda (default) or cpu; REMOTE_LOCAL_PROVIDER the
+#                     in-process rows' (cuda)
+#   REMOTE_SITE       the server's site folder, default /root/gpu-remote/site
+#   REMOTE_PY         the Python the server's models run in, default $PY
+#   REMOTE_SHM_MIB    the python backend's shared memory per instance at start (default 64)
+#   REMOTE_DEADLINE_S the phase's time box in seconds (default 450): every step's timeout is cut
+#                     to what is left, and a model with less than REMOTE_MODEL_MIN_S (150) left is
+#                     skipped (said in the summary)
+#   REMOTE_WORK       models' repository and server logs while running, default
+#                     $HOME/.cache/nonlocal-remote (out of $OUT, which returns few files)
+#   MODELS            where the models are (default $HOME/.cache/nonlocal-models, as compile)
+# Writes $OUT/remote-{machine.txt,bench.txt,bench.jsonl,server.log}, a line per model to
+# $OUT/summary.txt; prints the bench rows (clips/s, latency median / p99) and a table of both.
+remote_settings() {
+  compile_settings || return
+  R_NETS=${REMOTE_NETS:-i3d-r50-nl-u8-stacked c2d-r50-nl-u8}
+  R_STREAMS=${REMOTE_STREAMS:-8,64}
+  R_BATCHES=${REMOTE_BATCHES:-8}
+  R_CLIPS=${REMOTE_CLIPS:-512}
+  R_INSTANCES=${REMOTE_INSTANCES:-2}
+  R_MAX_BATCH=${REMOTE_MAX_BATCH:-8}
+  R_QUEUE_US=${REMOTE_QUEUE_US:-2000}
+  R_REQUESTS=${REMOTE_REQUESTS:-4}
+  R_PROVIDER=${REMOTE_PROVIDER:-cuda}
+  R_LOCAL=${REMOTE_LOCAL_PROVIDER:-cuda}
+  R_SITE=${REMOTE_SITE:-/root/gpu-remote/site}
+  R_PY=${REMOTE_PY:-$PY}
+  R_SHM=$(( ${REMOTE_SHM_MIB:-64} * 1048576 ))
+  R_DEADLINE=$(( SECONDS + ${REMOTE_DEADLINE_S:-450} ))
+  R_MODEL_MIN=${REMOTE_MODEL_MIN_S:-150}
+  R_WORK=${REMOTE_WORK:-${HOME:-/root}/.cache/nonlocal-remote}
+  R_TXT=$OUT/remote-bench.txt R_JSON=$OUT/remote-bench.jsonl R_LOG=$OUT/remote-server.log
+  R_PID=""
+}
+
+# A step's time box: BOX seconds, cut to what is left of the phase less 15 s (0: none left).
+remote_box() {
+  local left=$(( R_DEADLINE - SECONDS - 15 ))
+  if [ "$left" -lt "$1" ]; then echo $(( left > 0 ? left : 0 )); else echo "$1"; fi
+}
+
+remote_stop() {
+  [ -n "$R_PID" ] || return 0
+  kill -TERM -- "-$R_PID" 2>/dev/null
+  local i
+  for i in $(seq 1 60); do
+    kill -0 "$R_PID" 2>/dev/null || break
+    [ "$i" = 40 ] && kill -KILL -- "-$R_PID" 2>/dev/null
+    sleep 0.5
+  done
+  # Stubs outlive a killed server: their group goes too.
+  kill -KILL -- "-$R_PID" 2>/dev/null
+  R_PID=""
+}
+
+remote_say() { echo "$*" | tee -a "$R_TXT"; }
+
+# The bench's error line since line $1 of the log, when a run failed (rc 124: its time box ran out).
+remote_error() { tail -n "+$1" "$R_TXT" | grep -a "^Error:" | tail -n 1 | cut -c1-400; }
+
+remote_one() {
+  local m=$1 f t rc rep log out grpc line
+  if [ "$(remote_box "$R_MODEL_MIN")" -lt "$R_MODEL_MIN" ]; then
+    remote_say "rc=skip $m: less than ${R_MODEL_MIN} s of the phase's box left (REMOTE_DEADLINE_S)"
+    echo "remote $m: skipped, out of time" >> "$OUT/summary.txt"
+    return 1
+  fi
+  f=$(model_file "$m" "$R_TXT") ||
+    { remote_say "rc=1 $m: no model file (export failed: $R_TXT; or MODELS)"; return 1; }
+  remote_say "== $m $(date -u '+%H:%M:%S UTC'): $f"
+
+  # In-process, on the card.
+  t=$(remote_box 150)
+  [ "$t" -ge 30 ] || { remote_say "rc=skip $m: out of time (REMOTE_DEADLINE_S)"; return 1; }
+  line=$(wc -l < "$R_TXT")
+  timeout -k 10 "$t" "$BIN/throughput" --provider "$R_LOCAL" --json "$R_JSON" --model "$f" \
+    --name "$m" --batches "$R_BATCHES" --streams "$R_STREAMS" --clips "$R_CLIPS" >> "$R_TXT" 2>&1
+  rc=$?
+  remote_say "rc=$rc in-process $m ($R_LOCAL; time box $t s)"
+  [ "$rc" = 0 ] || remote_error "$line"
+
+  # The same model behind a local tritonserver.
+  rep=$R_WORK/repo-$m log=$R_WORK/server-$m.log
+  rm -rf "$rep" "$log"
+  mkdir -p "$rep"
+  if ! timeout 120 "$PY" tools/triton-repo --backend python --instances "$R_INSTANCES" \
+      --max-batch "$R_MAX_BATCH" --queue-delay-us "$R_QUEUE_US" "$rep" "$f=$m" >> "$R_TXT" 2>&1; then
+    remote_say "rc=1 remote $m: tools/triton-repo could not write the entry (above)"
+    return 1
+  fi
+  t=$(remote_box 240)
+  [ "$t" -ge 60 ] || { remote_say "rc=skip remote $m: out of time (REMOTE_DEADLINE_S)"; return 1; }
+  out=$(timeout -k 5 "$t" tools/triton-serve --repo "$rep" --python "$R_PY" --site "$R_SITE" \
+    --provider "$R_PROVIDER" --pid-file "$R_WORK/server.pid" --log "$log" \
+    --ready-timeout $(( t > 20 ? t - 10 : 10 )) \
+    --server-arg "--backend-config=python,shm-default-byte-size=$R_SHM" \
+    --server-arg "--backend-config=python,shm-growth-byte-size=$R_SHM" 2>> "$R_TXT")
+  rc=$?
+  R_PID=$(cat "$R_WORK/server.pid" 2>/dev/null)
+  grpc=$(echo "$out" | tr ' ' '\n' | sed -n 's/^grpc=//p')
+  if [ "$rc" != 0 ] || [ -z "$grpc" ]; then
+    [ "$rc" != 0 ] || rc=1
+    remote_say "rc=$rc remote $m: tritonserver did not become ready (time box $t s; tools/triton-serve's reason above, the server's log in $R_LOG)"
+    remote_stop
+    { echo "== $m (not ready)"; cat "$log"; } >> "$R_LOG" 2>/dev/null
+    echo "remote $m: server not ready (remote-server.log)" >> "$OUT/summary.txt"
+    return 1
+  fi
+  remote_say "server $m: $out ($R_INSTANCES instances, provider $R_PROVIDER, ready $(date -u '+%H:%M:%S UTC'))"
+  grep -h "warmed up\|CUDA provider\|cuDNN has no fused" "$log" >> "$R_TXT" 2>/dev/null
+  t=$(remote_box 150)
+  if [ "$t" -lt 30 ]; then
+    remote_say "rc=skip remote $m: out of time (REMOTE_DEADLINE_S)"
+    remote_stop
+    return 1
+  fi
+  line=$(wc -l < "$R_TXT")
+  timeout -k 10 "$t" "$BIN/throughput" --provider "$R_LOCAL" --json "$R_JSON" --model "$f" \
+    --name "$m-remote" --server "$grpc" --server-model "$m" --server-requests "$R_REQUESTS" \
+    --batches "$R_BATCHES" --streams "$R_STREAMS" --clips "$R_CLIPS" >> "$R_TXT" 2>&1
+  rc=$?
+  remote_say "rc=$rc remote $m (server $grpc, $R_REQUESTS requests in flight; time box $t s)"
+  [ "$rc" = 0 ] || remote_error "$line"
+  # The server's own count of requests against model runs (its dynamic batching).
+  "$R_PY" - "${out##*http=}" "$m" 2>&1 <<'EOF' | tee -a "$R_TXT"
+import json, sys, urllib.request
+http, name = sys.argv[1].split()[0], sys.argv[2]
+s = json.load(urllib.request.urlopen(f"http://{http}/v2/models/{name}/stats", timeout=10))
+st = s["model_stats"][0]
+print(f"server {name}: {st['inference_count']} clips in {st['execution_count']} model runs")
+EOF
+  remote_stop
+  { echo "== $m"; cat "$log"; } >> "$R_LOG" 2>/dev/null
+}
+
+# One table of both backends, and the summary line of each model.
+remote_table() {
+  [ -s "$R_JSON" ] || { echo "remote: no measurements in $R_JSON" | tee -a "$OUT/summary.txt"; return 1; }
+  "$R_PY" - "$R_JSON" "$OUT/summary.txt" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def key(r):
+    return (r["kind"], r.get("batch") or r.get("streams"))
+by = {}
+for r in rows:
+    model = r["model"][: -len("-remote")] if r["backend"] == "remote" else r["model"]
+    by.setdefault(model, {}).setdefault(key(r), {})[r["backend"] == "remote"] = r
+def cell(r):
+    if r is None:
+        return "-"
+    p50, p99 = (r.get("batch_ms_p50"), r.get("batch_ms_p99")) if r["kind"] == "engine" else \
+        (r.get("latency_ms_p50"), r.get("latency_ms_p99"))
+    return f"{r['clips_per_s']:.1f} ({p50:.1f} / {p99:.1f})"
+print("| model | measurement | in-process, clips/s (p50 / p99 ms) | remote, clips/s (p50 / p99 ms) | remote / in-process |")
+print("|---|---|---|---|---|")
+with open(sys.argv[2], "a") as summary:
+    for model, cells in by.items():
+        parts = []
+        for (kind, n), pair in sorted(cells.items(), key=lambda kv: (kv[0][0] != "engine", kv[0][1] or 0)):
+            what = f"engine, batch {n}" if kind == "engine" else f"{kind}, {n} streams"
+            local, remote = pair.get(False), pair.get(True)
+            ratio = f"{remote['clips_per_s'] / local['clips_per_s']:.2f}" if local and remote else "-"
+            print(f"| {model} | {what} | {cell(local)} | {cell(remote)} | {ratio} |")
+            parts.append(f"{what}: {cell(local)} in-process, {cell(remote)} remote")
+        summary.write(f"remote {model}: " + "; ".join(parts) + "\n")
+EOF
+}
+
+remote() {
+  remote_settings || return
+  local m missing=""
+  mkdir -p "$R_WORK"
+  [ -x "$BIN/throughput" ] || missing="$BIN/throughput (the release bench binary, cargo bench --no-run)"
+  [ -f "$BIN/libgstnonlocal.so" ] || missing="$missing $BIN/libgstnonlocal.so"
+  [ -x "$R_SITE/pytriton/tritonserver/bin/tritonserver" ] ||
+    missing="$missing $R_SITE/pytriton/tritonserver/bin/tritonserver (benches/gpu/remote-install.sh with the parts of benches/gpu/remote-parts.sh)"
+  if [ -n "$missing" ]; then
+    echo "remote: missing: $missing" | tee -a "$OUT/summary.txt" >&2
+    return 1
+  fi
+  : > "$R_TXT"; : > "$R_JSON"; : > "$R_LOG"
+  trap 'remote_stop' EXIT
+  {
+    date -u '+%Y-%m-%d %H:%M UTC'
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit \
+      --format=csv 2>&1
+    echo "host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
+    echo "ORT (in-process): ${ORT_DYLIB_PATH:-unset}"
+    echo "server models' Python: $(command -v "$R_PY") $("$R_PY" -V 2>&1)"
+    PYTHONPATH=$R_SITE "$R_PY" -c 'import numpy, onnxruntime as o; print("server packages: numpy", numpy.__version__, "onnxruntime", o.__version__, o.get_available_providers())' 2>&1
+    head -5 "$R_SITE/NONLOCAL-SITE.txt" 2>/dev/null
+    df -h /dev/shm 2>&1 | tail -1
+    echo "models $R_NETS; streams $R_STREAMS; batches $R_BATCHES; clips $R_CLIPS; server: $R_INSTANCES instances, max batch $R_MAX_BATCH, queue delay $R_QUEUE_US us, provider $R_PROVIDER; $R_REQUESTS requests in flight"
+  } > "$OUT/remote-machine.txt" 2>&1
+  for m in $R_NETS; do
+    remote_one "$m"
+  done
+  remote_stop
+  trap - EXIT
+  grep -E "^model|^\| (engine|element)" "$R_TXT"
+  remote_table | tee -a "$R_TXT"
+}
+
 case "$PHASE" in
   kprof) kprof ;;
   bench-torch) bench_torch ;;
@@ -484,8 +798,13 @@ case "$PHASE" in
   steps-table) steps_table ;;
   steps-element) steps_element ;;
   steps-check) steps_check ;;
+  clips-check) clips_check ;;
+  clips-ab) clips_ab ;;
+  clips-live) clips_live ;;
+  clips-table) clips_table ;;
   steps) steps_engine; steps_torch; steps_table; steps_element; steps_check ;;
+  remote) remote ;;
   all) check; bench ;;
-  *) echo "usage: $0 [check|bench|bench-element|multi|graphs|kprof|compile|steps|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [check|bench|bench-element|multi|graphs|kprof|compile|steps|remote|all]" >&2; exit 2 ;;
 esac
 cat "$OUT/summary.txt" 2>/dev/null

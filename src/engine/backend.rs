@@ -9,9 +9,9 @@
 use std::any::Any;
 use std::time::Duration;
 
-use crate::config::{ModelIo, ModelMetadata};
+use crate::config::{InputType, ModelIo, ModelMetadata};
 
-use super::{EngineError, Items};
+use super::{Batch, EngineError, Items};
 
 /// What an opened model takes and gives: enough for [`crate::config::ClipConfig::resolve`].
 #[derive(Clone, Debug)]
@@ -70,6 +70,13 @@ pub trait Backend: Any + Send + Sync {
     /// (see [`super::SharedEngine::warm_up`]); 0 (the default): no warm-up.
     fn warm_up_runs(&self) -> usize {
         0
+    }
+
+    /// A zeroed buffer of `len` values of `ty` for clips to be packed into, in memory this
+    /// backend reads fastest (page-locked host memory under CUDA); None (the default): an
+    /// ordinary vector will do.
+    fn clip_buffer(&self, _ty: InputType, _len: usize) -> Option<Batch> {
+        None
     }
 
     /// Where this backend's runs have spent their time so far (zeros when it does not measure).

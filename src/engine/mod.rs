@@ -22,7 +22,7 @@ mod registry;
 pub mod remote;
 
 pub use backend::{Backend, ModelInfo, RunTimes};
-pub use batch::{Batch, Items};
+pub use batch::{Batch, Clips, Items};
 pub use batching::{Batching, EngineProfile, Scores, SharedEngine};
 pub use error::EngineError;
 pub use local::{runtime, LocalBackend, Provider, ProviderChoice, ORT_VERSION};

@@ -561,9 +561,9 @@ fn submit(cfg: &WorkerConfig, clip: &Clip<ScaledFrame>) -> Result<Scores, String
     let items = cfg.crops.len();
     let mut batch = cfg.engine.buffer(cfg.config.clip_elements() * items);
     match &mut batch {
-        Batch::F32(v) => pack_crops(&frames, cfg, v)?,
-        Batch::F16(v) => pack_crops(&frames, cfg, v)?,
-        Batch::U8(v) => pack_crops(&frames, cfg, v)?,
+        Batch::F32(v) => pack_crops(&frames, cfg, &mut v[..])?,
+        Batch::F16(v) => pack_crops(&frames, cfg, &mut v[..])?,
+        Batch::U8(v) => pack_crops(&frames, cfg, &mut v[..])?,
     }
     Ok(cfg.engine.submit(cfg.config.input_shape(1), items, batch))
 }

@@ -5,8 +5,11 @@ An entry is `REPO/NAME/config.pbtxt`, `REPO/NAME/labels.txt` and `REPO/NAME/1/mo
 - backend "onnxruntime" (default): for the NGC Triton container on a GPU host; Triton's own ONNX
   Runtime backend runs `model.onnx` (instances on the GPU).
 - backend "python": `1/model.py` (tools/nlexport/triton_python_model.py) runs `model.onnx` with the
-  `onnxruntime` package on the CPU; for servers without the onnxruntime backend, such as the
-  `tritonserver` bundled in the `nvidia-pytriton` wheel that the tests use.
+  `onnxruntime` package, on the CPU by default or on a card with the server's environment
+  NONLOCAL_TRITON_PROVIDER=cuda (`tools/triton-serve --provider cuda`); for servers without the
+  onnxruntime backend, such as the `tritonserver` bundled in the `nvidia-pytriton` wheel that the
+  tests use. Its instances stay KIND_CPU either way: the python backend then hands the model
+  host-memory tensors, and the model's own session picks the card.
 
 Either way the input and output are the ONNX graph's (the batch dimension becomes
 `max_batch_size` with a dynamic batcher when it is symbolic), and the model metadata of the

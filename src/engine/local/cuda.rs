@@ -124,6 +124,13 @@ pub(super) fn capture_hold(capturing: bool) -> CaptureHold {
     }
 }
 
+/// A hold that keeps CUDA calls made outside runs (allocating or freeing page-locked clip
+/// buffers) from happening while a graph is captured: in CUDA's global capture mode any thread's
+/// allocation fails the capture.
+pub(super) fn outside_capture() -> RwLockReadGuard<'static, ()> {
+    GRAPH_CAPTURE.read().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

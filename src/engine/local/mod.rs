@@ -2,9 +2,12 @@
 //!
 //! ONNX Runtime is loaded at run time ([`runtime`]). Each model is read once and opened in one
 //! session per lane ([`runner`]); under CUDA there are several lanes, a session per batch size,
-//! page-locked staging inputs ([`staging`]) and the tuning of [`cuda`].
+//! inputs on the card ([`staging`]) that clips are copied into from page-locked clip buffers
+//! ([`host`]) on a stream of each lane ([`cudart`]), and the tuning of [`cuda`].
 
 mod cuda;
+mod cudart;
+mod host;
 mod runner;
 mod runtime;
 mod session;
@@ -18,8 +21,10 @@ use half::f16;
 
 pub use runtime::{runtime, ORT_VERSION};
 
-use super::{Backend, EngineError, Items, ModelInfo, RunTimes, SharedEngine};
+use super::{Backend, Batch, EngineError, Items, ModelInfo, RunTimes, SharedEngine};
+use crate::config::InputType;
 use cuda::{cuda_graphs, cuda_lanes, is_out_of_memory};
+use host::PageLocked;
 use runner::{Runner, TensorElement};
 use session::{model_info, SessionSource};
 
@@ -63,6 +68,8 @@ pub struct LocalBackend {
     pub device: i32,
     /// Why CUDA was not used when `auto` fell back to CPU.
     pub fallback_reason: Option<String>,
+    /// Under CUDA, where clip buffers are lent from (see [`Backend::clip_buffer`]).
+    page_locked: Option<PageLocked>,
 }
 
 impl LocalBackend {
@@ -92,7 +99,10 @@ impl LocalBackend {
         let io = &model.io;
         let source = Arc::new(source);
         let cuda = (provider == Provider::Cuda).then(|| Arc::clone(&source));
-        let mut runners = vec![Mutex::new(Runner::new(session, cuda.clone(), io, device))];
+        let page_locked = cuda
+            .as_ref()
+            .and_then(|_| PageLocked::new(&session, device));
+        let mut runners = vec![Mutex::new(Runner::new(session, cuda.clone(), io))];
         if let Some(source) = &cuda {
             for _ in 1..cuda_lanes() {
                 let (session, _, _) = source.session(ProviderChoice::Cuda)?;
@@ -100,7 +110,6 @@ impl LocalBackend {
                     session,
                     Some(Arc::clone(source)),
                     io,
-                    device,
                 )));
             }
         }
@@ -112,6 +121,7 @@ impl LocalBackend {
             provider,
             device,
             fallback_reason,
+            page_locked,
         })
     }
 
@@ -141,8 +151,15 @@ impl LocalBackend {
                     .map_err(poisoned)?
             }
         };
+        // Straight from the clips to the card when every clip is in a page-locked buffer this
+        // backend lent; through a page-locked staging input otherwise.
+        let lent = self.page_locked.as_ref().is_some_and(|p| {
+            items
+                .iter()
+                .all(|i| p.holds(i.as_ptr().cast(), std::mem::size_of_val(*i)))
+        });
         runner
-            .run(shape, &self.model.io, items)
+            .run(shape, &self.model.io, items, lent)
             .map_err(|e| match e {
                 EngineError::Inference(reason)
                     if self.provider == Provider::Cuda && is_out_of_memory(&reason) =>
@@ -165,12 +182,9 @@ impl LocalBackend {
             .find_map(|r| r.lock().ok().and_then(|r| r.unfused.clone()))
     }
 
-    /// Whether inputs are staged in page-locked memory (CUDA).
-    pub fn pinned_staging(&self) -> bool {
-        self.runners
-            .first()
-            .and_then(|r| r.lock().ok().map(|r| r.allocator.is_some()))
-            .unwrap_or(false)
+    /// Whether clip buffers are lent in page-locked memory (CUDA).
+    pub fn page_locked_clips(&self) -> bool {
+        self.page_locked.is_some()
     }
 }
 
@@ -218,6 +232,11 @@ impl Backend for LocalBackend {
             Provider::Cuda if cuda_graphs() => 3,
             Provider::Cuda => 1,
         }
+    }
+
+    /// Page-locked memory under CUDA (see [`host`]).
+    fn clip_buffer(&self, ty: InputType, len: usize) -> Option<Batch> {
+        self.page_locked.as_ref()?.buffer(ty, len)
     }
 
     fn run_times(&self) -> RunTimes {

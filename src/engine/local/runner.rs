@@ -13,8 +13,9 @@ use ort::session::Session;
 use ort::value::PrimitiveTensorElementType;
 
 use super::cuda::{capture_hold, count_graph_run, cuda_graphs, is_fusion_failure, GraphRuns};
+use super::cudart::CopyStream;
 use super::session::SessionSource;
-use super::staging::{staging_for, Staging};
+use super::staging::{staging_for, upload, Place, Staging};
 use super::ProviderChoice;
 use crate::config::ModelIo;
 use crate::engine::{EngineError, RunTimes};
@@ -43,18 +44,21 @@ pub(super) struct Runner {
     fused: bool,
     /// The batch size `session` runs under CUDA: the graph's fixed one, else 1.
     base_batch: i64,
-    /// Allocates staging inputs: page-locked host memory under CUDA, so the copy to the card is
-    /// one fast DMA transfer; the session's CPU allocator otherwise.
-    pub(super) allocator: Option<Allocator>,
     staging: HashMap<Vec<i64>, Staging>,
-    /// Time spent so far copying clips into staging inputs, binding them (the transfer to the
-    /// device) and running the graph.
+    /// Under CUDA, allocates page-locked staging inputs for clips not in lent buffers (None:
+    /// refused, ordinary memory is used).
+    host_allocator: Option<Allocator>,
+    /// Time spent so far copying clips into staging inputs (CPU), copying them to the card
+    /// (CUDA) and running the graph.
     pub(super) times: RunTimes,
     /// Why convolution fusion was turned off (cuDNN's refusal), if it was.
     pub(super) unfused: Option<String>,
     /// Under CUDA graphs: runs so far of each batch size's session on each thread (the first
     /// `RUNS_TO_CAPTURE` may capture, see `cuda::capture_hold`).
     graph_runs: GraphRuns,
+    /// Under CUDA, the stream clips are copied to the card on (made on first use), or why the
+    /// CUDA runtime could not give one (clips then go through ONNX Runtime's copies).
+    copy_stream: Option<Result<CopyStream, String>>,
 }
 
 /// A score tensor (float32 or float16) as float32 values.
@@ -71,18 +75,16 @@ fn scores_of<T: ort::value::TensorValueTypeMarker + ?Sized>(
 }
 
 impl Runner {
-    /// A runner around `session`; under CUDA (`source` given) with page-locked staging.
+    /// A runner around `session`; under CUDA when `source` is given.
     pub(super) fn new(
         session: Session,
         source: Option<Arc<SessionSource>>,
         io: &ModelIo,
-        device: i32,
     ) -> Runner {
-        // Page-locked staging under CUDA; without it (allocation refused), ordinary host memory.
-        let allocator = source.as_ref().and_then(|_| {
+        let host_allocator = source.as_ref().and_then(|s| {
             MemoryInfo::new(
                 AllocationDevice::CUDA_PINNED,
-                device,
+                s.device,
                 AllocatorType::Device,
                 MemoryType::CPUInput,
             )
@@ -90,6 +92,7 @@ impl Runner {
             .ok()
         });
         Runner {
+            host_allocator,
             fused: source
                 .as_ref()
                 .is_some_and(|s| s.fused.load(Ordering::Relaxed)),
@@ -103,16 +106,17 @@ impl Runner {
                 .filter(|&b| b > 0)
                 .unwrap_or(1),
             session,
-            allocator,
             staging: HashMap::new(),
             times: RunTimes::default(),
             unfused: None,
             graph_runs: GraphRuns::new(),
+            copy_stream: None,
         }
     }
 
     /// Copy `items` (each `per` elements; the last one repeated up to the batch size of `shape`)
-    /// into the staging input of `shape`, run, and return each item's scores. When cuDNN has no
+    /// into the staging input of `shape` (on the card under CUDA), run, and return each item's
+    /// scores. When cuDNN has no
     /// fused convolution for a layer of the model, the CUDA sessions are opened again without
     /// fusion and the batch is run again.
     pub(super) fn run<T: TensorElement>(
@@ -120,12 +124,13 @@ impl Runner {
         shape: &[i64],
         io: &ModelIo,
         items: &[&[T]],
+        lent: bool,
     ) -> Result<Vec<Vec<f32>>, EngineError> {
         let _hold = (self.source.is_some() && cuda_graphs()).then(|| {
             let batch = shape.first().copied().unwrap_or(1);
             capture_hold(count_graph_run(&mut self.graph_runs, batch))
         });
-        match self.run_once(shape, io, items) {
+        match self.run_once(shape, io, items, lent) {
             Err(EngineError::Inference(reason)) if is_fusion_failure(&reason) => {
                 let Some(source) = self.source.as_ref().filter(|_| self.fused) else {
                     return Err(EngineError::Inference(reason));
@@ -138,7 +143,7 @@ impl Runner {
                 self.staging.clear();
                 self.graph_runs.clear();
                 self.unfused = Some(reason);
-                self.run_once(shape, io, items)
+                self.run_once(shape, io, items, lent)
             }
             other => other,
         }
@@ -149,6 +154,7 @@ impl Runner {
         shape: &[i64],
         io: &ModelIo,
         items: &[&[T]],
+        lent: bool,
     ) -> Result<Vec<Vec<f32>>, EngineError> {
         let err = |e: &dyn std::fmt::Display| EngineError::Inference(e.to_string());
         let n = shape
@@ -175,9 +181,10 @@ impl Runner {
             per_batch,
             source,
             base_batch,
-            allocator,
             staging,
             times,
+            copy_stream,
+            host_allocator,
             ..
         } = self;
         let session = match source {
@@ -189,58 +196,88 @@ impl Runner {
             },
             _ => session,
         };
-        let graph_device = source.as_ref().filter(|_| cuda_graphs()).map(|s| s.device);
-        let staging = staging_for(
-            staging,
-            session,
-            allocator.as_ref(),
-            graph_device,
-            shape,
-            io,
-        )?;
-        let t0 = Instant::now();
-        {
-            let (_, data) = staging
-                .input
-                .try_extract_tensor_mut::<T>()
-                .map_err(|e| err(&e))?;
-            crate::engine::fill::fill(data, per, items, last);
-        }
+        let place = match source {
+            Some(s) => Place::Cuda {
+                device: s.device,
+                graphs: cuda_graphs(),
+            },
+            None => Place::Cpu,
+        };
         let Staging {
             input,
+            host,
             binding,
-            device,
-        } = staging;
-        let t1 = Instant::now();
-        let flat = match device {
-            Some((device_input, device_output)) => {
-                input.copy_into(&mut *device_input).map_err(|e| err(&e))?;
-                let t2 = Instant::now();
+            output,
+        } = staging_for(staging, session, host_allocator.as_ref(), place, shape, io)?;
+        let t0 = Instant::now();
+        let t1 = match place {
+            Place::Cpu => {
+                let (_, data) = input.try_extract_tensor_mut::<T>().map_err(|e| err(&e))?;
+                crate::engine::fill::fill(data, per, items, last);
+                let t1 = Instant::now();
+                binding
+                    .bind_input(io.input_name.as_str(), &*input)
+                    .map_err(|e| err(&e))?;
+                t1
+            }
+            Place::Cuda { device, graphs } => {
+                let stream = copy_stream
+                    .get_or_insert_with(|| CopyStream::new(device))
+                    .as_ref()
+                    .ok();
+                let host = host
+                    .as_mut()
+                    .ok_or_else(|| EngineError::Inference("no staging input".into()))?;
+                match stream {
+                    // Each clip from its lent page-locked buffer to its slot on the card.
+                    Some(stream) if lent => {
+                        if !graphs {
+                            binding
+                                .bind_input(io.input_name.as_str(), &*input)
+                                .map_err(|e| err(&e))?;
+                        }
+                        upload(input, stream, n, per, items).map_err(|e| err(&e))?;
+                        t0
+                    }
+                    // Clips in ordinary memory: into the page-locked staging input, which goes
+                    // to the card as one transfer (ONNX Runtime's, inside the run; before it
+                    // under CUDA graphs, whose input stays bound on the card).
+                    _ => {
+                        let (_, data) = host.try_extract_tensor_mut::<T>().map_err(|e| err(&e))?;
+                        crate::engine::fill::fill(data, per, items, last);
+                        let t1 = Instant::now();
+                        if graphs {
+                            host.copy_into(&mut *input).map_err(|e| err(&e))?;
+                        } else {
+                            binding
+                                .bind_input(io.input_name.as_str(), &*host)
+                                .map_err(|e| err(&e))?;
+                        }
+                        t1
+                    }
+                }
+            }
+        };
+        let t2 = Instant::now();
+        let flat = match output {
+            Some(device_output) => {
                 session.run_binding(binding).map_err(|e| err(&e))?;
                 let host = device_output
                     .to(AllocationDevice::CPU, 0)
                     .map_err(|e| err(&e))?;
-                let flat = scores_of(&host).map_err(|e| err(&e))?;
-                times.bind += t2 - t1;
-                times.compute += t2.elapsed();
-                flat
+                scores_of(&host).map_err(|e| err(&e))?
             }
             None => {
-                binding
-                    .bind_input(io.input_name.as_str(), &*input)
-                    .map_err(|e| err(&e))?;
-                let t2 = Instant::now();
                 let outputs = session.run_binding(binding).map_err(|e| err(&e))?;
                 let out = outputs
                     .values()
                     .next()
                     .ok_or_else(|| EngineError::Inference("the model returned no output".into()))?;
-                let flat = scores_of(&out).map_err(|e| err(&e))?;
-                times.bind += t2 - t1;
-                times.compute += t2.elapsed();
-                flat
+                scores_of(&out).map_err(|e| err(&e))?
             }
         };
+        times.bind += t2 - t1;
+        times.compute += t2.elapsed();
         times.fill += t1 - t0;
         if !flat.len().is_multiple_of(n) || flat.is_empty() {
             return Err(EngineError::Inference(format!(

@@ -1,5 +1,9 @@
-//! Staging inputs: where one batch size's clips are copied and bound to a session (page-locked
-//! host memory under CUDA; with CUDA graphs, input and output on the card, bound once).
+//! Staging inputs: where one batch size's clips go and how they are bound to a session. On the
+//! CPU, host memory the clips are copied into. Under CUDA, page-locked host memory the clips are
+//! copied into (one transfer to the card per batch), and the input on the card, that clips in
+//! lent page-locked buffers (see `host`) are copied into straight, one DMA transfer each; with
+//! CUDA graphs the input stays bound on the card and the output is there too (a captured graph
+//! replays on the same addresses).
 
 use std::collections::HashMap;
 
@@ -7,28 +11,52 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::{IoBinding, Session};
 use ort::value::{DynTensor, TensorElementType, ValueType};
 
+use super::cudart::{CopyStream, HostCopy};
 use crate::config::{InputType, ModelIo};
 use crate::engine::EngineError;
 
+/// Where the session runs, as staging needs to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Place {
+    Cpu,
+    /// A CUDA device; `graphs`: CUDA graphs (the output bound on the card as well).
+    Cuda {
+        device: i32,
+        graphs: bool,
+    },
+}
+
 /// Where one batch size's input is staged and bound to the session.
 pub(super) struct Staging {
+    /// The model's input: host memory on the CPU, the card's memory under CUDA.
     pub(super) input: DynTensor,
+    /// Under CUDA, host memory (page-locked when it can be) that clips not in lent buffers are
+    /// copied into first, then to the card as one transfer.
+    pub(super) host: Option<DynTensor>,
     pub(super) binding: IoBinding,
-    /// CUDA graphs: the input and output on the card, bound once (a captured graph replays on
-    /// the same addresses); the staging input is copied into `device_input` before each run.
-    pub(super) device: Option<(DynTensor, DynTensor)>,
+    /// Under CUDA graphs, the output on the card (read back after each run).
+    pub(super) output: Option<DynTensor>,
 }
 
 /// Most staging buffers kept (shapes differ only by batch size unless elements override the
 /// clip length of a model with a free time dimension).
 const MAX_STAGING: usize = 16;
 
+fn card_memory(device: i32) -> ort::Result<MemoryInfo<'static>> {
+    MemoryInfo::new(
+        AllocationDevice::CUDA,
+        device,
+        AllocatorType::Device,
+        MemoryType::Default,
+    )
+}
+
 /// The staging input of `shape` (made on first use).
 pub(super) fn staging_for<'a>(
     staging: &'a mut HashMap<Vec<i64>, Staging>,
     session: &Session,
-    allocator: Option<&Allocator>,
-    graph_device: Option<i32>,
+    host_allocator: Option<&Allocator>,
+    place: Place,
     shape: &[i64],
     io: &ModelIo,
 ) -> Result<&'a mut Staging, EngineError> {
@@ -47,70 +75,114 @@ pub(super) fn staging_for<'a>(
                 )))
             }
         };
-        let allocator = allocator.unwrap_or_else(|| session.allocator());
-        let input = DynTensor::new(allocator, ty, shape.to_vec()).map_err(err)?;
         let mut binding = session.create_binding().map_err(err)?;
-        let device = match graph_device {
-            Some(device) => {
-                let card = Allocator::new(
-                    session,
-                    MemoryInfo::new(
-                        AllocationDevice::CUDA,
-                        device,
-                        AllocatorType::Device,
-                        MemoryType::Default,
-                    )
-                    .map_err(err)?,
-                )
-                .map_err(err)?;
-                let device_input = DynTensor::new(&card, ty, shape.to_vec()).map_err(err)?;
-                let mut out_shape = io.output_shape.clone();
-                if let Some(b) = out_shape.first_mut() {
-                    *b = shape[0];
-                }
-                if out_shape.iter().any(|&d| d < 1) {
-                    return Err(EngineError::Inference(format!(
-                        "CUDA graphs need a fixed output shape, not {:?}",
-                        io.output_shape
-                    )));
-                }
-                let out_ty = match &session.outputs()[0].dtype() {
-                    ValueType::Tensor { ty, .. } => *ty,
-                    _ => TensorElementType::Float32,
-                };
-                let mut device_output = DynTensor::new(&card, out_ty, out_shape).map_err(err)?;
-                binding
-                    .bind_input(io.input_name.as_str(), &device_input)
-                    .map_err(err)?;
-                binding
-                    .bind_output(io.output_name.as_str(), &mut device_output)
-                    .map_err(err)?;
-                Some((device_input, device_output))
-            }
-            None => {
-                let cpu = MemoryInfo::new(
-                    AllocationDevice::CPU,
-                    0,
-                    AllocatorType::Device,
-                    MemoryType::Default,
-                )
-                .map_err(err)?;
+        let cpu = MemoryInfo::new(
+            AllocationDevice::CPU,
+            0,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+        .map_err(err)?;
+        let (input, host, output) = match place {
+            Place::Cpu => {
+                let input = DynTensor::new(session.allocator(), ty, shape.to_vec()).map_err(err)?;
                 binding
                     .bind_output_to_device(io.output_name.as_str(), &cpu)
                     .map_err(err)?;
-                None
+                (input, None, None)
+            }
+            Place::Cuda { device, graphs } => {
+                let card =
+                    Allocator::new(session, card_memory(device).map_err(err)?).map_err(err)?;
+                let input = DynTensor::new(&card, ty, shape.to_vec()).map_err(err)?;
+                binding
+                    .bind_input(io.input_name.as_str(), &input)
+                    .map_err(err)?;
+                let output = if graphs {
+                    let mut out_shape = io.output_shape.clone();
+                    if let Some(b) = out_shape.first_mut() {
+                        *b = shape[0];
+                    }
+                    if out_shape.iter().any(|&d| d < 1) {
+                        return Err(EngineError::Inference(format!(
+                            "CUDA graphs need a fixed output shape, not {:?}",
+                            io.output_shape
+                        )));
+                    }
+                    let out_ty = match &session.outputs()[0].dtype() {
+                        ValueType::Tensor { ty, .. } => *ty,
+                        _ => TensorElementType::Float32,
+                    };
+                    let mut output = DynTensor::new(&card, out_ty, out_shape).map_err(err)?;
+                    binding
+                        .bind_output(io.output_name.as_str(), &mut output)
+                        .map_err(err)?;
+                    Some(output)
+                } else {
+                    binding
+                        .bind_output_to_device(io.output_name.as_str(), &cpu)
+                        .map_err(err)?;
+                    None
+                };
+                let host = DynTensor::new(
+                    host_allocator.unwrap_or_else(|| session.allocator()),
+                    ty,
+                    shape.to_vec(),
+                )
+                .map_err(err)?;
+                (input, Some(host), output)
             }
         };
         staging.insert(
             shape.to_vec(),
             Staging {
                 input,
+                host,
                 binding,
-                device,
+                output,
             },
         );
     }
     staging
         .get_mut(shape)
         .ok_or_else(|| EngineError::Inference("staging buffer missing".into()))
+}
+
+/// The device address of clip slot k of `input` (batch of `per`-value clips) and each clip's
+/// host copy into it, the last clip repeated up to the batch size `n`.
+fn slot_copies<T>(input: &mut DynTensor, n: usize, per: usize, items: &[&[T]]) -> Vec<HostCopy> {
+    let base = input.data_ptr_mut().cast::<u8>();
+    let bytes = per * std::mem::size_of::<T>();
+    (0..n)
+        .filter_map(|k| {
+            let item = items.get(k).or(items.last())?;
+            Some(HostCopy {
+                // In bounds: `input` holds `n` clips of `per` values (checked by the caller).
+                dst: base.wrapping_add(k * bytes),
+                src: item.as_ptr().cast(),
+                bytes,
+            })
+        })
+        .collect()
+}
+
+/// Copy each of `items` (`per` values each; the last repeated up to the batch size `n`) from
+/// host memory into its slot of `input`, a tensor on the card, on the lane's `stream`: one DMA
+/// transfer per clip in page-locked memory, one wait for the batch.
+pub(super) fn upload<T>(
+    input: &mut DynTensor,
+    stream: &CopyStream,
+    n: usize,
+    per: usize,
+    items: &[&[T]],
+) -> Result<(), String> {
+    let fits = items.len() <= n && items.iter().all(|i| i.len() == per);
+    if !fits || input.memory_info().allocation_device() != AllocationDevice::CUDA {
+        return Err("clips do not fit the input on the card".into());
+    }
+    let copies = slot_copies(input, n, per, items);
+    // SAFETY: each source is a clip of `per` values, borrowed until this returns; each
+    // destination is slot k < n of `input`, a device allocation of `n * per` values on this
+    // lane's device that nothing else writes (the lane's lock is held).
+    unsafe { stream.copy_all(&copies) }
 }
