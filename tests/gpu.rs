@@ -79,19 +79,26 @@ fn assert_agree(path: &std::path::Path, a: &[Vec<f32>], b: &[Vec<f32>]) {
     }
 }
 
+/// Engines of their own for `path` on CUDA (checked to be on CUDA) and on the CPU, and the
+/// model's clip configuration.
+fn cuda_and_cpu(path: &std::path::Path) -> (SharedEngine, SharedEngine, ClipConfig) {
+    let cuda = open(path, ProviderChoice::Cuda);
+    assert_eq!(
+        cuda.backend::<LocalBackend>().map(|l| l.provider),
+        Some(Provider::Cuda)
+    );
+    let cpu = open(path, ProviderChoice::Cpu);
+    let config = ClipConfig::resolve(&cpu.metadata, &cpu.io, Overrides::default()).unwrap();
+    (cuda, cpu, config)
+}
+
 #[test]
 #[ignore = "needs a CUDA card: cargo test --test gpu -- --ignored"]
 fn cuda_and_cpu_agree_within_fp16_tolerance() {
     init();
     for path in gpu_models() {
         let path = std::path::Path::new(&path);
-        let cuda = open(path, ProviderChoice::Cuda);
-        assert_eq!(
-            cuda.backend::<LocalBackend>().map(|l| l.provider),
-            Some(Provider::Cuda)
-        );
-        let cpu = open(path, ProviderChoice::Cpu);
-        let config = ClipConfig::resolve(&cpu.metadata, &cpu.io, Overrides::default()).unwrap();
+        let (cuda, cpu, config) = cuda_and_cpu(path);
         let n = cpu.fixed_batch().unwrap_or(2);
         let batch = clip_batch(&config, n);
         let shape = config.input_shape(n);
@@ -116,9 +123,7 @@ fn lent_clips_and_padded_batches_agree_with_the_cpu() {
     init();
     for path in gpu_models() {
         let path = std::path::Path::new(&path);
-        let cuda = open(path, ProviderChoice::Cuda);
-        let cpu = open(path, ProviderChoice::Cpu);
-        let config = ClipConfig::resolve(&cpu.metadata, &cpu.io, Overrides::default()).unwrap();
+        let (cuda, cpu, config) = cuda_and_cpu(path);
         // Three clips: a batch of four with the last repeated (one of the fixed size when the
         // graph fixes it).
         let n = cpu.fixed_batch().map_or(3, |b| b.saturating_sub(1).max(1));

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks and measurements on a CUDA machine, in one go:
-#   benches/gpu/run.sh [check|bench|bench-element|multi|graphs|kprof|compile|steps|remote|all]
+#   benches/gpu/run.sh [check|bench|bench-element|multi|graphs|kprof|compile|steps|remote|clips-*|all]
 #   (default all; multi needs two cards; remote needs benches/gpu/remote-install.sh first)
 #   (bench is bench-torch, bench-c2d, bench-i3d and bench-table, which can run one by one into
 #   the same $OUT; compile is compile-engine, compile-torch and compile-table likewise)
@@ -471,19 +471,24 @@ steps_element() {
     f=$(compile_model "$m") || continue
     bench_run --model "$f" --name "$m" --batches 8 --streams 32,64 --clips 512
   done
+  live_cameras || return
+  grep -E "^model|^\| (engine|element|live)|^rc=" "$OUT/bench.txt"
+}
+
+# 100 live C2D cameras, started all at once and one by one over a clip period.
+live_cameras() {
+  local f
   f=$(compile_model c2d-r50-nl-u8) || return
   bench_run --model "$f" --name c2d-r50-nl-u8 --batches 1 --streams 0 --live-streams 100 \
     --live-seconds 30
   bench_run --model "$f" --name c2d-r50-nl-u8-staggered --batches 1 --streams 0 \
     --live-streams 100 --live-seconds 30 --live-stagger
-  grep -E "^model|^\| (engine|element|live)|^rc=" "$OUT/bench.txt"
 }
 
-# Page-locked clip buffers: this build ($BIN: the element packs each clip into page-locked memory
-# the engine lends, copied to its slot on the card in one transfer) against the build before
-# them ($BIN_OLD: packing into an ordinary buffer, then a copy into a page-locked staging input),
-# alternated in one run: the engine and the element at 32 and 64 I3D streams, without and with
-# CUDA graphs (CLIPS_ROUND names the round). clips-check: the CUDA tests of this build first;
+# A build against another in one run: this build ($BIN) and the one to compare with ($BIN_OLD),
+# one after the other, the engine and the element at 32 and 64 I3D streams, without and with
+# CUDA graphs (CLIPS_ROUND names the round); made for page-locked clip buffers (docs/benchmarks.md,
+# 2026-12-02: the element packing into buffers the engine lends against the build before them). clips-check: the CUDA tests of this build first;
 # clips-live: 100 live C2D cameras on this build; clips-table: element/engine per row.
 clips_check() {
   steps_env
@@ -533,12 +538,7 @@ clips_ab() {
 clips_live() {
   steps_env
   compile_settings || return
-  local f
-  f=$(compile_model c2d-r50-nl-u8) || return
-  bench_run --model "$f" --name c2d-r50-nl-u8 --batches 1 --streams 0 --live-streams 100 \
-    --live-seconds 30
-  bench_run --model "$f" --name c2d-r50-nl-u8-staggered --batches 1 --streams 0 \
-    --live-streams 100 --live-seconds 30 --live-stagger
+  live_cameras || return
   grep -E "^model|^\| (engine|live)|^rc=" "$OUT/bench.txt"
 }
 
@@ -805,6 +805,6 @@ case "$PHASE" in
   steps) steps_engine; steps_torch; steps_table; steps_element; steps_check ;;
   remote) remote ;;
   all) check; bench ;;
-  *) echo "usage: $0 [check|bench|bench-element|multi|graphs|kprof|compile|steps|remote|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [check|bench|bench-element|multi|graphs|kprof|compile|steps|remote|clips-check|clips-ab|clips-live|clips-table|all]" >&2; exit 2 ;;
 esac
 cat "$OUT/summary.txt" 2>/dev/null
