@@ -916,6 +916,6 @@ def test_every_compile_set_of_run_sh_parses():
     assert TR.parse_modes(env[at:env.index("}", at)])
     at = script.index("STEP_RUNS=${STEP_RUNS:-") + len("STEP_RUNS=${STEP_RUNS:-")
     runs = script[at:script.index("}", at)]
-    recipes = script[script.index("compile_model() {"):script.index("compile_machine() {")]
+    recipes = script[script.index("model_file() {"):script.index("compile_model() {")]
     models = {r.split("@")[0] for r in runs.split()}
     assert len(models) == 5 and all(f"      {m}) args=" in recipes for m in models), models
