@@ -436,8 +436,11 @@ fn main() -> anyhow::Result<()> {
         "cuda" => ProfilerRange::new(),
         _ => ProfilerRange(None),
     };
-    let lends = engine.page_locked_buffer(per).is_lent();
-    let memories: &[bool] = if lends { &[false, true] } else { &[false] };
+    let memories: &[bool] = if local.is_some_and(LocalBackend::page_locked_clips) {
+        &[false, true]
+    } else {
+        &[false]
+    };
     for (b, locked) in args
         .batches
         .iter()

@@ -221,16 +221,21 @@ impl Runner {
                 t1
             }
             Place::Cuda { device, graphs } => {
-                let stream = copy_stream
-                    .get_or_insert_with(|| CopyStream::new(device))
-                    .as_ref()
-                    .ok();
+                // The lane's copy stream, made when the first lent batch comes.
+                let stream = if lent {
+                    copy_stream
+                        .get_or_insert_with(|| CopyStream::new(device))
+                        .as_ref()
+                        .ok()
+                } else {
+                    None
+                };
                 let host = host
                     .as_mut()
                     .ok_or_else(|| EngineError::Inference("no staging input".into()))?;
                 match stream {
                     // Each clip from its lent page-locked buffer to its slot on the card.
-                    Some(stream) if lent => {
+                    Some(stream) => {
                         if !graphs {
                             binding
                                 .bind_input(io.input_name.as_str(), &*input)
