@@ -365,6 +365,7 @@ fn main() -> anyhow::Result<()> {
         "model": name, "provider": args.provider, "backend": backend,
         "server": args.server, "server_requests": args.server_requests, "date": date, "machine": machine(),
         "card": card, "ort": gstnonlocal::engine::ORT_VERSION, "devices": devices.len(),
+        "engine_nice": std::env::var("NONLOCAL_ENGINE_NICE").ok(),
     });
     let mut record = |mut v: serde_json::Value| -> anyhow::Result<()> {
         if let (Some(obj), Some(c)) = (v.as_object_mut(), common.as_object()) {
@@ -424,6 +425,15 @@ fn main() -> anyhow::Result<()> {
         } else {
             ""
         }
+    );
+    println!(
+        "engine threads: {}, lanes {}",
+        match engine.thread_priority() {
+            Ok(Some(nice)) => format!("niceness {nice}"),
+            Ok(None) => "the process's priority".to_string(),
+            Err(e) => format!("the process's priority ({e})"),
+        },
+        engine.lanes()
     );
     println!("| measurement | clips/s | latency median / p99 (ms) | notes |");
     println!("|---|---|---|---|");

@@ -178,3 +178,47 @@ fn one_engine_per_model_file_and_settings() {
     assert_eq!(open(&path, 64).stats(), (0, 0));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Niceness of this process's threads whose names start with `prefix` (from /proc, where names
+/// are cut to 15 bytes).
+fn nice_of_threads(prefix: &str) -> Vec<i64> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: state is field 3, nice field 19.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        if comm.trim().starts_with(prefix) {
+            if let Some(n) = fields.get(16).and_then(|f| f.parse().ok()) {
+                nice.push(n);
+            }
+        }
+    }
+    nice
+}
+
+#[test]
+fn engine_threads_run_at_the_niceness_asked_for() {
+    // A higher niceness is always allowed; no other test of this file asks for one.
+    std::env::set_var("NONLOCAL_ENGINE_NICE", "7");
+    let (engine, dir) = private_engine("probe.onnx", "nice", 1);
+    let shape = [1, 3, 4, 8, 8];
+    let scores = engine
+        .submit(shape, 1, Batch::from(clip(2)))
+        .recv()
+        .unwrap();
+    std::env::remove_var("NONLOCAL_ENGINE_NICE");
+    assert_eq!(scores.unwrap(), vec![expected(2)]);
+    assert_eq!(engine.thread_priority(), Ok(Some(7)));
+    assert!(
+        nice_of_threads("nonlocal-batch").contains(&7),
+        "a batching thread at niceness 7: {:?}",
+        nice_of_threads("nonlocal-batch")
+    );
+    drop(engine);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks and measurements on a CUDA machine, in one go:
-#   benches/gpu/run.sh [check|bench|bench-element|multi|graphs|kprof|compile|steps|remote|clips-*|all]
+#   benches/gpu/run.sh [check|bench|bench-element|multi|graphs|kprof|compile|steps|remote|clips-*|prio-*|all]
 #   (default all; multi needs two cards; remote needs benches/gpu/remote-install.sh first)
 #   (bench is bench-torch, bench-c2d, bench-i3d and bench-table, which can run one by one into
 #   the same $OUT; compile is compile-engine, compile-torch and compile-table likewise)
@@ -296,6 +296,9 @@ model_file() {
       c2d-r50-nl-u8-s2d) args="--arch c2d-r50-nl --fp16 --uint8 --stem s2d" ;;
       c2d-r50-nl-u8-2d-s2d) args="--arch c2d-r50-nl --fp16 --uint8 --form 2d --stem s2d" ;;
       i3d-r50-nl-u8-s2d) args="--arch i3d-r50-nl --fp16 --uint8 --stem s2d" ;;
+      # float32 weights: ONNX Runtime's fused convolution with activation is float32-only.
+      i3d-r50-nl-u8-stacked-f32) args="--arch i3d-r50-nl --uint8 --stem stacked" ;;
+      c2d-r50-nl-u8-s2d-f32) args="--arch c2d-r50-nl --uint8 --stem s2d" ;;
       *) echo "compile: no $f and no export recipe for $m" >&2; return 1 ;;
     esac
     # shellcheck disable=SC2086
@@ -403,11 +406,30 @@ compile_all() {
 # the last table; COMPILE_MODES overrides) on the same weights, one table per batch size; then
 # the element at 32 and 64 streams for I3D with both stems, and 100 live C2D cameras started
 # all at once and one by one; and CUDA against the CPU on the new stems. A run is
-# MODEL[@graph|@3lanes]. Phases: steps-engine, steps-torch, steps-table, steps-element,
+# MODEL[@VARIANT] (variant_env's words). Phases: steps-engine, steps-torch, steps-table, steps-element,
 # steps-check (steps runs the five).
 STEP_RUNS=${STEP_RUNS:-c2d-r50-nl-u8 c2d-r50-nl-u8-s2d c2d-r50-nl-u8-2d-s2d c2d-r50-nl-u8-s2d@graph
 c2d-r50-nl-u8-s2d@3lanes i3d-r50-nl-u8-stacked i3d-r50-nl-u8-s2d i3d-r50-nl-u8-s2d@graph
 i3d-r50-nl-u8-s2d@3lanes}
+# The environment of a run's variant: words joined by '+', each graph (CUDA graphs), 3lanes or
+# 4lanes (NONLOCAL_CUDA_LANES), nice (the engine's threads at NONLOCAL_ENGINE_NICE=$PRIO_NICE,
+# default -10) or nchw (channels-first convolutions, where ONNX Runtime fuses the activation into
+# float32 ones); "" or base: the defaults. Fails on an unknown word.
+variant_env() {
+  local word env=
+  for word in $(echo "$1" | tr '+' ' '); do
+    case $word in
+      base) ;;
+      graph) env="$env NONLOCAL_CUDA_GRAPH=1" ;;
+      3lanes|4lanes) env="$env NONLOCAL_CUDA_LANES=${word%lanes}" ;;
+      nice) env="$env NONLOCAL_ENGINE_NICE=${PRIO_NICE:--10}" ;;
+      nchw) env="$env NONLOCAL_CUDA_OPTIONS=prefer_nhwc=0" ;;
+      *) return 1 ;;
+    esac
+  done
+  echo "$env"
+}
+
 steps_env() {
   export COMPILE_BATCHES=${COMPILE_BATCHES:-1,8}
   export COMPILE_MODES=${COMPILE_MODES:-eager,reduce-overhead@8/1}
@@ -421,12 +443,8 @@ steps_engine() {
   for run in $STEP_RUNS; do
     m=${run%@*} variant=
     [ "$run" != "$m" ] && variant=${run#*@}
-    case $variant in
-      graph) env=NONLOCAL_CUDA_GRAPH=1 ;;
-      3lanes) env=NONLOCAL_CUDA_LANES=3 ;;
-      '') env= ;;
-      *) echo "rc=2 $run: unknown variant $variant" >> "$OUT/compile-bench.txt"; continue ;;
-    esac
+    env=$(variant_env "$variant") ||
+      { echo "rc=2 $run: unknown variant $variant" >> "$OUT/compile-bench.txt"; continue; }
     f=$(compile_model "$m") || { echo "rc=1 $run: no model" >> "$OUT/compile-bench.txt"; continue; }
     # shellcheck disable=SC2086
     env $env timeout 300 "$BIN/throughput" --provider cuda --json "$OUT/compile-bench.jsonl" \
@@ -535,6 +553,29 @@ clips_ab() {
   grep -E "^model|^\| (engine|element)|^rc=" "$OUT/clips.txt"
 }
 
+# The engine's threads at a higher priority than the pipelines' (NONLOCAL_ENGINE_NICE, needs
+# root or CAP_SYS_NICE), more lanes and CUDA graphs, alone and together: this build, the engine
+# at batch 8 and the element at 32 and 64 I3D streams per variant (PRIO_RUNS, variant_env's
+# words), PRIO_ROUNDS rounds of them all (default 2); prio-table: element/engine per row.
+PRIO_RUNS=${PRIO_RUNS:-base graph nice nice+graph 3lanes+graph nice+3lanes+graph}
+prio_ab() {
+  steps_env
+  compile_settings || return
+  local m=i3d-r50-nl-u8-stacked f round run env
+  f=$(compile_model "$m") || return
+  for round in $(seq 1 "${PRIO_ROUNDS:-2}"); do
+    for run in $PRIO_RUNS; do
+      env=$(variant_env "$run") || { echo "rc=2 $run: unknown variant" >> "$OUT/prio.txt"; continue; }
+      # shellcheck disable=SC2086
+      env $env timeout 200 "$BIN/throughput" --provider cuda --json "$OUT/prio.jsonl" \
+        --model "$f" --name "$m-$run-r$round" --batches 8 --streams 32,64 --clips 1024 \
+        >> "$OUT/prio.txt" 2>&1
+      echo "rc=$? $m $run round $round:${env:- defaults}" >> "$OUT/prio.txt"
+    done
+  done
+  grep -E "^model|^engine threads|^\| (engine|element)|^rc=" "$OUT/prio.txt"
+}
+
 clips_live() {
   steps_env
   compile_settings || return
@@ -542,8 +583,10 @@ clips_live() {
   grep -E "^model|^\| (engine|live)|^rc=" "$OUT/bench.txt"
 }
 
+# element/engine per run of a bench JSON file ($1, default clips) into $OUT/$1-table.md.
 clips_table() {
-  "$PY" - "$OUT/clips.jsonl" <<'PY' | tee "$OUT/clips-table.md"
+  local name=${1:-clips}
+  "$PY" - "$OUT/$name.jsonl" <<'PY' | tee "$OUT/$name-table.md"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print("| run | engine batch 8 | element 32 | 32 / engine | element 64 | 64 / engine |")
@@ -802,9 +845,11 @@ case "$PHASE" in
   clips-ab) clips_ab ;;
   clips-live) clips_live ;;
   clips-table) clips_table ;;
+  prio-ab) prio_ab ;;
+  prio-table) clips_table prio ;;
   steps) steps_engine; steps_torch; steps_table; steps_element; steps_check ;;
   remote) remote ;;
   all) check; bench ;;
-  *) echo "usage: $0 [check|bench|bench-element|multi|graphs|kprof|compile|steps|remote|clips-check|clips-ab|clips-live|clips-table|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [check|bench|bench-element|multi|graphs|kprof|compile|steps|remote|clips-check|clips-ab|clips-live|clips-table|prio-ab|prio-table|all]" >&2; exit 2 ;;
 esac
 cat "$OUT/summary.txt" 2>/dev/null

@@ -100,6 +100,8 @@ pub struct SharedEngine {
     backend: Arc<dyn Backend>,
     shared: Arc<BatchShared>,
     threads: Vec<JoinHandle<()>>,
+    /// What the batching threads' priority request came to (see [`super::priority`]).
+    priority: Result<Option<i32>, String>,
 }
 
 /// The model's description: `engine.io`, `engine.metadata`, `engine.name`.
@@ -132,11 +134,18 @@ impl SharedEngine {
         // One batching thread per lane: while one lane's batch runs, the next forms and runs on
         // the other.
         let mut threads = Vec::new();
+        // Each thread first reports what its priority request came to.
+        let (priority_tx, priority_rx) = sync_channel(backend.lanes().max(1));
         for lane in 0..backend.lanes().max(1) {
             let (backend, shared) = (Arc::clone(&backend), Arc::clone(&shared));
+            let priority_tx = priority_tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("nonlocal-batch-{lane}"))
-                .spawn(move || batch_loop(&*backend, &shared, lane));
+                .spawn(move || {
+                    let _ = priority_tx.send(super::priority::prefer_this_thread());
+                    drop(priority_tx);
+                    batch_loop(&*backend, &shared, lane)
+                });
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(e) if threads.is_empty() => {
@@ -147,10 +156,17 @@ impl SharedEngine {
                 Err(_) => break,
             }
         }
+        drop(priority_tx);
+        let priority = priority_rx
+            .iter()
+            .take(threads.len())
+            .reduce(|a, b| if a.is_err() { a } else { b })
+            .unwrap_or(Ok(None));
         Ok(Self {
             backend,
             shared,
             threads,
+            priority,
         })
     }
 
@@ -174,6 +190,13 @@ impl SharedEngine {
     /// [`Backend::warm_up_runs`]).
     pub fn warm_up_runs(&self) -> usize {
         self.backend.warm_up_runs()
+    }
+
+    /// The niceness the batching threads run at when `NONLOCAL_ENGINE_NICE` asked for one
+    /// (Ok(None): none was asked for; Err: why the kernel refused, the threads then keep the
+    /// process's priority).
+    pub fn thread_priority(&self) -> Result<Option<i32>, String> {
+        self.priority.clone()
     }
 
     /// Where the backend's model runs have spent their time so far.

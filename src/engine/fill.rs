@@ -81,6 +81,8 @@ fn helpers() -> Option<&'static Helpers> {
 }
 
 fn helper_loop(helpers: &Helpers) {
+    // Refused or not, the lanes report it (see `super::priority`).
+    let _ = super::priority::prefer_this_thread();
     let mut seen = 0;
     loop {
         let job = {

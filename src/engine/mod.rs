@@ -9,6 +9,7 @@
 //! - [`batch`]: clip data ([`Batch`], lent to backends as [`Items`]); [`fill`]: copying clips
 //!   into a model input with helper threads.
 //! - [`local`]: the ONNX Runtime backend, in this process, on CUDA or CPU.
+//! - [`priority`]: the scheduling priority of the engine's threads (`NONLOCAL_ENGINE_NICE`).
 //! - [`remote`]: the KServe v2 gRPC backend: Triton (or another KServe v2 server) runs the model.
 //! - [`error`] holds [`EngineError`], what can go wrong.
 
@@ -18,6 +19,7 @@ pub mod batching;
 pub mod error;
 pub mod fill;
 pub mod local;
+mod priority;
 mod registry;
 pub mod remote;
 

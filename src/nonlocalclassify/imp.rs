@@ -375,6 +375,18 @@ impl NonLocalClassify {
                 reason
             );
         }
+        match engine.thread_priority() {
+            Ok(Some(nice)) => {
+                gst::info!(CAT, imp = self, "Inference threads at niceness {}", nice)
+            }
+            Ok(None) => {}
+            Err(reason) => gst::warning!(
+                CAT,
+                imp = self,
+                "Inference threads keep the process's priority: {}",
+                reason
+            ),
+        }
         if engine.metadata.random_weights() {
             gst::element_imp_warning!(
                 self,

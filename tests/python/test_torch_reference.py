@@ -919,3 +919,26 @@ def test_every_compile_set_of_run_sh_parses():
     recipes = script[script.index("model_file() {"):script.index("compile_model() {")]
     models = {r.split("@")[0] for r in runs.split()}
     assert len(models) == 5 and all(f"      {m}) args=" in recipes for m in models), models
+
+
+def test_host_bound_model_has_i3d_input_and_reads_it(tmp_path):
+    """benches/host_bound_model.py: I3D-NL-R50's uint8 input and contract, scores that follow the
+    clip (every 64th value's mean times fixed weights), so the element's work is not optimised
+    away."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    out = tmp_path / "host_bound.onnx"
+    subprocess.run([sys.executable, str(REPO / "benches" / "host_bound_model.py"), str(out)],
+                   check=True, capture_output=True)
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert (props["clip.length"], props["clip.frame_stride"], props["preprocess.crop_size"],
+            props["preprocess.layout"]) == ("32", "2", "224", "NTHWC")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()
+    assert inp.type == "tensor(uint8)" and inp.shape[1:] == [32, 224, 224, 3]
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 224, 224, 3), dtype=np.uint8)
+    scores = session.run(None, {inp.name: x})[0]
+    assert scores.shape == (2, 400)
+    means = x.reshape(2, -1, 64)[:, :, 0].astype(np.float64).mean(axis=1)
+    np.testing.assert_allclose(scores, means[:, None] * np.linspace(-1, 1, 400)[None, :],
+                               rtol=1e-4, atol=1e-3)

@@ -15,10 +15,13 @@ The server's environment picks the execution provider (`tools/triton-serve --pro
   card, so the same entry serves either provider.
 - Under `cuda`, the provider options are the element's own CUDA defaults (prefer_nhwc=1,
   fuse_conv_bias=1), then NONLOCAL_TRITON_CUDA_OPTIONS ("key=value,..." as ONNX Runtime names
-  them) over them; the session is run once at every batch size the server can form before the
-  model reports ready (cuDNN picks its kernels per input shape, seconds each), and opened again
-  without fuse_conv_bias when cuDNN has no fused kernel for a layer. NONLOCAL_TRITON_WARMUP=0
-  skips those runs.
+  them) over them. As in the element's engine, each batch size gets a session of its own: ONNX
+  Runtime's CUDA convolutions re-plan whenever a session's input shape changes (hundreds of
+  milliseconds per run on the Non-local networks when batch sizes alternate, as the dynamic
+  batcher's do). Every batch size the server can form gets its session, run once, before the
+  model reports ready (cuDNN picks its kernels per input shape, seconds each); the sessions are
+  opened again without fuse_conv_bias when cuDNN has no fused kernel for a layer.
+  NONLOCAL_TRITON_WARMUP=0 skips those runs (sessions then open on first use).
 """
 
 import json
@@ -60,6 +63,8 @@ class TritonPythonModel:
         self.input = config["input"][0]["name"]
         self.output = config["output"][0]["name"]
         self.batched = int(config.get("max_batch_size", 0)) > 0
+        # Under CUDA, a session per batch size (the module's docstring says why); None: one.
+        self.per_batch = None
         provider = os.environ.get("NONLOCAL_TRITON_PROVIDER", "cpu").strip().lower() or "cpu"
         if provider == "cpu":
             options = ort.SessionOptions()
@@ -82,7 +87,9 @@ class TritonPythonModel:
         else:
             self.device = int(os.environ.get("NONLOCAL_TRITON_DEVICE", "0"))
         self.name = args.get("model_instance_name", config.get("name", "model"))
-        self.session = self._open_cuda(fused=True)
+        self.fused = True
+        self.session = self._open_cuda()
+        self.per_batch = {}
         if os.environ.get("NONLOCAL_TRITON_WARMUP", "1") != "0":
             try:
                 self._warm_up(config)
@@ -90,12 +97,22 @@ class TritonPythonModel:
                 if "CUDNN Frontend" not in str(e) and "CUDNN_FE" not in str(e):
                     raise
                 print(f"{self.name}: cuDNN has no fused convolution for a layer ({e}); "
-                      "opening the session without fuse_conv_bias", flush=True)
-                self.session = self._open_cuda(fused=False)
+                      "opening the sessions without fuse_conv_bias", flush=True)
+                self.fused = False
+                self.session = self._open_cuda()
+                self.per_batch = {}
                 self._warm_up(config)
 
-    def _open_cuda(self, fused):
-        providers = [("CUDAExecutionProvider", _cuda_options(self.device, fused)),
+    def _session_for(self, batch):
+        """The session that runs inputs of `batch` clips: under CUDA each size's own."""
+        if not self.batched or self.per_batch is None:
+            return self.session
+        if batch not in self.per_batch:
+            self.per_batch[batch] = self.session if not self.per_batch else self._open_cuda()
+        return self.per_batch[batch]
+
+    def _open_cuda(self):
+        providers = [("CUDAExecutionProvider", _cuda_options(self.device, self.fused)),
                      "CPUExecutionProvider"]
         session = ort.InferenceSession(self.path, ort.SessionOptions(), providers=providers)
         if session.get_providers()[0] != "CUDAExecutionProvider":
@@ -116,19 +133,22 @@ class TritonPythonModel:
         start = time.monotonic()
         for b in sizes:
             shape = dims if b is None else [b] + dims
-            self.session.run([self.output], {self.input: np.zeros(shape, dtype)})
+            session = self._session_for(b)
+            session.run([self.output], {self.input: np.zeros(shape, dtype)})
         options = self.session.get_provider_options().get("CUDAExecutionProvider", {})
         chosen = {k: options.get(k) for k in ("device_id", "prefer_nhwc", "fuse_conv_bias")}
         print(f"{self.name}: onnxruntime {ort.__version__}, numpy {np.__version__}, CUDA provider "
-              f"{chosen}, warmed up at {len(sizes)} batch sizes in "
-              f"{time.monotonic() - start:.1f} s", flush=True)
+              f"{chosen}, warmed up at {len(sizes)} batch sizes ({len(self.per_batch)} sessions) "
+              f"in {time.monotonic() - start:.1f} s", flush=True)
 
     def execute(self, requests):
         arrays = [pb_utils.get_input_tensor_by_name(r, self.input).as_numpy() for r in requests]
         try:
             if self.batched:
                 sizes = [a.shape[0] for a in arrays]
-                out = self.session.run([self.output], {self.input: np.concatenate(arrays)})[0]
+                batch = np.concatenate(arrays)
+                session = self._session_for(batch.shape[0])
+                out = session.run([self.output], {self.input: batch})[0]
                 parts = np.split(out, np.cumsum(sizes)[:-1])
             else:
                 parts = [self.session.run([self.output], {self.input: a})[0] for a in arrays]
