@@ -1,0 +1,277 @@
+//! Short-side scaling with fast_image_resize (whole frames, or only the centre crop's source
+//! pixels) and where square crops sit.
+
+use std::fmt;
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+use super::colour::*;
+use super::*;
+
+/// The element's resampling: bilinear, every channel on its own (alpha not premultiplied).
+pub(super) fn bilinear() -> ResizeOptions {
+    ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .use_alpha(false)
+}
+
+fn resize_error(e: impl fmt::Display) -> PreprocessError {
+    PreprocessError::Resize(e.to_string())
+}
+
+/// Reusable converter/resizer (keeps fast_image_resize's Resizer and scratch buffers between frames).
+#[derive(Debug)]
+pub struct Scaler {
+    resizer: Resizer,
+    /// Full-resolution input of the resize (converted RGB, or packed pixels copied tight).
+    src: Vec<u8>,
+    /// Resized packed pixels in the source byte order, before reordering to RGB.
+    dst: Vec<u8>,
+    chroma: ChromaRows,
+}
+
+impl Default for Scaler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scaler {
+    /// A scaler with empty scratch buffers; they grow to the largest frame seen and are kept.
+    pub fn new() -> Self {
+        Self {
+            resizer: Resizer::new(),
+            src: Vec::new(),
+            dst: Vec::new(),
+            chroma: ChromaRows::default(),
+        }
+    }
+
+    /// Convert to RGB (from any PixelFormat, honouring strides; alpha/padding dropped; YUV with the
+    /// given matrix/range, chroma upsampled) and resize with bilinear filtering so that the short side
+    /// equals `scale_size` (long side = round(long * scale_size / short), at least 1), keeping the
+    /// aspect ratio in pixels. If the frame already has that size, no resampling.
+    ///
+    /// Y'CbCr chroma is upsampled by sample replication before the resize. Packed RGB formats are
+    /// resized in their own byte order (every channel independently, alpha not premultiplied) and
+    /// reordered afterwards, which gives the same result as converting first.
+    pub fn scale(
+        &mut self,
+        frame: &FrameView<'_>,
+        scale_size: u32,
+    ) -> Result<ScaledFrame, PreprocessError> {
+        let mut out = ScaledFrame::default();
+        self.scale_into(frame, scale_size, &mut out)?;
+        Ok(out)
+    }
+
+    /// Same, writing into an existing ScaledFrame to reuse its allocation.
+    pub fn scale_into(
+        &mut self,
+        frame: &FrameView<'_>,
+        scale_size: u32,
+        out: &mut ScaledFrame,
+    ) -> Result<(), PreprocessError> {
+        let (width, height) = (frame.width, frame.height);
+        let (out_w, out_h) = scaled_size(width, height, scale_size)?;
+        validate_frame(frame)?;
+        let too_large = || PreprocessError::ScaledFrameTooLarge {
+            width,
+            height,
+            scale_size,
+        };
+        let src_len = rgb_len(width, height).ok_or_else(too_large)?;
+        let out_len = rgb_len(out_w, out_h).ok_or_else(too_large)?;
+
+        out.width = out_w;
+        out.height = out_h;
+        out.data.resize(out_len, 0);
+
+        if (out_w, out_h) == (width, height) {
+            convert_to_rgb(frame, &mut out.data, &mut self.chroma);
+            return Ok(());
+        }
+
+        let options = bilinear();
+
+        let Some(bpp) = packed_bpp(frame.format) else {
+            // Y'CbCr: convert at full resolution, then resize the RGB image.
+            self.src.resize(src_len, 0);
+            convert_to_rgb(frame, &mut self.src, &mut self.chroma);
+            let src =
+                ImageRef::new(width, height, &self.src, PixelType::U8x3).map_err(resize_error)?;
+            let mut dst = Image::from_slice_u8(out_w, out_h, &mut out.data, PixelType::U8x3)
+                .map_err(resize_error)?;
+            return self
+                .resizer
+                .resize(&src, &mut dst, &options)
+                .map_err(resize_error);
+        };
+
+        // Packed RGB: resize the mapped plane directly when its rows are tight, else a tight
+        // copy (the resizer would otherwise blend the row padding into the right-hand column).
+        let pixel_type = if bpp == 3 {
+            PixelType::U8x3
+        } else {
+            PixelType::U8x4
+        };
+        let row_bytes = width as usize * bpp;
+        let tight_len = row_bytes * height as usize;
+        let plane = frame.planes[0];
+        let src = if frame.strides[0] == row_bytes && plane.len() >= tight_len {
+            &plane[..tight_len]
+        } else {
+            self.src.resize(tight_len, 0);
+            for (y, d) in self.src.chunks_exact_mut(row_bytes).enumerate() {
+                d.copy_from_slice(plane_row(frame, 0, y, row_bytes));
+            }
+            &self.src[..]
+        };
+        let src = ImageRef::new(width, height, src, pixel_type).map_err(resize_error)?;
+        if frame.format == PixelFormat::Rgb {
+            let mut dst = Image::from_slice_u8(out_w, out_h, &mut out.data, PixelType::U8x3)
+                .map_err(resize_error)?;
+            return self
+                .resizer
+                .resize(&src, &mut dst, &options)
+                .map_err(resize_error);
+        }
+        self.dst.resize(out_len / 3 * bpp, 0);
+        let mut dst =
+            Image::from_slice_u8(out_w, out_h, &mut self.dst, pixel_type).map_err(resize_error)?;
+        self.resizer
+            .resize(&src, &mut dst, &options)
+            .map_err(resize_error)?;
+        packed_to_rgb(frame.format, &self.dst, &mut out.data);
+        Ok(())
+    }
+}
+
+/// The source pixels that output pixels `start..start + count` of an axis resampled from `len`
+/// to `out_len` pixels read (bilinear, support 1 scaled by the reduction): the span `a..b` of
+/// source pixels (with a pixel of margin, `a` even so that 4:2:0 chroma stays aligned) and the
+/// output pixels' box within it, `(left, size)` in source pixels from `a`.
+fn source_span(len: u32, out_len: u32, start: u32, count: u32) -> (usize, usize, f64, f64) {
+    let scale = f64::from(len) / f64::from(out_len);
+    let (left, size) = (f64::from(start) * scale, f64::from(count) * scale);
+    let support = scale.max(1.0);
+    let a = (((left - support).floor() - 1.0).max(0.0) as usize) & !1;
+    let b = ((left + size + support).ceil() + 1.0).min(f64::from(len)) as usize;
+    let left = left - a as f64;
+    (a, b, left, size.min(b as f64 - a as f64 - left))
+}
+
+impl Scaler {
+    /// What [`Scaler::scale`] followed by cutting out the centred `crop`×`crop` square
+    /// ([`CropPosition::Center`], as [`pack_clip`] does) gives, with only the source pixels that
+    /// square reads converted and resampled: a `crop`×`crop` [`ScaledFrame`], whose own centred
+    /// crop is itself. The fixed-point resampling weights are computed for the square's box
+    /// instead of the whole frame, so a value may differ from `scale`'s by one or two levels
+    /// (each of the two resampling passes rounds).
+    pub fn scale_centre(
+        &mut self,
+        frame: &FrameView<'_>,
+        scale_size: u32,
+        crop: u32,
+    ) -> Result<ScaledFrame, PreprocessError> {
+        let (width, height) = (frame.width, frame.height);
+        let (out_w, out_h) = scaled_size(width, height, scale_size)?;
+        validate_frame(frame)?;
+        if crop == 0 {
+            return Err(PreprocessError::ZeroCropSize);
+        }
+        if crop > out_w || crop > out_h {
+            return Err(PreprocessError::CropTooLarge {
+                crop,
+                index: 0,
+                width: out_w,
+                height: out_h,
+            });
+        }
+        let (cx, cy) = crop_origin(out_w, out_h, crop, CropPosition::Center);
+        let too_large = || PreprocessError::ScaledFrameTooLarge {
+            width,
+            height,
+            scale_size,
+        };
+        let mut out = ScaledFrame {
+            width: crop,
+            height: crop,
+            data: vec![0; rgb_len(crop, crop).ok_or_else(too_large)?],
+        };
+        if (out_w, out_h) == (width, height) {
+            let square = Rect {
+                x: cx as usize,
+                y: cy as usize,
+                width: crop as usize,
+                height: crop as usize,
+            };
+            convert_rect_to_rgb(frame, square, &mut out.data, &mut self.chroma);
+            return Ok(out);
+        }
+        let (x0, x1, left, box_w) = source_span(width, out_w, cx, crop);
+        let (y0, y1, top, box_h) = source_span(height, out_h, cy, crop);
+        let span = Rect {
+            x: x0,
+            y: y0,
+            width: x1 - x0,
+            height: y1 - y0,
+        };
+        let span_len = span
+            .width
+            .checked_mul(span.height)
+            .and_then(|n| n.checked_mul(3))
+            .ok_or_else(too_large)?;
+        self.src.resize(span_len, 0);
+        convert_rect_to_rgb(frame, span, &mut self.src, &mut self.chroma);
+        let src = ImageRef::new(
+            span.width as u32,
+            span.height as u32,
+            &self.src,
+            PixelType::U8x3,
+        )
+        .map_err(resize_error)?;
+        let mut dst = Image::from_slice_u8(crop, crop, &mut out.data, PixelType::U8x3)
+            .map_err(resize_error)?;
+        let options = bilinear().crop(left, top, box_w, box_h);
+        self.resizer
+            .resize(&src, &mut dst, &options)
+            .map_err(resize_error)?;
+        Ok(out)
+    }
+}
+
+/// Where the square crop sits along the frame's long side (the short side is always centred).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CropPosition {
+    Start,
+    Center,
+    End,
+}
+
+impl CropPosition {
+    /// The three crops of the three-crop test protocol, in order.
+    pub const THREE: [CropPosition; 3] =
+        [CropPosition::Start, CropPosition::Center, CropPosition::End];
+}
+
+/// Top-left corner `(x, y)` of a `crop`×`crop` square in a `width`×`height` frame: along the long
+/// side at `pos` (Start = 0, Center = (len − crop) / 2, End = len − crop), the short side centred.
+/// A square frame counts as landscape (the position applies to x). `crop` must fit the frame.
+pub fn crop_origin(width: u32, height: u32, crop: u32, pos: CropPosition) -> (u32, u32) {
+    let along = |len: u32| {
+        let spare = len.saturating_sub(crop);
+        match pos {
+            CropPosition::Start => 0,
+            CropPosition::Center => spare / 2,
+            CropPosition::End => spare,
+        }
+    };
+    let centred = |len: u32| len.saturating_sub(crop) / 2;
+    if height > width {
+        (centred(width), along(height))
+    } else {
+        (along(width), centred(height))
+    }
+}
