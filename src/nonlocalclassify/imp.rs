@@ -1,15 +1,14 @@
-//! GStreamer glue of `nonlocalclassify`: properties, caps, events and the inference worker.
+//! GStreamer glue of `nonlocalclassify`: properties, caps, events and the streaming thread.
 //!
 //! The streaming thread only converts and scales the frames that clips sample (see
 //! [`crate::sampling`]) and hands finished clips to a worker thread through a bounded queue
-//! (`max-pending`). The worker packs tensors, runs the [`SharedEngine`], and posts results as
-//! element messages; the streaming thread attaches finished results as `NonLocalClassifyMeta` to
-//! the next buffer it pushes.
+//! (`max-pending`). The worker (`super::worker`) packs tensors, runs the [`SharedEngine`], and
+//! posts results as element messages; the streaming thread attaches finished results as
+//! `NonLocalClassifyMeta` to the next buffer it pushes.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -21,23 +20,23 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
+use super::worker::{lock, worker_loop, Job, Post, Queue, Shared, WorkerConfig};
 use super::{Crops, ExecutionProvider};
 #[cfg(feature = "analytics")]
 use crate::analytics::{self, AnalyticsMeta, Carrier};
 use crate::config::{ClipConfig, Overrides};
-use crate::engine::remote::{model::is_lost, RemoteSettings, Secret};
-use crate::engine::{Batch, Batching, LocalBackend, ProviderChoice, Scores, SharedEngine};
+use crate::engine::remote::{RemoteSettings, Secret};
+use crate::engine::{Batching, LocalBackend, ProviderChoice, SharedEngine};
 use crate::labels;
 use crate::meta::NonLocalClassifyMeta;
 use crate::preprocess::{
-    pack_clip, CropPosition, FrameView, PixelFormat, ScaledFrame, Scaler, TensorElement, YuvMatrix,
-    YuvRange,
+    CropPosition, FrameView, PixelFormat, ScaledFrame, Scaler, YuvMatrix, YuvRange,
 };
-use crate::results::{clip_scores, ClipResult, Smoother, Summary, MESSAGE_NAME};
+use crate::results::{ClipResult, Smoother, Summary, MESSAGE_NAME};
 use crate::sampling::{Clip, ClipSampler, FrameTiming, Sampling};
 use crate::segments::{self, Hysteresis, Segmenter};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "nonlocalclassify",
         gst::DebugColorFlags::empty(),
@@ -181,60 +180,6 @@ struct Loaded {
     labels: Arc<Vec<String>>,
 }
 
-/// A clip on its way to the worker.
-struct Job {
-    clip: Clip<ScaledFrame>,
-    generation: u64,
-    stream_time: Option<u64>,
-    running_time: Option<u64>,
-    arrived: Instant,
-}
-
-#[derive(Default)]
-struct Queue {
-    jobs: VecDeque<Job>,
-    /// The worker is running a job.
-    busy: bool,
-    flushing: bool,
-    stop: bool,
-    /// Bumped by every flush: results of older generations are discarded.
-    generation: u64,
-}
-
-/// Per-stream result state, touched by the worker and reset by flushes.
-struct Post {
-    smoother: Smoother,
-    summary: Summary,
-    segments: Segmenter,
-}
-
-/// What the streaming thread and the worker share.
-struct Shared {
-    queue: Mutex<Queue>,
-    cond: Condvar,
-    post: Mutex<Post>,
-    ready: Mutex<Vec<ClipResult>>,
-    dropped: AtomicU64,
-    failed: AtomicBool,
-    /// Whether the stream is live (known from its first buffer).
-    live: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock only means another thread panicked while holding it; the data is still
-    // consistent for our uses (queues and counters), so keep going rather than panic here too.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What the worker needs, fixed for one READY→PAUSED→READY cycle.
-struct WorkerConfig {
-    engine: Arc<SharedEngine>,
-    config: ClipConfig,
-    labels: Arc<Vec<String>>,
-    crops: Vec<CropPosition>,
-    top_k: usize,
-}
-
 /// Streaming state, from READY→PAUSED to PAUSED→READY.
 struct State {
     info: Option<gst_video::VideoInfo>,
@@ -294,6 +239,12 @@ const FORMATS: &[gst_video::VideoFormat] = &[
 ];
 
 impl NonLocalClassify {
+    /// Whether results are posted as element messages (read per result: `post-messages` may
+    /// change in PLAYING).
+    pub(super) fn posts_messages(&self) -> bool {
+        lock(&self.settings).post_messages
+    }
+
     /// NULL→READY: open the model and resolve the clip configuration.
     fn load(&self) -> Result<Loaded, gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
@@ -540,202 +491,6 @@ fn frame_view<'a>(
             YuvRange::Limited
         },
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// The worker
-// ---------------------------------------------------------------------------------------------
-
-/// Pack the clip's crops (one per crop position) into `data`, `clip_elements` values each.
-fn pack_crops<T: TensorElement>(
-    frames: &[&ScaledFrame],
-    cfg: &WorkerConfig,
-    data: &mut [T],
-) -> Result<(), String> {
-    let per = cfg.config.clip_elements();
-    for (chunk, pos) in data.chunks_mut(per).zip(cfg.crops.iter()) {
-        pack_clip(
-            frames,
-            cfg.config.crop_size,
-            *pos,
-            &cfg.config.norm,
-            cfg.config.layout,
-            chunk,
-        )
-        .map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// Pack a clip's crops (into a buffer the engine recycles) and hand them to its batcher.
-fn submit(cfg: &WorkerConfig, clip: &Clip<ScaledFrame>) -> Result<Scores, String> {
-    let frames: Vec<&ScaledFrame> = clip.frames.iter().map(|f| f.as_ref()).collect();
-    let items = cfg.crops.len();
-    let mut batch = cfg.engine.buffer(cfg.config.clip_elements() * items);
-    match &mut batch {
-        Batch::F32(v) => pack_crops(&frames, cfg, &mut v[..])?,
-        Batch::F16(v) => pack_crops(&frames, cfg, &mut v[..])?,
-        Batch::U8(v) => pack_crops(&frames, cfg, &mut v[..])?,
-    }
-    Ok(cfg.engine.submit(cfg.config.input_shape(1), items, batch))
-}
-
-/// Wait for a submitted clip's crop scores and combine them.
-fn receive(cfg: &WorkerConfig, rx: Scores) -> Result<Vec<f64>, String> {
-    let outputs = rx
-        .recv()
-        .map_err(|_| "the inference thread stopped".to_string())??;
-    if outputs.iter().any(|o| o.len() != cfg.config.num_classes) {
-        return Err(format!(
-            "the model returned a score vector of the wrong size (expected {})",
-            cfg.config.num_classes
-        ));
-    }
-    Ok(clip_scores(&outputs, cfg.config.output_kind))
-}
-
-fn worker_loop(
-    shared: Arc<Shared>,
-    cfg: WorkerConfig,
-    element: glib::WeakRef<super::NonLocalClassify>,
-) {
-    loop {
-        // Every clip waiting now goes to the batcher at once, so one stream's clips can share a
-        // batch too; results are published in clip order.
-        let jobs: Vec<Job> = {
-            let mut q = lock(&shared.queue);
-            loop {
-                if q.stop {
-                    return;
-                }
-                if !q.jobs.is_empty() {
-                    q.busy = true;
-                    shared.cond.notify_all();
-                    break q.jobs.drain(..).collect();
-                }
-                q = shared.cond.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
-        };
-        let submitted: Vec<_> = jobs
-            .into_iter()
-            .map(|job| {
-                let rx = submit(&cfg, &job.clip);
-                (job, rx)
-            })
-            .collect();
-        for (job, rx) in submitted {
-            let outcome = rx.and_then(|rx| receive(&cfg, rx));
-            match (outcome, element.upgrade()) {
-                (Ok(scores), Some(element)) => publish(&shared, &cfg, &job, scores, &element),
-                // A live stream keeps flowing while the servers are lost: the clip is dropped
-                // and counted; results resume when a server answers again.
-                (Err(reason), Some(_))
-                    if is_lost(&reason) && shared.live.load(Ordering::SeqCst) =>
-                {
-                    let dropped = shared.dropped.fetch_add(1, Ordering::SeqCst) + 1;
-                    gst::warning!(
-                        CAT,
-                        "Dropped clip {} ({} so far): {}",
-                        job.clip.index,
-                        dropped,
-                        reason
-                    );
-                }
-                // One error per stream: the clips queued behind a failed one fail the same way.
-                (Err(reason), Some(element)) if !shared.failed.swap(true, Ordering::SeqCst) => {
-                    gst::element_error!(
-                        element,
-                        gst::StreamError::Failed,
-                        (
-                            "Inference failed on clip {}: model '{}': {}",
-                            job.clip.index,
-                            cfg.engine.name,
-                            reason
-                        )
-                    );
-                }
-                _ => {}
-            }
-        }
-        let mut q = lock(&shared.queue);
-        q.busy = false;
-        shared.cond.notify_all();
-    }
-}
-
-/// Smooth, rank, record and post one clip's scores (skipped when a flush made them stale).
-fn publish(
-    shared: &Shared,
-    cfg: &WorkerConfig,
-    job: &Job,
-    scores: Vec<f64>,
-    element: &super::NonLocalClassify,
-) {
-    let (result, closed) = {
-        // Held until the result is queued for the meta, so a flush either comes before (and the
-        // result is dropped) or after (and clears it).
-        let q = lock(&shared.queue);
-        if q.generation != job.generation {
-            return;
-        }
-        let mut post = lock(&shared.post);
-        post.summary.add(
-            &scores,
-            job.clip.timestamp,
-            job.clip.duration,
-            (job.stream_time, job.running_time),
-        );
-        let smoothed = post.smoother.push(scores);
-        let (labels, ranked) = ClipResult::ranked(&smoothed, &cfg.labels, cfg.top_k);
-        let closed = post.segments.push(segments::ClipScores {
-            clip_index: job.clip.index,
-            start: segments::Times {
-                pts: job.clip.timestamp,
-                stream: job.stream_time,
-                running: job.running_time,
-            },
-            duration: job.clip.duration,
-            scores: &smoothed,
-        });
-        let result = ClipResult {
-            timestamp: job.clip.timestamp,
-            stream_time: job.stream_time,
-            running_time: job.running_time,
-            duration: job.clip.duration,
-            clip_index: job.clip.index,
-            labels,
-            scores: ranked,
-            dropped: shared.dropped.load(Ordering::SeqCst),
-            latency: u64::try_from(job.arrived.elapsed().as_nanos()).unwrap_or(u64::MAX),
-        };
-        // Queue the meta before posting: whoever reacts to the message and pushes a buffer must
-        // find the result attached to it.
-        lock(&shared.ready).push(result.clone());
-        drop(q);
-        (result, closed)
-    };
-    gst::debug!(
-        CAT,
-        obj = element,
-        "Clip {}: {:?} {:?} in {} ms",
-        result.clip_index,
-        result.label(),
-        result.score(),
-        result.latency / 1_000_000
-    );
-    // Read per result: post-messages may change in PLAYING.
-    if lock(&element.imp().settings).post_messages {
-        let msg = gst::message::Element::builder(result.to_structure(MESSAGE_NAME))
-            .src(element)
-            .build();
-        let _ = element.post_message(msg);
-        if let Some(segment) = closed {
-            let msg = gst::message::Element::builder(segment.to_structure())
-                .src(element)
-                .build();
-            let _ = element.post_message(msg);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod worker;
 
 glib::wrapper! {
     pub struct NonLocalClassify(ObjectSubclass<imp::NonLocalClassify>)

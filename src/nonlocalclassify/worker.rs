@@ -1,0 +1,267 @@
+//! The element's inference worker: one thread per element that packs each finished clip's crops
+//! into a buffer of the shared engine, submits it, waits for its scores and publishes them
+//! (smoothing, ranking, segments, the result meta queue and element messages), in clip order.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::imp::CAT;
+use crate::config::ClipConfig;
+use crate::engine::remote::model::is_lost;
+use crate::engine::{Batch, Scores, SharedEngine};
+use crate::preprocess::{pack_clip, CropPosition, ScaledFrame, TensorElement};
+use crate::results::{clip_scores, ClipResult, Smoother, Summary, MESSAGE_NAME};
+use crate::sampling::Clip;
+use crate::segments::{self, Segmenter};
+
+/// A clip on its way to the worker.
+pub(super) struct Job {
+    pub(super) clip: Clip<ScaledFrame>,
+    pub(super) generation: u64,
+    pub(super) stream_time: Option<u64>,
+    pub(super) running_time: Option<u64>,
+    pub(super) arrived: Instant,
+}
+
+#[derive(Default)]
+pub(super) struct Queue {
+    pub(super) jobs: VecDeque<Job>,
+    /// The worker is running a job.
+    pub(super) busy: bool,
+    pub(super) flushing: bool,
+    pub(super) stop: bool,
+    /// Bumped by every flush: results of older generations are discarded.
+    pub(super) generation: u64,
+}
+
+/// Per-stream result state, touched by the worker and reset by flushes.
+pub(super) struct Post {
+    pub(super) smoother: Smoother,
+    pub(super) summary: Summary,
+    pub(super) segments: Segmenter,
+}
+
+/// What the streaming thread and the worker share.
+pub(super) struct Shared {
+    pub(super) queue: Mutex<Queue>,
+    pub(super) cond: Condvar,
+    pub(super) post: Mutex<Post>,
+    pub(super) ready: Mutex<Vec<ClipResult>>,
+    pub(super) dropped: AtomicU64,
+    pub(super) failed: AtomicBool,
+    /// Whether the stream is live (known from its first buffer).
+    pub(super) live: AtomicBool,
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked while holding it; the data is still
+    // consistent for our uses (queues and counters), so keep going rather than panic here too.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the worker needs, fixed for one READY→PAUSED→READY cycle.
+pub(super) struct WorkerConfig {
+    pub(super) engine: Arc<SharedEngine>,
+    pub(super) config: ClipConfig,
+    pub(super) labels: Arc<Vec<String>>,
+    pub(super) crops: Vec<CropPosition>,
+    pub(super) top_k: usize,
+}
+
+/// Pack the clip's crops (one per crop position) into `data`, `clip_elements` values each.
+pub(super) fn pack_crops<T: TensorElement>(
+    frames: &[&ScaledFrame],
+    cfg: &WorkerConfig,
+    data: &mut [T],
+) -> Result<(), String> {
+    let per = cfg.config.clip_elements();
+    for (chunk, pos) in data.chunks_mut(per).zip(cfg.crops.iter()) {
+        pack_clip(
+            frames,
+            cfg.config.crop_size,
+            *pos,
+            &cfg.config.norm,
+            cfg.config.layout,
+            chunk,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Pack a clip's crops (into a buffer the engine recycles) and hand them to its batcher.
+pub(super) fn submit(cfg: &WorkerConfig, clip: &Clip<ScaledFrame>) -> Result<Scores, String> {
+    let frames: Vec<&ScaledFrame> = clip.frames.iter().map(|f| f.as_ref()).collect();
+    let items = cfg.crops.len();
+    let mut batch = cfg.engine.buffer(cfg.config.clip_elements() * items);
+    match &mut batch {
+        Batch::F32(v) => pack_crops(&frames, cfg, &mut v[..])?,
+        Batch::F16(v) => pack_crops(&frames, cfg, &mut v[..])?,
+        Batch::U8(v) => pack_crops(&frames, cfg, &mut v[..])?,
+    }
+    Ok(cfg.engine.submit(cfg.config.input_shape(1), items, batch))
+}
+
+/// Wait for a submitted clip's crop scores and combine them.
+pub(super) fn receive(cfg: &WorkerConfig, rx: Scores) -> Result<Vec<f64>, String> {
+    let outputs = rx
+        .recv()
+        .map_err(|_| "the inference thread stopped".to_string())??;
+    if outputs.iter().any(|o| o.len() != cfg.config.num_classes) {
+        return Err(format!(
+            "the model returned a score vector of the wrong size (expected {})",
+            cfg.config.num_classes
+        ));
+    }
+    Ok(clip_scores(&outputs, cfg.config.output_kind))
+}
+
+pub(super) fn worker_loop(
+    shared: Arc<Shared>,
+    cfg: WorkerConfig,
+    element: glib::WeakRef<super::NonLocalClassify>,
+) {
+    loop {
+        // Every clip waiting now goes to the batcher at once, so one stream's clips can share a
+        // batch too; results are published in clip order.
+        let jobs: Vec<Job> = {
+            let mut q = lock(&shared.queue);
+            loop {
+                if q.stop {
+                    return;
+                }
+                if !q.jobs.is_empty() {
+                    q.busy = true;
+                    shared.cond.notify_all();
+                    break q.jobs.drain(..).collect();
+                }
+                q = shared.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let submitted: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let rx = submit(&cfg, &job.clip);
+                (job, rx)
+            })
+            .collect();
+        for (job, rx) in submitted {
+            let outcome = rx.and_then(|rx| receive(&cfg, rx));
+            match (outcome, element.upgrade()) {
+                (Ok(scores), Some(element)) => publish(&shared, &cfg, &job, scores, &element),
+                // A live stream keeps flowing while the servers are lost: the clip is dropped
+                // and counted; results resume when a server answers again.
+                (Err(reason), Some(_))
+                    if is_lost(&reason) && shared.live.load(Ordering::SeqCst) =>
+                {
+                    let dropped = shared.dropped.fetch_add(1, Ordering::SeqCst) + 1;
+                    gst::warning!(
+                        CAT,
+                        "Dropped clip {} ({} so far): {}",
+                        job.clip.index,
+                        dropped,
+                        reason
+                    );
+                }
+                // One error per stream: the clips queued behind a failed one fail the same way.
+                (Err(reason), Some(element)) if !shared.failed.swap(true, Ordering::SeqCst) => {
+                    gst::element_error!(
+                        element,
+                        gst::StreamError::Failed,
+                        (
+                            "Inference failed on clip {}: model '{}': {}",
+                            job.clip.index,
+                            cfg.engine.name,
+                            reason
+                        )
+                    );
+                }
+                _ => {}
+            }
+        }
+        let mut q = lock(&shared.queue);
+        q.busy = false;
+        shared.cond.notify_all();
+    }
+}
+
+/// Smooth, rank, record and post one clip's scores (skipped when a flush made them stale).
+pub(super) fn publish(
+    shared: &Shared,
+    cfg: &WorkerConfig,
+    job: &Job,
+    scores: Vec<f64>,
+    element: &super::NonLocalClassify,
+) {
+    let (result, closed) = {
+        // Held until the result is queued for the meta, so a flush either comes before (and the
+        // result is dropped) or after (and clears it).
+        let q = lock(&shared.queue);
+        if q.generation != job.generation {
+            return;
+        }
+        let mut post = lock(&shared.post);
+        post.summary.add(
+            &scores,
+            job.clip.timestamp,
+            job.clip.duration,
+            (job.stream_time, job.running_time),
+        );
+        let smoothed = post.smoother.push(scores);
+        let (labels, ranked) = ClipResult::ranked(&smoothed, &cfg.labels, cfg.top_k);
+        let closed = post.segments.push(segments::ClipScores {
+            clip_index: job.clip.index,
+            start: segments::Times {
+                pts: job.clip.timestamp,
+                stream: job.stream_time,
+                running: job.running_time,
+            },
+            duration: job.clip.duration,
+            scores: &smoothed,
+        });
+        let result = ClipResult {
+            timestamp: job.clip.timestamp,
+            stream_time: job.stream_time,
+            running_time: job.running_time,
+            duration: job.clip.duration,
+            clip_index: job.clip.index,
+            labels,
+            scores: ranked,
+            dropped: shared.dropped.load(Ordering::SeqCst),
+            latency: u64::try_from(job.arrived.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        };
+        // Queue the meta before posting: whoever reacts to the message and pushes a buffer must
+        // find the result attached to it.
+        lock(&shared.ready).push(result.clone());
+        drop(q);
+        (result, closed)
+    };
+    gst::debug!(
+        CAT,
+        obj = element,
+        "Clip {}: {:?} {:?} in {} ms",
+        result.clip_index,
+        result.label(),
+        result.score(),
+        result.latency / 1_000_000
+    );
+    // Read per result: post-messages may change in PLAYING.
+    if element.imp().posts_messages() {
+        let msg = gst::message::Element::builder(result.to_structure(MESSAGE_NAME))
+            .src(element)
+            .build();
+        let _ = element.post_message(msg);
+        if let Some(segment) = closed {
+            let msg = gst::message::Element::builder(segment.to_structure())
+                .src(element)
+                .build();
+            let _ = element.post_message(msg);
+        }
+    }
+}
