@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from onnx import TensorProto
+from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from nlexport.onnxgraph import Graph, metadata, save  # noqa: E402
+from nlexport.onnxgraph import OUTPUT_NAME, Graph, metadata, save  # noqa: E402
 
 
 def host_bound():
+    """The model (an onnx.ModelProto)."""
     g = Graph()
     x = g.input("video", ["N", 32, 224, 224, 3], TensorProto.UINT8)
     flat = g.op("Reshape", [x, g.ints([0, -1, 64])])
@@ -29,23 +30,19 @@ def host_bound():
                 keepdims=0)
     mean = g.op("Reshape", [mean, g.ints([-1, 1])])  # [N, 1]
     w = np.linspace(-1.0, 1.0, 400, dtype=np.float32).reshape(1, 400)
-    out = g.op("MatMul", [mean, g.const(w)])
-    return g, out
+    g.nodes.append(helper.make_node("MatMul", [mean, g.const(w)], [OUTPUT_NAME], name="scores"))
+    g.output(OUTPUT_NAME, ["N", 400])
+    props = metadata(clip_length=32, frame_stride=2, scale_size=256, crop_size=224,
+                     mean=(114.75, 114.75, 114.75), std=(57.375, 57.375, 57.375),
+                     layout="NTHWC", output_kind="logits", name="host-bound-i3d-shape",
+                     weights="random")
+    return g.to_model("host_bound", props)
 
 
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: benches/host_bound_model.py OUT.onnx")
-    from onnx import helper
-
-    g, out = host_bound()
-    g.nodes.append(helper.make_node("Identity", [out], ["scores"]))
-    g.output("scores", ["N", 400])
-    props = metadata(clip_length=32, frame_stride=2, scale_size=256, crop_size=224,
-                     mean=(114.75, 114.75, 114.75), std=(57.375, 57.375, 57.375),
-                     layout="NTHWC", output_kind="logits", name="host-bound-i3d-shape",
-                     weights="random")
-    save(g.to_model("host_bound", props), sys.argv[1])
+    save(host_bound(), sys.argv[1])
     print(f"wrote {sys.argv[1]}")
 
 

@@ -134,7 +134,8 @@ impl SharedEngine {
         // One batching thread per lane: while one lane's batch runs, the next forms and runs on
         // the other.
         let mut threads = Vec::new();
-        // Each thread first reports what its priority request came to.
+        // Each thread first reports what its priority request came to (the same request to the
+        // same kernel: the first report stands for all).
         let (priority_tx, priority_rx) = sync_channel(backend.lanes().max(1));
         for lane in 0..backend.lanes().max(1) {
             let (backend, shared) = (Arc::clone(&backend), Arc::clone(&shared));
@@ -143,7 +144,6 @@ impl SharedEngine {
                 .name(format!("nonlocal-batch-{lane}"))
                 .spawn(move || {
                     let _ = priority_tx.send(super::priority::prefer_this_thread());
-                    drop(priority_tx);
                     batch_loop(&*backend, &shared, lane)
                 });
             match spawned {
@@ -157,11 +157,7 @@ impl SharedEngine {
             }
         }
         drop(priority_tx);
-        let priority = priority_rx
-            .iter()
-            .take(threads.len())
-            .reduce(|a, b| if a.is_err() { a } else { b })
-            .unwrap_or(Ok(None));
+        let priority = priority_rx.recv().unwrap_or(Ok(None));
         Ok(Self {
             backend,
             shared,

@@ -7,11 +7,11 @@
 //! alone and 13-15 ms beside 32 streams). `NONLOCAL_ENGINE_NICE` (a niceness, -20 to 19) asks
 //! the kernel to run these threads at that niceness instead of the process's; a niceness below
 //! the process's needs the privilege to raise priorities (CAP_SYS_NICE, root, or an
-//! RLIMIT_NICE that allows it), without which the threads keep the process's priority and a
-//! debug line says why.
+//! RLIMIT_NICE that allows it), without which the threads keep the process's priority and the
+//! engine reports why ([`super::SharedEngine::thread_priority`]; the element logs it).
 
 /// The niceness `NONLOCAL_ENGINE_NICE` asks for, if it is a number.
-pub(crate) fn engine_nice() -> Option<i32> {
+fn engine_nice() -> Option<i32> {
     nice_from(std::env::var("NONLOCAL_ENGINE_NICE").ok().as_deref())
 }
 
