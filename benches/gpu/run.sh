@@ -556,14 +556,15 @@ clips_ab() {
 # The engine's threads at a higher priority than the pipelines' (NONLOCAL_ENGINE_NICE, needs
 # root or CAP_SYS_NICE), more lanes and CUDA graphs, alone and together: this build, the engine
 # at batch 8 and the element at 32 and 64 I3D streams per variant (PRIO_RUNS, variant_env's
-# words), PRIO_ROUNDS rounds of them all (default 2); prio-table: element/engine per row.
+# words), PRIO_ROUNDS rounds of them all (default 2; PRIO_ROUND_LIST names them instead, e.g. "2"
+# for a second round in a later machine session); prio-table: element/engine per row.
 PRIO_RUNS=${PRIO_RUNS:-base graph nice nice+graph 3lanes+graph nice+3lanes+graph}
 prio_ab() {
   steps_env
   compile_settings || return
   local m=i3d-r50-nl-u8-stacked f round run env
   f=$(compile_model "$m") || return
-  for round in $(seq 1 "${PRIO_ROUNDS:-2}"); do
+  for round in ${PRIO_ROUND_LIST:-$(seq 1 "${PRIO_ROUNDS:-2}")}; do
     for run in $PRIO_RUNS; do
       env=$(variant_env "$run") || { echo "rc=2 $run: unknown variant" >> "$OUT/prio.txt"; continue; }
       # shellcheck disable=SC2086
