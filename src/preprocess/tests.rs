@@ -727,67 +727,41 @@ fn pack_literal_landscape_center() {
     );
 }
 
+/// Where each crop position cuts, in both layouts: along the long side (landscape: x, portrait:
+/// y) and along the width for square frames, the other axis centred.
 #[test]
-fn pack_positions_landscape() {
-    // 6x4, crop 2: y centred at 1; x = 0 / 2 / 4.
-    for (pos, x0) in [
-        (CropPosition::Start, 0),
-        (CropPosition::Center, 2),
-        (CropPosition::End, 4),
-    ] {
+fn pack_positions() {
+    use CropPosition::{Center, End, Start};
+    // (width, height, crop, position, x0, y0)
+    let cases = [
+        // 6x4, crop 2: y centred at 1; x = 0 / 2 / 4.
+        (6, 4, 2, Start, 0, 1),
+        (6, 4, 2, Center, 2, 1),
+        (6, 4, 2, End, 4, 1),
+        // 4x6, crop 2: x centred at 1; y = 0 / 2 / 4.
+        (4, 6, 2, Start, 1, 0),
+        (4, 6, 2, Center, 1, 2),
+        (4, 6, 2, End, 1, 4),
+        // 5x5, crop 2: y centred at 1; x = 0 / 1 / 3.
+        (5, 5, 2, Start, 0, 1),
+        (5, 5, 2, Center, 1, 1),
+        (5, 5, 2, End, 3, 1),
+        // Crop as large as the short side.
+        (6, 4, 4, End, 2, 0),
+    ];
+    for (width, height, crop, pos, x0, y0) in cases {
+        let case = format!("{width}x{height}, crop {crop}, {pos:?}");
         assert_eq!(
-            pack_u8(6, 4, 2, pos, Layout::Ncthw),
-            expected_ncthw(x0, 1, 2, 2),
-            "{pos:?}"
+            pack_u8(width, height, crop, pos, Layout::Ncthw),
+            expected_ncthw(x0, y0, crop as usize, 2),
+            "{case}"
         );
         assert_eq!(
-            pack_u8(6, 4, 2, pos, Layout::Nthwc),
-            expected_nthwc(x0, 1, 2, 2),
-            "{pos:?}"
+            pack_u8(width, height, crop, pos, Layout::Nthwc),
+            expected_nthwc(x0, y0, crop as usize, 2),
+            "{case}"
         );
     }
-}
-
-#[test]
-fn pack_positions_portrait() {
-    // 4x6, crop 2: x centred at 1; y = 0 / 2 / 4.
-    for (pos, y0) in [
-        (CropPosition::Start, 0),
-        (CropPosition::Center, 2),
-        (CropPosition::End, 4),
-    ] {
-        assert_eq!(
-            pack_u8(4, 6, 2, pos, Layout::Ncthw),
-            expected_ncthw(1, y0, 2, 2),
-            "{pos:?}"
-        );
-        assert_eq!(
-            pack_u8(4, 6, 2, pos, Layout::Nthwc),
-            expected_nthwc(1, y0, 2, 2),
-            "{pos:?}"
-        );
-    }
-}
-
-#[test]
-fn pack_positions_square_follow_width() {
-    // 5x5, crop 2: y centred at 1; x = 0 / 1 / 3.
-    for (pos, x0) in [
-        (CropPosition::Start, 0),
-        (CropPosition::Center, 1),
-        (CropPosition::End, 3),
-    ] {
-        assert_eq!(
-            pack_u8(5, 5, 2, pos, Layout::Ncthw),
-            expected_ncthw(x0, 1, 2, 2),
-            "{pos:?}"
-        );
-    }
-    // Crop as large as the short side: 6x4 crop 4 at End -> x0 = 2, y0 = 0.
-    assert_eq!(
-        pack_u8(6, 4, 4, CropPosition::End, Layout::Nthwc),
-        expected_nthwc(2, 0, 4, 2)
-    );
 }
 
 fn one_pixel(rgb: [u8; 3]) -> ScaledFrame {
