@@ -70,6 +70,8 @@ pub struct LocalBackend {
     pub fallback_reason: Option<String>,
     /// Under CUDA, where clip buffers are lent from (see [`Backend::clip_buffer`]).
     page_locked: Option<PageLocked>,
+    /// Under CUDA, whether its sessions run CUDA graphs.
+    graphs: bool,
 }
 
 impl LocalBackend {
@@ -93,6 +95,7 @@ impl LocalBackend {
             device,
             gpu_mem_limit_mib,
             fused: true.into(),
+            graphs: cuda_graphs(),
         };
         let (session, provider, fallback_reason) = source.session(choice)?;
         let model = model_info(&session, &shown)?;
@@ -122,6 +125,7 @@ impl LocalBackend {
             device,
             fallback_reason,
             page_locked,
+            graphs: cuda.is_some() && source.graphs,
         })
     }
 
@@ -229,7 +233,7 @@ impl Backend for LocalBackend {
     fn warm_up_runs(&self) -> usize {
         match self.provider {
             Provider::Cpu => 0,
-            Provider::Cuda if cuda_graphs() => 3,
+            Provider::Cuda if self.graphs => 3,
             Provider::Cuda => 1,
         }
     }

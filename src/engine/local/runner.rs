@@ -12,7 +12,7 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::Session;
 use ort::value::PrimitiveTensorElementType;
 
-use super::cuda::{capture_hold, count_graph_run, cuda_graphs, is_fusion_failure, GraphRuns};
+use super::cuda::{capture_hold, count_graph_run, is_fusion_failure, GraphRuns};
 use super::cudart::CopyStream;
 use super::session::SessionSource;
 use super::staging::{staging_for, upload, Place, Staging};
@@ -126,7 +126,7 @@ impl Runner {
         items: &[&[T]],
         lent: bool,
     ) -> Result<Vec<Vec<f32>>, EngineError> {
-        let _hold = (self.source.is_some() && cuda_graphs()).then(|| {
+        let _hold = self.source.as_ref().is_some_and(|s| s.graphs).then(|| {
             let batch = shape.first().copied().unwrap_or(1);
             capture_hold(count_graph_run(&mut self.graph_runs, batch))
         });
@@ -199,7 +199,7 @@ impl Runner {
         let place = match source {
             Some(s) => Place::Cuda {
                 device: s.device,
-                graphs: cuda_graphs(),
+                graphs: s.graphs,
             },
             None => Place::Cpu,
         };

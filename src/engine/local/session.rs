@@ -9,7 +9,7 @@ use ort::ep::ExecutionProvider as _;
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
-use super::cuda::{cuda_graphs, cuda_options, is_out_of_memory};
+use super::cuda::{cuda_options, is_out_of_memory};
 use super::{Provider, ProviderChoice};
 use crate::config::{InputType, ModelIo, ModelMetadata};
 use crate::engine::{EngineError, ModelInfo};
@@ -23,6 +23,9 @@ pub(super) struct SessionSource {
     pub(super) gpu_mem_limit_mib: u32,
     /// Whether CUDA sessions fuse convolution and bias (cleared when cuDNN refuses one).
     pub(super) fused: std::sync::atomic::AtomicBool,
+    /// Whether CUDA sessions capture and replay CUDA graphs (NONLOCAL_CUDA_GRAPH, read once when
+    /// the model is opened, so that every session and run of it agree).
+    pub(super) graphs: bool,
 }
 
 impl SessionSource {
@@ -47,7 +50,7 @@ impl SessionSource {
             if self.gpu_mem_limit_mib > 0 {
                 cuda = cuda.with_memory_limit(self.gpu_mem_limit_mib as usize * 1024 * 1024);
             }
-            if cuda_graphs() {
+            if self.graphs {
                 cuda = cuda.with_cuda_graph(true);
             }
             for (key, value) in cuda_options(self.fused.load(Ordering::Relaxed)) {
