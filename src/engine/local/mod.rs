@@ -70,7 +70,7 @@ pub struct LocalBackend {
     pub fallback_reason: Option<String>,
     /// Under CUDA, where clip buffers are lent from (see [`Backend::clip_buffer`]).
     page_locked: Option<PageLocked>,
-    /// Under CUDA, whether its sessions run CUDA graphs.
+    /// Whether its CUDA sessions run CUDA graphs (the sessions' [`SessionSource::graphs`]).
     graphs: bool,
 }
 
@@ -125,7 +125,7 @@ impl LocalBackend {
             device,
             fallback_reason,
             page_locked,
-            graphs: cuda.is_some() && source.graphs,
+            graphs: source.graphs,
         })
     }
 
