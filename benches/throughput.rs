@@ -92,6 +92,10 @@ struct Args {
     /// Batches in flight to the servers (the element's `server-requests`)
     #[arg(long, default_value_t = 4)]
     server_requests: u32,
+    /// The element's `resample`: element (frames scaled on the streaming threads) or engine
+    /// (the centre crop's source pixels resampled a batch at a time on the model's device)
+    #[arg(long, default_value = "element")]
+    resample: String,
     /// Append one JSON object per measurement to this file
     #[arg(long)]
     json: Option<String>,
@@ -411,6 +415,7 @@ fn main() -> anyhow::Result<()> {
     }
     println!("date    : {date}");
     println!("devices : {devices:?}");
+    println!("resample: {} (the element's)", args.resample);
     println!(
         "model   : {} ({name}: {} frames every {}, {}² crops, {:?} {:?}, provider {}{})",
         args.model,
@@ -556,12 +561,13 @@ fn main() -> anyhow::Result<()> {
             );
         }
         format!(
-            "nonlocalclassify model=\"{}\" execution-provider={} device-id={} max-batch={} batch-timeout={} {extra}",
+            "nonlocalclassify model=\"{}\" execution-provider={} device-id={} max-batch={} batch-timeout={} resample={} {extra}",
             args.model,
             args.provider,
             devices[i as usize % devices.len()],
             args.max_batch,
-            args.batch_timeout
+            args.batch_timeout,
+            args.resample
         )
     };
     // Non-live pipelines: as fast as they go, nothing dropped.
@@ -629,7 +635,7 @@ fn main() -> anyhow::Result<()> {
             "latency_ms_p99": percentile(&run.latencies_ms, 0.99), "mean_batch": mean_batch,
             "engine_busy": busy, "source_clips_per_s": source, "gpu_mib": mem,
             "max_batch": args.max_batch, "size": args.size, "format": args.format,
-            "pattern": args.pattern}),
+            "pattern": args.pattern, "resample": args.resample}),
         )?;
     }
 

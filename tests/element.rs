@@ -648,3 +648,83 @@ fn random_weights_warn_that_labels_mean_nothing() {
         out.warnings
     );
 }
+
+/// A frame whose every channel changes along both axes, so that a crop off by a pixel or
+/// resampled at another scale gives other spatial means.
+fn gradient_rgb(w: usize, h: usize, n: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let r = (x * 255 / w) as u8;
+            let g = (y * 255 / h) as u8;
+            let b = ((x * x + 3 * y + n as usize) % 256) as u8;
+            v.extend_from_slice(&[r, g, b]);
+        }
+    }
+    v
+}
+
+#[test]
+fn resampling_in_the_engine_gives_the_elements_crops() {
+    // probe_u8: 4 frames of 8 × 8 from a short side of 8 (channels first); frames already at the
+    // scale size, enlarged (12 × 6 → 16 × 8) and reduced (40 × 20 → 16 × 8, antialiased).
+    // Reductions differ a little more (the antialiasing filter is sized by the span's
+    // reduction, see src/engine/local/resample.rs), most on frames this small.
+    for (w, h, within) in [
+        (16usize, 8usize, 0.01),
+        (12, 6, 0.6),
+        (40, 20, 1.5),
+        (4, 10, 0.6),
+    ] {
+        let run = |resample: &str| {
+            let out = run_frames(
+                &caps("RGB", w as i32, h as i32),
+                &[
+                    ("model", v(model("probe_u8.onnx"))),
+                    all12(),
+                    ("resample", v(resample)),
+                ],
+                16,
+                |n| gradient_rgb(w, h, n),
+            );
+            assert!(
+                out.errors.is_empty(),
+                "{w}x{h} {resample}: {:?}",
+                out.errors
+            );
+            assert_eq!(out.results.len(), 2, "{w}x{h} {resample}");
+            (0..2).map(|k| out.scores(k)).collect::<Vec<_>>()
+        };
+        let (element, engine) = (run("element"), run("engine"));
+        for (k, (a, b)) in element.iter().zip(&engine).enumerate() {
+            for (label, want) in a {
+                let got = b[label];
+                assert!(
+                    (got - want).abs() <= within,
+                    "{w}x{h}, clip {k}, {label}: engine {got}, element {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn resampling_in_the_engine_says_what_it_needs() {
+    for (model_file, extra, needs) in [
+        ("probe_u8.onnx", Some(("crops", "three")), "crops=center"),
+        ("probe.onnx", None, "uint8 input"),
+    ] {
+        let mut props = vec![("model", v(model(model_file))), ("resample", v("engine"))];
+        if let Some((name, nick)) = extra {
+            props.push((name, v(nick)));
+        }
+        let out = run_frames(&caps("RGB", 16, 8), &props, 8, probe_rgb);
+        assert!(
+            out.errors
+                .iter()
+                .any(|e| e.contains("resample=engine") && e.contains(needs)),
+            "{model_file}: {:?}",
+            out.errors
+        );
+    }
+}

@@ -212,3 +212,72 @@ fn refused_fusion_reopens_the_sessions_unfused() {
         &cpu.run(shape1, &one).unwrap(),
     );
 }
+
+/// Clips sent as source spans (resample=engine), resampled on the card, score as the CPU scores
+/// the same spans resampled by the same graph on the CPU: enlarged and reduced frames, three
+/// clips of different content in a padded batch.
+#[test]
+#[ignore = "needs a CUDA card: cargo test --test gpu -- --ignored"]
+fn spans_resampled_on_the_card_agree_with_the_cpu() {
+    use gstnonlocal::engine::SpanClips;
+    use gstnonlocal::preprocess::{FrameView, PixelFormat, Scaler, YuvMatrix, YuvRange};
+    init();
+    for path in gpu_models() {
+        let path = std::path::Path::new(&path);
+        let (cuda, cpu, config) = cuda_and_cpu(path);
+        if config.input_type != InputType::U8 {
+            continue;
+        }
+        assert!(cuda.resamples() && cpu.resamples(), "{}", path.display());
+        let s = config.scale_size;
+        for (w, h) in [(s * 4 / 3 * 15 / 16, s * 15 / 16), (s * 5 / 2, s * 2)] {
+            let (w, h) = (w.max(1) & !3, h.max(1));
+            let mut scaler = Scaler::new();
+            let mut data = Vec::new();
+            let mut geometry = None;
+            let n = 3usize;
+            for k in 0..n * config.clip_length as usize {
+                let rgb: Vec<u8> = (0..(w * h * 3) as usize)
+                    .map(|i| ((i.wrapping_mul(2654435761) >> 7).wrapping_add(k * 37) % 256) as u8)
+                    .collect();
+                let view = FrameView {
+                    format: PixelFormat::Rgb,
+                    width: w,
+                    height: h,
+                    planes: [&rgb, &[], &[]],
+                    strides: [w as usize * 3, 0, 0],
+                    matrix: YuvMatrix::Bt601,
+                    range: YuvRange::Limited,
+                };
+                let (span, g) = scaler.centre_span(&view, s, config.crop_size).unwrap();
+                data.extend_from_slice(&span.data);
+                geometry = Some(g);
+            }
+            let what = SpanClips {
+                span: geometry.unwrap(),
+                frames: config.clip_length as usize,
+                layout: config.layout,
+            };
+            let shape = config.input_shape(1);
+            let a = cuda
+                .submit_spans(shape, what, n, Batch::U8(data.clone().into()))
+                .recv()
+                .unwrap()
+                .unwrap();
+            let b = cpu
+                .submit_spans(shape, what, n, Batch::U8(data.into()))
+                .recv()
+                .unwrap()
+                .unwrap();
+            assert_eq!(a.len(), n);
+            assert_agree(path, &a, &b);
+            if b.windows(2).all(|w| w[0] != w[1]) {
+                assert!(a.windows(2).all(|w| w[0] != w[1]), "{}", path.display());
+            }
+            println!(
+                "{}: {n} clips of {w}x{h} spans resampled on the card agree with the CPU",
+                path.file_name().unwrap().to_string_lossy()
+            );
+        }
+    }
+}

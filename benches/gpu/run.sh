@@ -424,10 +424,19 @@ variant_env() {
       3lanes|4lanes) env="$env NONLOCAL_CUDA_LANES=${word%lanes}" ;;
       nice) env="$env NONLOCAL_ENGINE_NICE=${PRIO_NICE:--10}" ;;
       nchw) env="$env NONLOCAL_CUDA_OPTIONS=prefer_nhwc=0" ;;
+      resample) ;; # the element's resample=engine: a bench argument (resample_arg), no variable
       *) return 1 ;;
     esac
   done
   echo "$env"
+}
+
+# The bench's --resample for a variant: engine when one of its words is `resample` (nothing
+# otherwise, so that builds before the argument run the other variants).
+resample_arg() {
+  case "+$1+" in
+    *+resample+*) echo "--resample engine" ;;
+  esac
 }
 
 steps_env() {
@@ -559,7 +568,8 @@ clips_ab() {
 # words), PRIO_ROUNDS rounds of them all (default 2; PRIO_ROUND_LIST names them instead, e.g. "2"
 # for a second round in a later machine session); prio-table: element/engine per row. A run
 # written old:VARIANT runs the bench in $BIN_OLD instead (a bench registers its own element), so
-# that two builds alternate in one run; its rows are named old-VARIANT.
+# that two builds alternate in one run; its rows are named old-VARIANT. The word `resample` runs
+# the element with resample=engine (the centre crop's source pixels resampled on the card).
 PRIO_RUNS=${PRIO_RUNS:-base graph nice nice+graph 3lanes+graph nice+3lanes+graph}
 prio_ab() {
   steps_env
@@ -578,7 +588,7 @@ prio_ab() {
       # shellcheck disable=SC2086
       env $env timeout 200 "$dir/throughput" --provider cuda --json "$OUT/prio.jsonl" \
         --model "$f" --name "$m-$build$run-r$round" --batches 8 --streams 32,64 --clips 1024 \
-        >> "$OUT/prio.txt" 2>&1
+        $(resample_arg "$run") >> "$OUT/prio.txt" 2>&1
       echo "rc=$? $m $build$run round $round:${env:- defaults}" >> "$OUT/prio.txt"
     done
   done

@@ -10,6 +10,7 @@ use std::any::Any;
 use std::time::Duration;
 
 use crate::config::{InputType, ModelIo, ModelMetadata};
+use crate::preprocess::{CentreSpan, Layout};
 
 use super::{Batch, EngineError, Items};
 
@@ -72,6 +73,27 @@ pub trait Backend: Any + Send + Sync {
         0
     }
 
+    /// Whether this backend resamples clips sent as source spans itself ([`Backend::run_spans`]).
+    fn resamples(&self) -> bool {
+        false
+    }
+
+    /// Resample `items` (each a clip of `what.frames` uint8 RGB source spans, see [`SpanClips`])
+    /// into the model's input items and run them as one batch shaped `shape`, as
+    /// [`Backend::run`] does. By default: not supported (see [`Backend::resamples`]).
+    fn run_spans(
+        &self,
+        _lane: Option<usize>,
+        _shape: [i64; 5],
+        _what: &SpanClips,
+        _items: &[&[u8]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        Err(EngineError::Inference(format!(
+            "the {} backend does not resample clips itself",
+            self.describe()
+        )))
+    }
+
     /// A zeroed buffer of `len` values of `ty` for clips to be packed into, in memory this
     /// backend reads fastest (page-locked host memory under CUDA); None (the default): an
     /// ordinary vector will do.
@@ -82,6 +104,23 @@ pub trait Backend: Any + Send + Sync {
     /// Where this backend's runs have spent their time so far (zeros when it does not measure).
     fn run_times(&self) -> RunTimes {
         RunTimes::default()
+    }
+}
+
+/// Clips sent as the source pixels of their centre crops, for the backend to resample (see
+/// [`Backend::run_spans`]): each clip is `frames` tightly packed RGB spans of `span.width ×
+/// span.height` pixels, to become one `span.crop`² item of the model's input in `layout`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpanClips {
+    pub span: CentreSpan,
+    pub frames: usize,
+    pub layout: Layout,
+}
+
+impl SpanClips {
+    /// Bytes of one clip's spans.
+    pub fn clip_len(&self) -> usize {
+        self.span.width as usize * self.span.height as usize * 3 * self.frames
     }
 }
 

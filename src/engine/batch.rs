@@ -242,6 +242,13 @@ impl Items<'_> {
 pub(crate) trait ClipElement: Copy + Send + Sync + 'static {
     fn of(batch: &Batch) -> Option<&[Self]>;
     fn items<'a>(items: &'a [&'a [Self]]) -> Items<'a>;
+    /// The clips as bytes: uint8 clips only (source spans, see `crate::engine::SpanClips`).
+    fn bytes<'a>(items: &'a [&'a [Self]]) -> Result<&'a [&'a [u8]], crate::engine::EngineError> {
+        let _ = items;
+        Err(crate::engine::EngineError::Inference(
+            "source spans must be uint8".into(),
+        ))
+    }
 }
 
 impl ClipElement for f32 {
@@ -277,6 +284,9 @@ impl ClipElement for u8 {
     }
     fn items<'a>(items: &'a [&'a [u8]]) -> Items<'a> {
         Items::U8(items)
+    }
+    fn bytes<'a>(items: &'a [&'a [u8]]) -> Result<&'a [&'a [u8]], crate::engine::EngineError> {
+        Ok(items)
     }
 }
 

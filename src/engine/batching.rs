@@ -16,7 +16,7 @@ use half::f16;
 use crate::config::InputType;
 
 use super::batch::ClipElement;
-use super::{Backend, Batch, EngineError, ModelInfo, RunTimes};
+use super::{Backend, Batch, EngineError, ModelInfo, RunTimes, SpanClips};
 
 /// Batching parameters of a shared engine: the largest `max-batch` and the smallest
 /// `batch-timeout` any of its users asked for.
@@ -65,6 +65,9 @@ pub type Scores = Receiver<Result<Vec<Vec<f32>>, String>>;
 struct Request {
     /// Shape of one item (batch dimension 1); only requests of one shape share a batch.
     shape: [i64; 5],
+    /// Clips sent as source spans for the backend to resample (only requests of equal spans
+    /// share a batch); None: packed model input items.
+    spans: Option<SpanClips>,
     items: usize,
     data: Batch,
     reply: SyncSender<Result<Vec<Vec<f32>>, String>>,
@@ -335,10 +338,38 @@ impl SharedEngine {
     /// Submit `items` clip tensors shaped `shape` (batch dimension ignored) concatenated in
     /// `data`; the receiver gets their scores.
     pub fn submit(&self, shape: [i64; 5], items: usize, data: Batch) -> Scores {
+        self.submit_request(shape, None, items, data)
+    }
+
+    /// Whether the backend resamples clips sent as source spans ([`SharedEngine::submit_spans`]).
+    pub fn resamples(&self) -> bool {
+        self.backend.resamples()
+    }
+
+    /// Submit `items` clips sent as source spans (`what`; concatenated uint8 in `data`) for the
+    /// backend to resample into items of the model input shaped `shape`.
+    pub fn submit_spans(
+        &self,
+        shape: [i64; 5],
+        what: SpanClips,
+        items: usize,
+        data: Batch,
+    ) -> Scores {
+        self.submit_request(shape, Some(what), items, data)
+    }
+
+    fn submit_request(
+        &self,
+        shape: [i64; 5],
+        spans: Option<SpanClips>,
+        items: usize,
+        data: Batch,
+    ) -> Scores {
         let (reply, rx) = sync_channel(1);
         let mut q = lock_queue(&self.shared);
         q.requests.push_back(Request {
             shape,
+            spans,
             items,
             data,
             reply,
@@ -382,6 +413,7 @@ fn batch_loop(backend: &dyn Backend, shared: &BatchShared, lane: usize) {
                 while let Some(next) = q.requests.front() {
                     let fits = taken.first().is_none_or(|first| {
                         first.shape[1..] == next.shape[1..]
+                            && first.spans == next.spans
                             && items + next.items <= batching.max_batch
                     });
                     if !fits {
@@ -455,10 +487,13 @@ fn run_requests(
     let Some(first) = requests.first() else {
         return Ok(Vec::new());
     };
+    if let Some(what) = first.spans {
+        return run_typed::<u8>(backend, requests, stats, lane, Some(&what));
+    }
     match first.data.input_type() {
-        InputType::F32 => run_typed::<f32>(backend, requests, stats, lane),
-        InputType::F16 => run_typed::<f16>(backend, requests, stats, lane),
-        InputType::U8 => run_typed::<u8>(backend, requests, stats, lane),
+        InputType::F32 => run_typed::<f32>(backend, requests, stats, lane, None),
+        InputType::F16 => run_typed::<f16>(backend, requests, stats, lane, None),
+        InputType::U8 => run_typed::<u8>(backend, requests, stats, lane, None),
     }
 }
 
@@ -467,6 +502,7 @@ fn run_typed<T: ClipElement>(
     requests: &[Request],
     stats: &BatchShared,
     lane: usize,
+    spans: Option<&SpanClips>,
 ) -> Result<Vec<Vec<f32>>, EngineError> {
     // Every clip item of every request, as a slice of the request's own buffer: the only copy
     // is the backend's, into its input.
@@ -490,7 +526,10 @@ fn run_typed<T: ClipElement>(
     let mut scores = Vec::with_capacity(items.len());
     for chunk in items.chunks(step) {
         let started = Instant::now();
-        scores.extend(backend.run(Some(lane), shape, T::items(chunk))?);
+        scores.extend(match spans {
+            Some(what) => backend.run_spans(Some(lane), shape, what, T::bytes(chunk)?)?,
+            None => backend.run(Some(lane), shape, T::items(chunk))?,
+        });
         stats.runs.fetch_add(1, Ordering::Relaxed);
         stats.items.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         stats

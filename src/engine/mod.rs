@@ -23,7 +23,7 @@ mod priority;
 mod registry;
 pub mod remote;
 
-pub use backend::{Backend, ModelInfo, RunTimes};
+pub use backend::{Backend, ModelInfo, RunTimes, SpanClips};
 pub use batch::{Batch, Clips, Items};
 pub use batching::{Batching, EngineProfile, Scores, SharedEngine};
 pub use error::EngineError;

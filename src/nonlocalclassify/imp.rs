@@ -21,7 +21,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::worker::{lock, worker_loop, Job, Post, Queue, Shared, WorkerConfig};
-use super::{Crops, ExecutionProvider};
+use super::{Crops, ExecutionProvider, Resample};
 #[cfg(feature = "analytics")]
 use crate::analytics::{self, AnalyticsMeta, Carrier};
 use crate::config::{ClipConfig, Overrides};
@@ -30,7 +30,7 @@ use crate::engine::{Batching, LocalBackend, ProviderChoice, SharedEngine};
 use crate::labels;
 use crate::meta::NonLocalClassifyMeta;
 use crate::preprocess::{
-    CropPosition, FrameView, PixelFormat, ScaledFrame, Scaler, YuvMatrix, YuvRange,
+    CentreSpan, CropPosition, FrameView, PixelFormat, ScaledFrame, Scaler, YuvMatrix, YuvRange,
 };
 use crate::results::{ClipResult, Smoother, Summary, MESSAGE_NAME};
 use crate::sampling::{Clip, ClipSampler, FrameTiming, Sampling};
@@ -79,6 +79,7 @@ struct Settings {
     clip_stride: u32,
     top_k: u32,
     crops: Crops,
+    resample: Resample,
     smoothing: u32,
     execution_provider: ExecutionProvider,
     device_id: i32,
@@ -115,6 +116,7 @@ impl Default for Settings {
             clip_stride: 0,
             top_k: DEFAULT_TOP_K,
             crops: Crops::Center,
+            resample: Resample::Element,
             smoothing: DEFAULT_SMOOTHING,
             execution_provider: ExecutionProvider::Auto,
             device_id: DEFAULT_DEVICE_ID,
@@ -188,6 +190,10 @@ struct State {
     scale_size: u32,
     /// With the centre crop alone, only that square of each frame is scaled (`scale_centre`).
     centre_crop: Option<u32>,
+    /// resample=engine: frames are kept as the source pixels of their centre crop
+    /// (`centre_span`), for the engine to resample; the stream's span geometry once known.
+    engine_resample: bool,
+    span: Option<CentreSpan>,
     live: Option<bool>,
     max_pending: usize,
     shared: Arc<Shared>,
@@ -438,7 +444,9 @@ impl NonLocalClassify {
         }
     }
 
-    fn make_job(&self, clip: Clip<ScaledFrame>, shared: &Shared) -> Job {
+    /// A clip's job; `span`: the geometry of its frames when they are source spans the engine
+    /// resamples (resample=engine).
+    fn make_job(&self, clip: Clip<ScaledFrame>, span: Option<CentreSpan>, shared: &Shared) -> Job {
         let segment = self.obj().segment();
         let (stream_time, running_time) =
             match (clip.timestamp, segment.downcast_ref::<gst::ClockTime>()) {
@@ -453,6 +461,7 @@ impl NonLocalClassify {
             };
         Job {
             clip,
+            span,
             generation: lock(&shared.queue).generation,
             stream_time,
             running_time,
@@ -547,6 +556,11 @@ impl ObjectImpl for NonLocalClassify {
                 glib::ParamSpecEnum::builder_with_default("crops", Crops::Center)
                     .nick("Crops")
                     .blurb("Crops per clip: center, or three along the long side with scores averaged")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("resample", Resample::Element)
+                    .nick("Resample")
+                    .blurb("Where sampled frames are resampled to the crop: element (on the streaming thread) or engine (a batch at a time on the model's device; crops=center and a uint8 model run in this process)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("smoothing")
@@ -706,6 +720,7 @@ impl ObjectImpl for NonLocalClassify {
             "clip-stride" => s.clip_stride = value.get().unwrap_or_default(),
             "top-k" => s.top_k = value.get().unwrap_or(DEFAULT_TOP_K),
             "crops" => s.crops = value.get().unwrap_or_default(),
+            "resample" => s.resample = value.get().unwrap_or_default(),
             "smoothing" => s.smoothing = value.get().unwrap_or(DEFAULT_SMOOTHING),
             "execution-provider" => s.execution_provider = value.get().unwrap_or_default(),
             "device-id" => s.device_id = value.get().unwrap_or(DEFAULT_DEVICE_ID),
@@ -756,6 +771,7 @@ impl ObjectImpl for NonLocalClassify {
             "clip-stride" => s.clip_stride.to_value(),
             "top-k" => s.top_k.to_value(),
             "crops" => s.crops.to_value(),
+            "resample" => s.resample.to_value(),
             "smoothing" => s.smoothing.to_value(),
             "execution-provider" => s.execution_provider.to_value(),
             "device-id" => s.device_id.to_value(),
@@ -860,6 +876,19 @@ impl BaseTransformImpl for NonLocalClassify {
             ));
         };
         let config = &loaded.config;
+        let engine_resample = settings.resample == Resample::Engine;
+        if engine_resample && settings.crops != Crops::Center {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("resample=engine takes the centre crop only, not crops=three: set crops=center or resample=element")
+            ));
+        }
+        if engine_resample && !loaded.engine.resamples() {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("resample=engine needs a model with uint8 input run in this process ({} on {} is not): set resample=element", loaded.engine.name, loaded.engine.describe())
+            ));
+        }
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             cond: Condvar::new(),
@@ -913,6 +942,8 @@ impl BaseTransformImpl for NonLocalClassify {
             scaler: Scaler::new(),
             scale_size: config.scale_size,
             centre_crop: (settings.crops == Crops::Center).then_some(config.crop_size),
+            engine_resample,
+            span: None,
             live: None,
             max_pending: settings.max_pending.max(1) as usize,
             shared,
@@ -1071,6 +1102,13 @@ impl BaseTransformImpl for NonLocalClassify {
                 gst::FlowError::NotNegotiated
             })?;
             let scaled = match state.centre_crop {
+                Some(crop) if state.engine_resample => state
+                    .scaler
+                    .centre_span(&view, state.scale_size, crop)
+                    .map(|(span, geometry)| {
+                        state.span = Some(geometry);
+                        span
+                    }),
                 Some(crop) => state.scaler.scale_centre(&view, state.scale_size, crop),
                 None => state.scaler.scale(&view, state.scale_size),
             };
@@ -1093,9 +1131,10 @@ impl BaseTransformImpl for NonLocalClassify {
         let clips = state.sampler.push(frame, timing);
         let live = state.live.unwrap_or(false);
         let max = state.max_pending;
+        let span = state.span;
         drop(guard);
         for clip in clips {
-            let job = self.make_job(clip, &shared);
+            let job = self.make_job(clip, span, &shared);
             Self::enqueue(&shared, job, live, max)?;
         }
         Ok(gst::FlowSuccess::Ok)
@@ -1106,17 +1145,17 @@ impl NonLocalClassify {
     /// EOS: complete or drop the clip in progress, wait for every result, post the summary.
     /// Returns false when a flush interrupted it.
     fn finish_stream(&self, shared: &Arc<Shared>) -> bool {
-        let (clips, frames, sampling) = match lock(&self.state).as_mut() {
+        let (clips, frames, sampling, span) = match lock(&self.state).as_mut() {
             Some(state) => {
                 // Model frames: decoded frames, or sampling instants when sampling by time.
                 let (frames, sampling) = (state.sampler.covered(), state.sampler.sampling());
-                (state.sampler.finish(), frames, sampling)
+                (state.sampler.finish(), frames, sampling, state.span)
             }
             None => return true,
         };
         let max = lock(&self.state).as_ref().map_or(1, |s| s.max_pending);
         for clip in clips {
-            let job = self.make_job(clip, shared);
+            let job = self.make_job(clip, span, shared);
             // Never drop at EOS, live or not: every pending result is posted before EOS.
             if Self::enqueue(shared, job, false, max).is_err() {
                 return false;

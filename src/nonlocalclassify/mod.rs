@@ -52,6 +52,24 @@ pub enum Crops {
     Three = 1,
 }
 
+/// Where the sampled frames are resampled to the model's crop.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstNonLocalClassifyResample")]
+pub enum Resample {
+    #[default]
+    #[enum_value(
+        name = "Element: each sampled frame is scaled on the streaming thread",
+        nick = "element"
+    )]
+    Element = 0,
+    #[enum_value(
+        name = "Engine: the pixels the centre crop reads go to the engine, which resamples a whole batch on the model's device (crops=center, a uint8 model run in this process)",
+        nick = "engine"
+    )]
+    Engine = 1,
+}
+
 /// Where inference runs.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
 #[repr(u32)]
@@ -71,6 +89,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     {
         Crops::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
         ExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+        Resample::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
         #[cfg(feature = "analytics")]
         crate::analytics::AnalyticsMeta::static_type()
             .mark_as_plugin_api(gst::PluginAPIFlags::empty());

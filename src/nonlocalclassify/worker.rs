@@ -14,8 +14,8 @@ use gst::subclass::prelude::*;
 use super::imp::CAT;
 use crate::config::ClipConfig;
 use crate::engine::remote::model::is_lost;
-use crate::engine::{Batch, Scores, SharedEngine};
-use crate::preprocess::{pack_clip, CropPosition, ScaledFrame, TensorElement};
+use crate::engine::{Batch, Scores, SharedEngine, SpanClips};
+use crate::preprocess::{pack_clip, CentreSpan, CropPosition, ScaledFrame, TensorElement};
 use crate::results::{clip_scores, ClipResult, Smoother, Summary, MESSAGE_NAME};
 use crate::sampling::Clip;
 use crate::segments::{self, Segmenter};
@@ -23,6 +23,8 @@ use crate::segments::{self, Segmenter};
 /// A clip on its way to the worker.
 pub(super) struct Job {
     pub(super) clip: Clip<ScaledFrame>,
+    /// The clip's frames are source spans of this geometry, for the engine to resample.
+    pub(super) span: Option<CentreSpan>,
     pub(super) generation: u64,
     pub(super) stream_time: Option<u64>,
     pub(super) running_time: Option<u64>,
@@ -96,8 +98,38 @@ pub(super) fn pack_crops<T: TensorElement>(
 }
 
 /// Pack a clip's crops (into a buffer the engine recycles) and hand them to its batcher.
-pub(super) fn submit(cfg: &WorkerConfig, clip: &Clip<ScaledFrame>) -> Result<Scores, String> {
+pub(super) fn submit(
+    cfg: &WorkerConfig,
+    clip: &Clip<ScaledFrame>,
+    span: Option<CentreSpan>,
+) -> Result<Scores, String> {
     let frames: Vec<&ScaledFrame> = clip.frames.iter().map(|f| f.as_ref()).collect();
+    if let Some(span) = span {
+        let what = SpanClips {
+            span,
+            frames: frames.len(),
+            layout: cfg.config.layout,
+        };
+        let mut batch = cfg.engine.buffer(what.clip_len());
+        let Batch::U8(data) = &mut batch else {
+            return Err("resample=engine needs a model with uint8 input".into());
+        };
+        for (chunk, frame) in data
+            .chunks_exact_mut(what.clip_len() / what.frames.max(1))
+            .zip(&frames)
+        {
+            if (frame.width, frame.height) != (span.width, span.height) {
+                return Err(format!(
+                    "a frame of {}x{} source pixels in a clip of {}x{} spans",
+                    frame.width, frame.height, span.width, span.height
+                ));
+            }
+            chunk.copy_from_slice(&frame.data);
+        }
+        return Ok(cfg
+            .engine
+            .submit_spans(cfg.config.input_shape(1), what, 1, batch));
+    }
     let items = cfg.crops.len();
     let mut batch = cfg.engine.buffer(cfg.config.clip_elements() * items);
     match &mut batch {
@@ -147,7 +179,7 @@ pub(super) fn worker_loop(
         let submitted: Vec<_> = jobs
             .into_iter()
             .map(|job| {
-                let rx = submit(&cfg, &job.clip);
+                let rx = submit(&cfg, &job.clip, job.span);
                 (job, rx)
             })
             .collect();

@@ -17,7 +17,7 @@ mod pack;
 mod scale;
 
 pub use pack::{pack_clip, Layout, Normalization, TensorElement};
-pub use scale::{crop_origin, CropPosition, Scaler};
+pub use scale::{crop_origin, CentreSpan, CropPosition, Scaler};
 
 #[cfg(test)]
 mod tests;

@@ -162,6 +162,102 @@ fn source_span(len: u32, out_len: u32, start: u32, count: u32) -> (usize, usize,
     (a, b, left, size.min(b as f64 - a as f64 - left))
 }
 
+/// The source pixels the centred `crop`×`crop` square of a frame scaled to a short side of
+/// `scale_size` reads (see [`Scaler::centre_span`]), and where that square's box lies in them:
+/// what a backend that resamples on its own device needs to finish the job.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CentreSpan {
+    /// The span's size in source pixels (its RGB copy is `width × height × 3` bytes).
+    pub width: u32,
+    pub height: u32,
+    /// The square's box in the span, in source pixels from the span's top-left corner: output
+    /// pixel (x, y)'s centre is at (left + (x + 0.5) · box_width / crop, top + ...).
+    pub left: f64,
+    pub top: f64,
+    pub box_width: f64,
+    pub box_height: f64,
+    /// The square's side in output pixels.
+    pub crop: u32,
+}
+
+impl CentreSpan {
+    /// Whether the square is the span itself, pixel for pixel (the frame needs no resampling).
+    pub fn is_identity(&self) -> bool {
+        let side = f64::from(self.crop);
+        (self.width, self.height) == (self.crop, self.crop)
+            && (self.left, self.top, self.box_width, self.box_height) == (0.0, 0.0, side, side)
+    }
+}
+
+/// The centred square's source rectangle and geometry (see [`CentreSpan`]), checked.
+fn centre_geometry(
+    frame: &FrameView<'_>,
+    scale_size: u32,
+    crop: u32,
+) -> Result<(Rect, CentreSpan), PreprocessError> {
+    let (width, height) = (frame.width, frame.height);
+    let (out_w, out_h) = scaled_size(width, height, scale_size)?;
+    validate_frame(frame)?;
+    if crop == 0 {
+        return Err(PreprocessError::ZeroCropSize);
+    }
+    if crop > out_w || crop > out_h {
+        return Err(PreprocessError::CropTooLarge {
+            crop,
+            index: 0,
+            width: out_w,
+            height: out_h,
+        });
+    }
+    let (cx, cy) = crop_origin(out_w, out_h, crop, CropPosition::Center);
+    let too_large = || PreprocessError::ScaledFrameTooLarge {
+        width,
+        height,
+        scale_size,
+    };
+    if (out_w, out_h) == (width, height) {
+        let square = Rect {
+            x: cx as usize,
+            y: cy as usize,
+            width: crop as usize,
+            height: crop as usize,
+        };
+        let side = f64::from(crop);
+        let span = CentreSpan {
+            width: crop,
+            height: crop,
+            left: 0.0,
+            top: 0.0,
+            box_width: side,
+            box_height: side,
+            crop,
+        };
+        return Ok((square, span));
+    }
+    let (x0, x1, left, box_width) = source_span(width, out_w, cx, crop);
+    let (y0, y1, top, box_height) = source_span(height, out_h, cy, crop);
+    let rect = Rect {
+        x: x0,
+        y: y0,
+        width: x1 - x0,
+        height: y1 - y0,
+    };
+    rect.width
+        .checked_mul(rect.height)
+        .and_then(|n| n.checked_mul(3))
+        .ok_or_else(too_large)?;
+    let span = CentreSpan {
+        width: rect.width as u32,
+        height: rect.height as u32,
+        left,
+        top,
+        box_width,
+        box_height,
+        crop,
+    };
+    Ok((rect, span))
+}
+
 impl Scaler {
     /// What [`Scaler::scale`] followed by cutting out the centred `crop`×`crop` square
     /// ([`CropPosition::Center`], as [`pack_clip`] does) gives, with only the source pixels that
@@ -175,70 +271,46 @@ impl Scaler {
         scale_size: u32,
         crop: u32,
     ) -> Result<ScaledFrame, PreprocessError> {
-        let (width, height) = (frame.width, frame.height);
-        let (out_w, out_h) = scaled_size(width, height, scale_size)?;
-        validate_frame(frame)?;
-        if crop == 0 {
-            return Err(PreprocessError::ZeroCropSize);
-        }
-        if crop > out_w || crop > out_h {
-            return Err(PreprocessError::CropTooLarge {
-                crop,
-                index: 0,
-                width: out_w,
-                height: out_h,
-            });
-        }
-        let (cx, cy) = crop_origin(out_w, out_h, crop, CropPosition::Center);
-        let too_large = || PreprocessError::ScaledFrameTooLarge {
-            width,
-            height,
-            scale_size,
-        };
+        let (rect, span) = centre_geometry(frame, scale_size, crop)?;
         let mut out = ScaledFrame {
             width: crop,
             height: crop,
-            data: vec![0; rgb_len(crop, crop).ok_or_else(too_large)?],
+            data: vec![0; rgb_len(crop, crop).unwrap_or(0)],
         };
-        if (out_w, out_h) == (width, height) {
-            let square = Rect {
-                x: cx as usize,
-                y: cy as usize,
-                width: crop as usize,
-                height: crop as usize,
-            };
-            convert_rect_to_rgb(frame, square, &mut out.data, &mut self.chroma);
+        if span.is_identity() {
+            convert_rect_to_rgb(frame, rect, &mut out.data, &mut self.chroma);
             return Ok(out);
         }
-        let (x0, x1, left, box_w) = source_span(width, out_w, cx, crop);
-        let (y0, y1, top, box_h) = source_span(height, out_h, cy, crop);
-        let span = Rect {
-            x: x0,
-            y: y0,
-            width: x1 - x0,
-            height: y1 - y0,
-        };
-        let span_len = span
-            .width
-            .checked_mul(span.height)
-            .and_then(|n| n.checked_mul(3))
-            .ok_or_else(too_large)?;
-        self.src.resize(span_len, 0);
-        convert_rect_to_rgb(frame, span, &mut self.src, &mut self.chroma);
-        let src = ImageRef::new(
-            span.width as u32,
-            span.height as u32,
-            &self.src,
-            PixelType::U8x3,
-        )
-        .map_err(resize_error)?;
+        self.src.resize(rect.width * rect.height * 3, 0);
+        convert_rect_to_rgb(frame, rect, &mut self.src, &mut self.chroma);
+        let src = ImageRef::new(span.width, span.height, &self.src, PixelType::U8x3)
+            .map_err(resize_error)?;
         let mut dst = Image::from_slice_u8(crop, crop, &mut out.data, PixelType::U8x3)
             .map_err(resize_error)?;
-        let options = bilinear().crop(left, top, box_w, box_h);
+        let options = bilinear().crop(span.left, span.top, span.box_width, span.box_height);
         self.resizer
             .resize(&src, &mut dst, &options)
             .map_err(resize_error)?;
         Ok(out)
+    }
+
+    /// The source pixels [`Scaler::scale_centre`] would resample, converted to RGB but not
+    /// resampled (a `span.width × span.height` [`ScaledFrame`]), and the [`CentreSpan`] that
+    /// says how to finish: for backends that resample on their own device.
+    pub fn centre_span(
+        &mut self,
+        frame: &FrameView<'_>,
+        scale_size: u32,
+        crop: u32,
+    ) -> Result<(ScaledFrame, CentreSpan), PreprocessError> {
+        let (rect, span) = centre_geometry(frame, scale_size, crop)?;
+        let mut out = ScaledFrame {
+            width: span.width,
+            height: span.height,
+            data: vec![0; rect.width * rect.height * 3],
+        };
+        convert_rect_to_rgb(frame, rect, &mut out.data, &mut self.chroma);
+        Ok((out, span))
     }
 }
 

@@ -8,6 +8,7 @@
 mod cuda;
 mod cudart;
 mod host;
+mod resample;
 mod runner;
 mod runtime;
 mod session;
@@ -21,11 +22,11 @@ use half::f16;
 
 pub use runtime::{runtime, ORT_VERSION};
 
-use super::{Backend, Batch, EngineError, Items, ModelInfo, RunTimes, SharedEngine};
+use super::{Backend, Batch, EngineError, Items, ModelInfo, RunTimes, SharedEngine, SpanClips};
 use crate::config::InputType;
 use cuda::{cuda_graphs, cuda_lanes, is_out_of_memory};
 use host::PageLocked;
-use runner::{Runner, TensorElement};
+use runner::{Feed, Runner, TensorElement};
 use session::{model_info, SessionSource};
 
 /// Which execution provider to run on.
@@ -137,6 +138,23 @@ impl LocalBackend {
         shape: &[i64],
         items: &[&[T]],
     ) -> Result<Vec<Vec<f32>>, EngineError> {
+        // Straight from the clips to the card when every clip is in a page-locked buffer this
+        // backend lent; through a page-locked staging input otherwise.
+        let lent = self.page_locked.as_ref().is_some_and(|p| {
+            items
+                .iter()
+                .all(|i| p.holds(i.as_ptr().cast(), std::mem::size_of_val(*i)))
+        });
+        self.feed(lane, shape, Feed::Items { items, lent })
+    }
+
+    /// Run `feed` as one batch on `lane` (see [`LocalBackend::run_on`]).
+    fn feed<T: TensorElement>(
+        &self,
+        lane: Option<usize>,
+        shape: &[i64],
+        feed: Feed<'_, T>,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
         let poisoned = |_| EngineError::Inference("session lock poisoned".into());
         let free = match lane {
             Some(_) => None,
@@ -155,15 +173,8 @@ impl LocalBackend {
                     .map_err(poisoned)?
             }
         };
-        // Straight from the clips to the card when every clip is in a page-locked buffer this
-        // backend lent; through a page-locked staging input otherwise.
-        let lent = self.page_locked.as_ref().is_some_and(|p| {
-            items
-                .iter()
-                .all(|i| p.holds(i.as_ptr().cast(), std::mem::size_of_val(*i)))
-        });
         runner
-            .run(shape, &self.model.io, items, lent)
+            .run(shape, &self.model.io, feed)
             .map_err(|e| match e {
                 EngineError::Inference(reason)
                     if self.provider == Provider::Cuda && is_out_of_memory(&reason) =>
@@ -217,6 +228,28 @@ impl Backend for LocalBackend {
             Items::F16(items) => self.run_on::<f16>(lane, &shape, items),
             Items::U8(items) => self.run_on::<u8>(lane, &shape, items),
         }
+    }
+
+    /// Clips sent as source spans are resampled by a small graph on the model's own provider
+    /// (`resample`), written straight into the batch's input.
+    fn resamples(&self) -> bool {
+        self.model.io.input_type == Ok(InputType::U8)
+    }
+
+    fn run_spans(
+        &self,
+        lane: Option<usize>,
+        shape: [i64; 5],
+        what: &SpanClips,
+        items: &[&[u8]],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        if !self.resamples() {
+            return Err(EngineError::Inference(format!(
+                "{}: resampling clips in the engine needs a model with uint8 input",
+                self.path.display()
+            )));
+        }
+        self.feed::<u8>(lane, &shape, Feed::Spans { what, items })
     }
 
     /// A graph with a fixed batch runs exactly that; otherwise batches are padded to a power of

@@ -14,11 +14,14 @@ use ort::value::PrimitiveTensorElementType;
 
 use super::cuda::{capture_hold, count_graph_run, is_fusion_failure, GraphRuns};
 use super::cudart::CopyStream;
-use super::session::SessionSource;
+use super::resample::Resampler;
+use super::runtime::runtime;
+use super::session::{plain_builder, SessionSource};
 use super::staging::{staging_for, upload, Place, Staging};
 use super::ProviderChoice;
 use crate::config::ModelIo;
-use crate::engine::{EngineError, RunTimes};
+use crate::engine::{EngineError, RunTimes, SpanClips};
+use crate::preprocess::Layout;
 
 /// The element types ONNX Runtime is fed clips of.
 pub(super) trait TensorElement:
@@ -29,6 +32,29 @@ pub(super) trait TensorElement:
 impl<T: PrimitiveTensorElementType + Copy + Send + Sync + std::fmt::Debug + 'static> TensorElement
     for T
 {
+}
+
+/// What a batch is made of: packed model input items (`lent`: all in page-locked buffers the
+/// backend lent), or clips as source spans the lane resamples into the input first.
+#[derive(Clone, Copy)]
+pub(super) enum Feed<'a, T> {
+    Items {
+        items: &'a [&'a [T]],
+        lent: bool,
+    },
+    Spans {
+        what: &'a SpanClips,
+        items: &'a [&'a [u8]],
+    },
+}
+
+impl<T> Feed<'_, T> {
+    fn len(&self) -> usize {
+        match self {
+            Feed::Items { items, .. } => items.len(),
+            Feed::Spans { items, .. } => items.len(),
+        }
+    }
 }
 
 /// The session and its staging buffers (one per input shape met), behind the engine's lock.
@@ -59,6 +85,10 @@ pub(super) struct Runner {
     /// Under CUDA, the stream clips are copied to the card on (made on first use), or why the
     /// CUDA runtime could not give one (clips then go through ONNX Runtime's copies).
     copy_stream: Option<Result<CopyStream, String>>,
+    /// The resampling graph's sessions, for clips sent as source spans.
+    resampler: Resampler,
+    /// Host inputs of the resampling graph (page-locked under CUDA when it can be), by shape.
+    span_staging: HashMap<Vec<i64>, ort::value::DynTensor>,
 }
 
 /// A score tensor (float32 or float16) as float32 values.
@@ -111,6 +141,8 @@ impl Runner {
             unfused: None,
             graph_runs: GraphRuns::new(),
             copy_stream: None,
+            resampler: Resampler::new(),
+            span_staging: HashMap::new(),
         }
     }
 
@@ -123,14 +155,13 @@ impl Runner {
         &mut self,
         shape: &[i64],
         io: &ModelIo,
-        items: &[&[T]],
-        lent: bool,
+        feed: Feed<'_, T>,
     ) -> Result<Vec<Vec<f32>>, EngineError> {
         let _hold = self.source.as_ref().is_some_and(|s| s.graphs).then(|| {
             let batch = shape.first().copied().unwrap_or(1);
             capture_hold(count_graph_run(&mut self.graph_runs, batch))
         });
-        match self.run_once(shape, io, items, lent) {
+        match self.run_once(shape, io, feed) {
             Err(EngineError::Inference(reason)) if is_fusion_failure(&reason) => {
                 let Some(source) = self.source.as_ref().filter(|_| self.fused) else {
                     return Err(EngineError::Inference(reason));
@@ -143,7 +174,7 @@ impl Runner {
                 self.staging.clear();
                 self.graph_runs.clear();
                 self.unfused = Some(reason);
-                self.run_once(shape, io, items, lent)
+                self.run_once(shape, io, feed)
             }
             other => other,
         }
@@ -153,8 +184,7 @@ impl Runner {
         &mut self,
         shape: &[i64],
         io: &ModelIo,
-        items: &[&[T]],
-        lent: bool,
+        feed: Feed<'_, T>,
     ) -> Result<Vec<Vec<f32>>, EngineError> {
         let err = |e: &dyn std::fmt::Display| EngineError::Inference(e.to_string());
         let n = shape
@@ -166,14 +196,20 @@ impl Runner {
             .iter()
             .map(|&d| usize::try_from(d).unwrap_or(0))
             .product();
-        let last = items
-            .last()
-            .ok_or_else(|| EngineError::Inference("a batch without clips".into()))?;
-        if items.len() > n || items.iter().any(|item| item.len() != per) {
+        let count = feed.len();
+        let fits = match feed {
+            Feed::Items { items, .. } => items.iter().all(|item| item.len() == per),
+            Feed::Spans { what, items } => {
+                items.iter().all(|item| item.len() == what.clip_len())
+                    && shape[1..] == item_shape(what)[..]
+            }
+        };
+        if count == 0 {
+            return Err(EngineError::Inference("a batch without clips".into()));
+        }
+        if count > n || !fits {
             return Err(EngineError::Inference(format!(
-                "{} clips of {:?} values for an input of shape {shape:?}",
-                items.len(),
-                items.iter().map(|i| i.len()).collect::<Vec<_>>()
+                "{count} clips that do not fit an input of shape {shape:?}"
             )));
         }
         let Runner {
@@ -185,6 +221,8 @@ impl Runner {
             times,
             copy_stream,
             host_allocator,
+            resampler,
+            span_staging,
             ..
         } = self;
         let session = match source {
@@ -210,6 +248,30 @@ impl Runner {
             output,
         } = staging_for(staging, session, host_allocator.as_ref(), place, shape, io)?;
         let t0 = Instant::now();
+        if let Feed::Spans { what, items } = feed {
+            let spans = span_input(span_staging, host_allocator.as_ref(), session, what, items)?;
+            let t1 = Instant::now();
+            let builder = || -> Result<ort::session::builder::SessionBuilder, EngineError> {
+                match source {
+                    Some(s) => Ok(s.builder(ProviderChoice::Cuda, false)?.0),
+                    None => plain_builder(&runtime()?).map_err(|e| err(&e)),
+                }
+            };
+            resampler.run(builder, spans, what, count, input)?;
+            if !matches!(place, Place::Cuda { graphs: true, .. }) {
+                binding
+                    .bind_input(io.input_name.as_str(), &*input)
+                    .map_err(|e| err(&e))?;
+            }
+            times.fill += t1 - t0;
+            return finish(session, binding, output, times, t1, n, count);
+        }
+        let Feed::Items { items, lent } = feed else {
+            return Err(EngineError::Inference("no clips".into()));
+        };
+        let last = items
+            .last()
+            .ok_or_else(|| EngineError::Inference("a batch without clips".into()))?;
         let t1 = match place {
             Place::Cpu => {
                 let (_, data) = input.try_extract_tensor_mut::<T>().map_err(|e| err(&e))?;
@@ -263,37 +325,103 @@ impl Runner {
                 }
             }
         };
-        let t2 = Instant::now();
-        let flat = match output {
-            Some(device_output) => {
-                session.run_binding(binding).map_err(|e| err(&e))?;
-                let host = device_output
-                    .to(AllocationDevice::CPU, 0)
-                    .map_err(|e| err(&e))?;
-                scores_of(&host).map_err(|e| err(&e))?
-            }
-            None => {
-                let outputs = session.run_binding(binding).map_err(|e| err(&e))?;
-                let out = outputs
-                    .values()
-                    .next()
-                    .ok_or_else(|| EngineError::Inference("the model returned no output".into()))?;
-                scores_of(&out).map_err(|e| err(&e))?
-            }
-        };
-        times.bind += t2 - t1;
-        times.compute += t2.elapsed();
         times.fill += t1 - t0;
-        if !flat.len().is_multiple_of(n) || flat.is_empty() {
-            return Err(EngineError::Inference(format!(
-                "the model returned {} values for a batch of {n}",
-                flat.len()
-            )));
-        }
-        Ok(flat
-            .chunks(flat.len() / n)
-            .take(items.len())
-            .map(<[f32]>::to_vec)
-            .collect())
+        finish(session, binding, output, times, t1, n, items.len())
     }
+}
+
+/// Run the bound batch of `n` (its input handed over since `t1`) and return the first `count`
+/// items' scores.
+fn finish(
+    session: &mut Session,
+    binding: &mut ort::session::IoBinding,
+    output: &mut Option<ort::value::DynTensor>,
+    times: &mut RunTimes,
+    t1: Instant,
+    n: usize,
+    count: usize,
+) -> Result<Vec<Vec<f32>>, EngineError> {
+    let err = |e: &dyn std::fmt::Display| EngineError::Inference(e.to_string());
+    let t2 = Instant::now();
+    let flat = match output {
+        Some(device_output) => {
+            session.run_binding(binding).map_err(|e| err(&e))?;
+            let host = device_output
+                .to(AllocationDevice::CPU, 0)
+                .map_err(|e| err(&e))?;
+            scores_of(&host).map_err(|e| err(&e))?
+        }
+        None => {
+            let outputs = session.run_binding(binding).map_err(|e| err(&e))?;
+            let out = outputs
+                .values()
+                .next()
+                .ok_or_else(|| EngineError::Inference("the model returned no output".into()))?;
+            scores_of(&out).map_err(|e| err(&e))?
+        }
+    };
+    times.bind += t2 - t1;
+    times.compute += t2.elapsed();
+    if !flat.len().is_multiple_of(n) || flat.is_empty() {
+        return Err(EngineError::Inference(format!(
+            "the model returned {} values for a batch of {n}",
+            flat.len()
+        )));
+    }
+    Ok(flat
+        .chunks(flat.len() / n)
+        .take(count)
+        .map(<[f32]>::to_vec)
+        .collect())
+}
+
+/// The shape of one model input item that `what`'s clips resample into.
+fn item_shape(what: &SpanClips) -> [i64; 4] {
+    let (t, c) = (what.frames as i64, i64::from(what.span.crop));
+    match what.layout {
+        Layout::Nthwc => [t, c, c, 3],
+        Layout::Ncthw => [3, t, c, c],
+    }
+}
+
+/// Most span inputs kept (one per source size and clip count met).
+const MAX_SPAN_STAGING: usize = 16;
+
+/// The resampling graph's input for `items` (`[clips × frames, height, width, 3]` uint8), in
+/// host memory (page-locked from `host_allocator` when there is one), the clips copied in.
+fn span_input<'a>(
+    staging: &'a mut HashMap<Vec<i64>, ort::value::DynTensor>,
+    host_allocator: Option<&Allocator>,
+    session: &Session,
+    what: &SpanClips,
+    items: &[&[u8]],
+) -> Result<&'a ort::value::DynTensor, EngineError> {
+    let err = |e: ort::Error| EngineError::Inference(e.to_string());
+    let shape = vec![
+        (items.len() * what.frames) as i64,
+        i64::from(what.span.height),
+        i64::from(what.span.width),
+        3,
+    ];
+    if !staging.contains_key(&shape) {
+        if staging.len() >= MAX_SPAN_STAGING {
+            staging.clear();
+        }
+        let tensor = ort::value::DynTensor::new(
+            host_allocator.unwrap_or_else(|| session.allocator()),
+            ort::value::TensorElementType::Uint8,
+            shape.clone(),
+        )
+        .map_err(err)?;
+        staging.insert(shape.clone(), tensor);
+    }
+    let tensor = staging
+        .get_mut(&shape)
+        .ok_or_else(|| EngineError::Inference("span input missing".into()))?;
+    let (_, data) = tensor.try_extract_tensor_mut::<u8>().map_err(err)?;
+    let last = items
+        .last()
+        .ok_or_else(|| EngineError::Inference("a batch without clips".into()))?;
+    crate::engine::fill::fill(data, what.clip_len(), items, last);
+    Ok(tensor)
 }

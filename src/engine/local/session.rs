@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ort::ep::ArbitrarilyConfigurableExecutionProvider as _;
 use ort::ep::ExecutionProvider as _;
+use ort::session::builder::SessionBuilder;
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
@@ -35,38 +36,11 @@ impl SessionSource {
         choice: ProviderChoice,
     ) -> Result<(Session, Provider, Option<String>), EngineError> {
         let (shown, device) = (&self.shown, self.device);
+        let (mut builder, provider, fallback_reason) = self.builder(choice, true)?;
         let invalid = |e: &dyn std::fmt::Display| EngineError::ModelInvalid {
             path: shown.to_string(),
             reason: e.to_string(),
         };
-        // No spinning: the intra-op threads share the cores with the pipeline's own threads.
-        let mut builder = Session::builder(&self.env)
-            .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
-            .map_err(|e| invalid(&e))?;
-        let mut provider = Provider::Cpu;
-        let mut fallback_reason = None;
-        if choice != ProviderChoice::Cpu {
-            let mut cuda = ort::ep::CUDA::default().with_device_id(device);
-            if self.gpu_mem_limit_mib > 0 {
-                cuda = cuda.with_memory_limit(self.gpu_mem_limit_mib as usize * 1024 * 1024);
-            }
-            if self.graphs {
-                cuda = cuda.with_cuda_graph(true);
-            }
-            for (key, value) in cuda_options(self.fused.load(Ordering::Relaxed)) {
-                cuda = cuda.with_arbitrary_config(key, value);
-            }
-            match cuda.register(&mut builder) {
-                Ok(()) => provider = Provider::Cuda,
-                Err(e) if choice == ProviderChoice::Cuda => {
-                    return Err(EngineError::CudaUnavailable {
-                        device,
-                        reason: e.to_string(),
-                    })
-                }
-                Err(e) => fallback_reason = Some(e.to_string()),
-            }
-        }
         let session = builder.commit_from_memory(&self.bytes).map_err(|e| {
             let reason = e.to_string();
             if provider == Provider::Cuda && is_out_of_memory(&reason) {
@@ -81,6 +55,56 @@ impl SessionSource {
         })?;
         Ok((session, provider, fallback_reason))
     }
+
+    /// A session builder on `choice`'s provider: (builder, provider used, why CUDA was not
+    /// used). `tuned`: with CUDA graphs (when asked for) and the tuned CUDA options, for the
+    /// model's own sessions; without, for small helper graphs of varying shapes.
+    pub(super) fn builder(
+        &self,
+        choice: ProviderChoice,
+        tuned: bool,
+    ) -> Result<(SessionBuilder, Provider, Option<String>), EngineError> {
+        let (shown, device) = (&self.shown, self.device);
+        let invalid = |e: &dyn std::fmt::Display| EngineError::ModelInvalid {
+            path: shown.to_string(),
+            reason: e.to_string(),
+        };
+        let mut builder = plain_builder(&self.env).map_err(|e| invalid(&e))?;
+        let mut provider = Provider::Cpu;
+        let mut fallback_reason = None;
+        if choice != ProviderChoice::Cpu {
+            let mut cuda = ort::ep::CUDA::default().with_device_id(device);
+            if self.gpu_mem_limit_mib > 0 {
+                cuda = cuda.with_memory_limit(self.gpu_mem_limit_mib as usize * 1024 * 1024);
+            }
+            if tuned && self.graphs {
+                cuda = cuda.with_cuda_graph(true);
+            }
+            for (key, value) in cuda_options(self.fused.load(Ordering::Relaxed))
+                .into_iter()
+                .filter(|_| tuned)
+            {
+                cuda = cuda.with_arbitrary_config(key, value);
+            }
+            match cuda.register(&mut builder) {
+                Ok(()) => provider = Provider::Cuda,
+                Err(e) if choice == ProviderChoice::Cuda => {
+                    return Err(EngineError::CudaUnavailable {
+                        device,
+                        reason: e.to_string(),
+                    })
+                }
+                Err(e) => fallback_reason = Some(e.to_string()),
+            }
+        }
+        Ok((builder, provider, fallback_reason))
+    }
+}
+
+/// A session builder on the CPU with the engine's threading: no spinning, since the intra-op
+/// threads share the cores with the pipelines' own threads.
+pub(super) fn plain_builder(env: &ort::environment::Environment) -> ort::Result<SessionBuilder> {
+    Session::builder(env).and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
 }
 
 fn tensor_dims(ty: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
