@@ -150,7 +150,8 @@ fn gpu_memory_mib() -> Option<u64> {
 
 /// The CUDA profiler range (cudaProfilerStart/Stop): kernel-level profilers that honour it
 /// (`benches/gpu/kprof.c`, `nsys --capture-range=cudaProfilerApi`) record only the engine's
-/// timed runs. Without the CUDA runtime in the process it does nothing.
+/// timed runs and the element's pipelines (one range each, in the order of the rows). Without
+/// the CUDA runtime in the process it does nothing.
 struct ProfilerRange(Option<libloading::Library>);
 
 impl ProfilerRange {
@@ -585,7 +586,10 @@ fn main() -> anyhow::Result<()> {
         let before = profile();
         let phases = run_times();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        let run = run_pipeline(&desc, None)?;
+        range.start();
+        let run = run_pipeline(&desc, None);
+        range.stop();
+        let run = run?;
         let after = profile();
         let now = run_times();
         let per_run = |a: Duration, b: Duration| {

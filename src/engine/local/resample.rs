@@ -7,7 +7,10 @@
 //! `tf_crop_and_resize` onto the box; antialiased when the box shrinks), `Round`, `Cast` back to
 //! uint8, and a `Transpose` (with a `Reshape` first for channels-first clips) into the model's
 //! layout. The edge padding makes the resize read past the span's borders as the element's
-//! scaler does (the border pixel repeated), where `tf_crop_and_resize` alone would read zeros.
+//! scaler does (the border pixel repeated), where `tf_crop_and_resize` alone would read zeros;
+//! it is left out where no output pixel reads past them (the span has the element's margin
+//! around the box unless the box touches the frame's border), as it costs more on the card than
+//! the rest of the graph together.
 
 use ort::editor::{Graph, Model, Node, Opset, ONNX_DOMAIN};
 use ort::memory::{Allocator, AllocatorType, MemoryInfo, MemoryType};
@@ -41,10 +44,10 @@ fn node(
 }
 
 /// The resampling graph for clips in `layout`, antialiased (for boxes larger than the crop) or
-/// not. Inputs: `spans` uint8 `[frames, height, width, 3]`, `roi` float `[8]`, `sizes` int64
+/// not, the span edge-padded by a pixel first or not (`pad`, only without antialiasing). Inputs: `spans` uint8 `[frames, height, width, 3]`, `roi` float `[8]`, `sizes` int64
 /// `[4]` (NCHW), and for channels-first clips `clips` int64 `[5]` (`[n, frames / n, 3, crop,
 /// crop]`); output `items`, uint8, the model's input items.
-fn graph(layout: Layout, antialias: bool) -> ort::Result<Model> {
+fn graph(layout: Layout, antialias: bool, pad: bool) -> ort::Result<Model> {
     use TensorElementType::{Float32, Int64, Uint8};
     let mut g = Graph::new()?;
     let mut inputs = vec![
@@ -64,11 +67,6 @@ fn graph(layout: Layout, antialias: bool) -> ort::Result<Model> {
         "items",
         tensor(Uint8, &vec![-1; out_rank]),
     )])?;
-    let mut pads = Tensor::<i64>::new(&Allocator::default(), [8i64])?;
-    pads.extract_tensor_mut()
-        .1
-        .copy_from_slice(&[0, 0, 1, 1, 0, 0, 1, 1]);
-    g.add_initializer("pads", pads, false)?;
     // ONNX's element type numbers, for Cast's `to`.
     let to = |ty: i64| Attribute::new("to", ty);
     g.add_node(node("Cast", "float", &["spans"], "f", vec![to(1)?])?)?;
@@ -79,7 +77,13 @@ fn graph(layout: Layout, antialias: bool) -> ort::Result<Model> {
         "fc",
         vec![Attribute::new("perm", vec![0i64, 3, 1, 2])?],
     )?)?;
-    if !antialias {
+    let pad = pad && !antialias;
+    if pad {
+        let mut pads = Tensor::<i64>::new(&Allocator::default(), [8i64])?;
+        pads.extract_tensor_mut()
+            .1
+            .copy_from_slice(&[0, 0, 1, 1, 0, 0, 1, 1]);
+        g.add_initializer("pads", pads, false)?;
         g.add_node(node(
             "Pad",
             "edge",
@@ -91,7 +95,7 @@ fn graph(layout: Layout, antialias: bool) -> ort::Result<Model> {
     g.add_node(node(
         "Resize",
         "resize",
-        &[if antialias { "fc" } else { "fp" }, "roi", "", "sizes"],
+        &[if pad { "fp" } else { "fc" }, "roi", "", "sizes"],
         "r",
         vec![
             Attribute::new("mode", "linear".to_string())?,
@@ -139,6 +143,21 @@ fn axis_roi(len: u32, pad: u32, left: f64, box_len: f64, crop: u32) -> (f32, f32
     (start as f32, end as f32)
 }
 
+/// Whether output pixels of an axis (`len` span pixels, the box at `left`, `box_len` long, onto
+/// `crop` pixels) read past the span's first or last pixel, where the graph must pad it.
+fn axis_reads_past(len: u32, left: f64, box_len: f64, crop: u32) -> bool {
+    let step = box_len / f64::from(crop);
+    let first = left + 0.5 * step - 0.5;
+    let last = first + step * f64::from(crop.saturating_sub(1));
+    first < 0.0 || last > f64::from(len.max(1) - 1)
+}
+
+/// Whether the span must be edge-padded for `tf_crop_and_resize` (see the module's notes).
+pub(super) fn needs_pad(span: &CentreSpan) -> bool {
+    axis_reads_past(span.width, span.left, span.box_width, span.crop)
+        || axis_reads_past(span.height, span.top, span.box_height, span.crop)
+}
+
 /// The `roi` input for a span (NCHW: batch and channels whole).
 pub(super) fn roi(span: &CentreSpan, pad: u32) -> [f32; 8] {
     let (y1, y2) = axis_roi(span.height, pad, span.top, span.box_height, span.crop);
@@ -146,9 +165,9 @@ pub(super) fn roi(span: &CentreSpan, pad: u32) -> [f32; 8] {
     [0.0, 0.0, y1, x1, 1.0, 1.0, y2, x2]
 }
 
-/// Sessions of the resampling graph on one lane (one per layout and antialiasing met).
+/// Sessions of the resampling graph on one lane (one per layout, antialiasing and padding met).
 pub(super) struct Resampler {
-    sessions: Vec<((Layout, bool), Session)>,
+    sessions: Vec<((Layout, bool, bool), Session)>,
 }
 
 impl Resampler {
@@ -173,12 +192,13 @@ impl Resampler {
         let span = &what.span;
         let antialias = span.box_width > f64::from(span.crop) + 1e-9
             || span.box_height > f64::from(span.crop) + 1e-9;
-        let key = (what.layout, antialias);
+        let pad = !antialias && needs_pad(span);
+        let key = (what.layout, antialias, pad);
         let k = match self.sessions.iter().position(|(k, _)| *k == key) {
             Some(k) => k,
             None => {
                 let builder = builder()?;
-                let session = graph(what.layout, antialias)
+                let session = graph(what.layout, antialias, pad)
                     .and_then(|g| g.into_session(&builder))
                     .map_err(err)?;
                 self.sessions.push((key, session));
@@ -201,7 +221,7 @@ impl Resampler {
         }
         let session = &mut self.sessions[k].1;
         let run = || -> ort::Result<()> {
-            let roi = Tensor::from_array(([8usize], roi(span, u32::from(!antialias)).to_vec()))?;
+            let roi = Tensor::from_array(([8usize], roi(span, u32::from(pad)).to_vec()))?;
             let sizes = Tensor::from_array(([4usize], vec![frames, 3, crop, crop]))?;
             let mut binding = session.create_binding()?;
             binding.bind_input("spans", spans)?;

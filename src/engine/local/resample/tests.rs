@@ -185,3 +185,25 @@ fn the_region_puts_output_pixels_on_half_pixel_centres() {
     assert_eq!(start, end);
     assert!((f64::from(start) * 11.0 - (1.0 + 2.0 + 2.5 - 0.5)).abs() < 1e-5);
 }
+
+#[test]
+fn only_spans_whose_box_reaches_the_frame_border_are_padded() {
+    // (width, height, scale size, crop, padded): the centre box well inside the frame reads
+    // only span pixels; an enlarged box spanning the short side reads past its first pixel.
+    for (w, h, scale, crop, padded) in [
+        (320, 240, 256, 224, false),
+        (97, 61, 64, 50, false),
+        (120, 90, 96, 96, true),
+        (90, 120, 96, 96, true),
+    ] {
+        let data = frame(w, h);
+        let (_, geometry) = Scaler::new()
+            .centre_span(&view(&data, w, h), scale, crop)
+            .unwrap();
+        assert_eq!(
+            needs_pad(&geometry),
+            padded,
+            "{w}x{h} → {scale}, crop {crop}"
+        );
+    }
+}
