@@ -560,7 +560,7 @@ impl ObjectImpl for NonLocalClassify {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("resample", Resample::Element)
                     .nick("Resample")
-                    .blurb("Where sampled frames are resampled to the crop: element (on the streaming thread) or engine (a batch at a time on the model's device; crops=center and a uint8 model run in this process)")
+                    .blurb("Where sampled frames are resampled to the crop: element (on the streaming thread) or engine (a batch at a time on the model's CUDA card, slower on the CPU provider; needs crops=center and a uint8 model run in this process)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("smoothing")
