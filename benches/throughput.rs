@@ -104,6 +104,17 @@ struct Args {
     bench: bool,
 }
 
+/// CPU time (user and system) this process has used so far, in seconds.
+fn process_cpu_secs() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -585,10 +596,11 @@ fn main() -> anyhow::Result<()> {
             .join(" ");
         let before = profile();
         let phases = run_times();
-        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let cpu_before = process_cpu_secs();
         range.start();
         let run = run_pipeline(&desc, None);
         range.stop();
+        let cpu = process_cpu_secs() - cpu_before;
         let run = run?;
         let after = profile();
         let now = run_times();
@@ -601,13 +613,9 @@ fn main() -> anyhow::Result<()> {
             per_run(now.compute, phases.compute),
         );
         println!(
-            "  per run: fill {fill_ms:.2} ms, bind (transfer) {bind_ms:.2} ms, compute {compute_ms:.2} ms; load before {}, after {}",
-            load.split_whitespace().next().unwrap_or("?"),
-            std::fs::read_to_string("/proc/loadavg")
-                .unwrap_or_default()
-                .split_whitespace()
-                .next()
-                .unwrap_or("?")
+            "  per run: fill {fill_ms:.2} ms, bind (transfer) {bind_ms:.2} ms, compute {compute_ms:.2} ms; process CPU {:.1} cores of {}",
+            cpu / run.secs,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
         let mem = gpu_memory_mib();
         let rate = run.clips as f64 / run.secs;
@@ -638,6 +646,7 @@ fn main() -> anyhow::Result<()> {
             "clips_per_s": rate, "latency_ms_p50": percentile(&run.latencies_ms, 0.5),
             "latency_ms_p99": percentile(&run.latencies_ms, 0.99), "mean_batch": mean_batch,
             "engine_busy": busy, "source_clips_per_s": source, "gpu_mib": mem,
+            "process_cpu_cores": cpu / run.secs,
             "max_batch": args.max_batch, "size": args.size, "format": args.format,
             "pattern": args.pattern, "resample": args.resample}),
         )?;

@@ -32,6 +32,17 @@ pub enum InputType {
     U8,
 }
 
+impl InputType {
+    /// Bytes of one value.
+    pub fn size(self) -> usize {
+        match self {
+            InputType::F32 => 4,
+            InputType::F16 => 2,
+            InputType::U8 => 1,
+        }
+    }
+}
+
 /// What the model's output holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputKind {

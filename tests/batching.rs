@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gstnonlocal::engine::{Batch, Batching, ProviderChoice, SharedEngine};
+use gstnonlocal::engine::{Batch, Batching, ProviderChoice, SharedEngine, SlotValues};
 
 /// One probe clip (3×4×8×8, NCTHW) whose values reveal which clip it is.
 fn clip(k: usize) -> Vec<f32> {
@@ -76,6 +76,47 @@ fn waiting_clips_share_one_run_and_keep_their_scores() {
         .unwrap()
         .unwrap();
     assert_eq!(scores, vec![expected(7), expected(8), expected(9)]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn clips_packed_into_slots_run_as_one_batch_and_a_given_up_slot_is_not_waited_for() {
+    let (engine, dir) = private_engine("probe.onnx", "slots", 4);
+    let shape = [1, 3, 4, 8, 8];
+    let pack = |slot: &mut gstnonlocal::engine::Slot, clips: &[usize]| match slot.values() {
+        SlotValues::F32(v) => {
+            let values: Vec<f32> = clips.iter().flat_map(|&k| clip(k)).collect();
+            v.copy_from_slice(&values);
+        }
+        _ => panic!("the probe model takes float32"),
+    };
+    let mut a = engine.slot(shape, 1).unwrap();
+    let mut b = engine.slot(shape, 2).unwrap();
+    let given_up = engine.slot(shape, 1).unwrap();
+    pack(&mut b, &[2, 3]);
+    let rb = b.submit();
+    pack(&mut a, &[1]);
+    let ra = a.submit();
+    // The batch is full (4 items reserved) and runs once the last reservation is given up.
+    drop(given_up);
+    assert_eq!(rb.recv().unwrap().unwrap(), vec![expected(2), expected(3)]);
+    assert_eq!(ra.recv().unwrap().unwrap(), vec![expected(1)]);
+    assert_eq!(
+        engine.stats(),
+        (1, 4),
+        "one run over the four reserved items"
+    );
+    // A request whose values do not match its items is answered with the reason.
+    let wrong = engine
+        .submit(shape, 1, Batch::from(vec![0f32; 5]))
+        .recv()
+        .unwrap();
+    assert!(
+        wrong
+            .as_ref()
+            .is_err_and(|e| e.contains("5 F32 input values")),
+        "{wrong:?}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -115,8 +115,9 @@ fn cuda_and_cpu_agree_within_fp16_tolerance() {
     }
 }
 
-/// Clips the CUDA engine lends (page-locked, each copied to its slot on the card on its own),
-/// in a batch padded up to the run size, score as the CPU scores the same clips.
+/// Clips in a buffer the CUDA engine lends (page-locked), submitted (copied into a page-locked
+/// batch, which goes to the card as one block, padding rows included) and run straight from the
+/// buffer, score as the CPU scores the same clips.
 #[test]
 #[ignore = "needs a CUDA card: cargo test --test gpu -- --ignored"]
 fn lent_clips_and_padded_batches_agree_with_the_cpu() {
@@ -135,11 +136,20 @@ fn lent_clips_and_padded_batches_agree_with_the_cpu() {
             path.display()
         );
         lent.copy_from(&clips).unwrap();
+        // Straight from the buffer (a graph with a fixed batch takes only that batch).
+        let direct = cpu
+            .fixed_batch()
+            .is_none()
+            .then(|| cuda.run(config.input_shape(n), &lent).unwrap());
         let shape = config.input_shape(1);
         let a = cuda.submit(shape, n, lent).recv().unwrap().unwrap();
         let b = cpu.submit(shape, n, clips).recv().unwrap().unwrap();
         assert_eq!(a.len(), n);
         assert_agree(path, &a, &b);
+        if let Some(direct) = &direct {
+            assert_eq!(direct.len(), n);
+            assert_agree(path, direct, &b);
+        }
         // Where the CPU scores the clips differently (the probe models do; random weights may
         // not), a clip copied into the wrong slot shows.
         if b.windows(2).all(|w| w[0] != w[1]) {

@@ -1,8 +1,8 @@
-//! Clip data on its way to a backend: a [`Batch`] owns the packed clips of one request, and
-//! [`Items`] lends a backend the clips of one model run (slices of the requests' own buffers, so
-//! that the only copy is the backend's, into its input). A batch's values live in [`Clips`]: an
-//! ordinary vector, or host memory its backend allocated (page-locked under CUDA, where each
-//! clip then goes to the card in one DMA transfer, with no copy on the host).
+//! Clip data on its way to a backend: a [`Batch`] owns packed clips (a request's, or a whole
+//! batch in formation, see `super::sheet`), and [`Items`] lends a backend the clips of one model
+//! run (slices of that buffer). A batch's values live in [`Clips`]: an ordinary vector, or host
+//! memory its backend allocated (page-locked under CUDA, where a batch lying in one such buffer
+//! goes to the card in one DMA transfer, with no copy on the host).
 
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
@@ -240,7 +240,6 @@ impl Items<'_> {
 
 /// The element types a batch can hold, with access to their slice in a [`Batch`].
 pub(crate) trait ClipElement: Copy + Send + Sync + 'static {
-    fn of(batch: &Batch) -> Option<&[Self]>;
     fn items<'a>(items: &'a [&'a [Self]]) -> Items<'a>;
     /// The clips as bytes: uint8 clips only (source spans, see `crate::engine::SpanClips`).
     fn bytes<'a>(items: &'a [&'a [Self]]) -> Result<&'a [&'a [u8]], crate::engine::EngineError> {
@@ -252,36 +251,18 @@ pub(crate) trait ClipElement: Copy + Send + Sync + 'static {
 }
 
 impl ClipElement for f32 {
-    fn of(batch: &Batch) -> Option<&[f32]> {
-        match batch {
-            Batch::F32(v) => Some(&v[..]),
-            _ => None,
-        }
-    }
     fn items<'a>(items: &'a [&'a [f32]]) -> Items<'a> {
         Items::F32(items)
     }
 }
 
 impl ClipElement for f16 {
-    fn of(batch: &Batch) -> Option<&[f16]> {
-        match batch {
-            Batch::F16(v) => Some(&v[..]),
-            _ => None,
-        }
-    }
     fn items<'a>(items: &'a [&'a [f16]]) -> Items<'a> {
         Items::F16(items)
     }
 }
 
 impl ClipElement for u8 {
-    fn of(batch: &Batch) -> Option<&[u8]> {
-        match batch {
-            Batch::U8(v) => Some(&v[..]),
-            _ => None,
-        }
-    }
     fn items<'a>(items: &'a [&'a [u8]]) -> Items<'a> {
         Items::U8(items)
     }

@@ -4,9 +4,8 @@
 //! scores. Backend-neutral: it knows clips, shapes and batch sizes, never how a model runs.
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use half::f16;
 use crate::config::InputType;
 
 use super::batch::ClipElement;
+use super::sheet::{Reply, Reserved, Sheet, SheetKey, Sheets};
 use super::{Backend, Batch, EngineError, ModelInfo, RunTimes, SpanClips};
 
 /// Batching parameters of a shared engine: the largest `max-batch` and the smallest
@@ -61,21 +61,10 @@ impl std::iter::Sum for EngineProfile {
 /// Where a submitted request's scores (one vector per item) arrive.
 pub type Scores = Receiver<Result<Vec<Vec<f32>>, String>>;
 
-/// One element's clip(s) waiting for the batcher.
-struct Request {
-    /// Shape of one item (batch dimension 1); only requests of one shape share a batch.
-    shape: [i64; 5],
-    /// Clips sent as source spans for the backend to resample (only requests of equal spans
-    /// share a batch); None: packed model input items.
-    spans: Option<SpanClips>,
-    items: usize,
-    data: Batch,
-    reply: SyncSender<Result<Vec<Vec<f32>>, String>>,
-}
-
 #[derive(Default)]
 struct BatchQueue {
-    requests: VecDeque<Request>,
+    /// Batches in formation, which submitters pack their clips into (see [`super::sheet`]).
+    sheets: Sheets,
     stop: bool,
     /// None until the first user registers.
     batching: Option<Batching>,
@@ -91,10 +80,12 @@ struct BatchShared {
     run_ns: AtomicU64,
     /// Time between taking a batch and answering it, minus `run_ns` (gathering, bookkeeping).
     other_ns: AtomicU64,
-    /// Clip buffers handed back after a run, for the next clips to be packed into.
+    /// Buffers handed back after a run (sheets, clip buffers), for the next to be packed into.
     pool: Mutex<Vec<Batch>>,
     /// Batch sizes run once already (warm-up), by clip shape.
     warmed: Mutex<Vec<[i64; 5]>>,
+    /// Kinds of clips whose sheets were laid in (see `SharedEngine::lay_in_sheets`).
+    laid_in: Mutex<Vec<SheetKey>>,
 }
 
 /// An engine shared by every element that opened the same model on the same backend, with
@@ -133,6 +124,7 @@ impl SharedEngine {
             other_ns: AtomicU64::new(0),
             pool: Mutex::new(Vec::new()),
             warmed: Mutex::new(Vec::new()),
+            laid_in: Mutex::new(Vec::new()),
         });
         // One batching thread per lane: while one lane's batch runs, the next forms and runs on
         // the other.
@@ -272,9 +264,10 @@ impl SharedEngine {
     }
 
     /// As [`SharedEngine::buffer`], but in memory the backend lends when it does (page-locked
-    /// under CUDA, see [`Backend::clip_buffer`]): a batch of such clips goes to the card one DMA
-    /// transfer per clip, with no copy on the host (the engine alone ran 18-22 % faster so on an
-    /// H200, I3D at batch 8). Falls back to ordinary memory.
+    /// under CUDA, see [`Backend::clip_buffer`]): a batch in one such buffer, run with
+    /// [`SharedEngine::run`], goes to the card in one DMA transfer, with no copy on the host (the
+    /// batches the engine forms are such buffers, see [`SharedEngine::slot`]). Falls back to
+    /// ordinary memory.
     pub fn page_locked_buffer(&self, len: usize) -> Batch {
         let ty = self.io.input_type.clone().unwrap_or(InputType::F32);
         self.recycled(ty, len, true)
@@ -292,8 +285,12 @@ impl SharedEngine {
 
     /// Run every batch size the batcher can form for clips shaped `shape` on every lane, as often
     /// as the backend asks ([`Backend::warm_up_runs`]), so that the first clips do not pay for
-    /// the backend's first runs (CUDA's kernel selection: seconds per new shape on some models).
+    /// the backend's first runs (CUDA's kernel selection: seconds per new shape on some models),
+    /// and lay in the buffers of the first batches clips shaped `shape` form (see
+    /// `lay_in_sheets`).
     pub fn warm_up(&self, shape: [i64; 5]) -> Result<(), EngineError> {
+        let ty = self.io.input_type.clone().unwrap_or(InputType::F32);
+        self.lay_in_sheets(SheetKey::new(shape, None, ty));
         let repeats = self.backend.warm_up_runs();
         if repeats == 0 {
             return Ok(());
@@ -325,6 +322,39 @@ impl SharedEngine {
         Ok(())
     }
 
+    /// Put buffers for [`SHEETS_LAID_IN`] per lane batches of `key`'s clips in the pool (fewer
+    /// past [`SHEET_BYTES_LAID_IN`]), once per kind of clip, when the backend lends them
+    /// (page-locked memory under CUDA): taking page-locked memory costs milliseconds per batch,
+    /// which the first batches of dozens of streams would otherwise wait for. Whoever reserves
+    /// room for a new kind meanwhile waits for the buffers rather than take its own.
+    fn lay_in_sheets(&self, key: SheetKey) {
+        let mut laid = self
+            .shared
+            .laid_in
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if laid.contains(&key) {
+            return;
+        }
+        laid.push(key);
+        let capacity = self.batching().map_or(1, |b| b.max_batch.max(1));
+        let len = self.sheet_items(capacity) * key.per_item();
+        let bytes = len * key.ty.size();
+        let wanted = (SHEETS_LAID_IN * self.lanes().max(1))
+            .min(SHEET_BYTES_LAID_IN / bytes.max(1))
+            .max(1);
+        let held = {
+            let pool = self.shared.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.iter()
+                .filter(|b| b.is_lent() && b.input_type() == key.ty && b.len() == len)
+                .count()
+        };
+        let buffers: Vec<Batch> = (held..wanted)
+            .map_while(|_| self.backend.clip_buffer(key.ty, len))
+            .collect();
+        recycle(&self.shared, buffers);
+    }
+
     /// The batch size `items` waiting clips run at (at least 1).
     fn run_size(&self, items: usize) -> usize {
         self.backend.run_size(items).max(1)
@@ -336,9 +366,11 @@ impl SharedEngine {
     }
 
     /// Submit `items` clip tensors shaped `shape` (batch dimension ignored) concatenated in
-    /// `data`; the receiver gets their scores.
+    /// `data`; the receiver gets their scores. The clips are copied into the batch they join
+    /// (see [`SharedEngine::slot`] to pack them there in the first place).
     pub fn submit(&self, shape: [i64; 5], items: usize, data: Batch) -> Scores {
-        self.submit_request(shape, None, items, data)
+        let key = SheetKey::new(shape, None, data.input_type());
+        self.submit_copy(key, items, &data)
     }
 
     /// Whether the backend resamples clips sent as source spans ([`SharedEngine::submit_spans`]).
@@ -355,27 +387,193 @@ impl SharedEngine {
         items: usize,
         data: Batch,
     ) -> Scores {
-        self.submit_request(shape, Some(what), items, data)
+        let key = SheetKey::new(shape, Some(what), InputType::U8);
+        self.submit_copy(key, items, &data)
     }
 
-    fn submit_request(
-        &self,
-        shape: [i64; 5],
-        spans: Option<SpanClips>,
-        items: usize,
-        data: Batch,
-    ) -> Scores {
-        let (reply, rx) = sync_channel(1);
-        let mut q = lock_queue(&self.shared);
-        q.requests.push_back(Request {
-            shape,
-            spans,
-            items,
-            data,
-            reply,
+    fn submit_copy(&self, key: SheetKey, items: usize, data: &Batch) -> Scores {
+        let copied = self.reserve(key, items).and_then(|mut slot| {
+            slot.batch_mut()
+                .copy_from(data)
+                .map_err(EngineError::Inference)?;
+            Ok(slot)
         });
-        self.shared.cond.notify_all();
+        match copied {
+            Ok(slot) => slot.submit(),
+            Err(e) => {
+                let (tx, rx) = sync_channel(1);
+                let _ = tx.send(Err(e.to_string()));
+                rx
+            }
+        }
+    }
+
+    /// Room for `items` clip items shaped `shape` (batch dimension ignored) in the batch now
+    /// forming, to pack them into straight and then [`Slot::submit`] them: the batching thread
+    /// runs that batch as it stands, with no copy of its own (page-locked memory under CUDA).
+    pub fn slot(&self, shape: [i64; 5], items: usize) -> Result<Slot, EngineError> {
+        let ty = self.io.input_type.clone().unwrap_or(InputType::F32);
+        self.reserve(SheetKey::new(shape, None, ty), items)
+    }
+
+    /// As [`SharedEngine::slot`], for one clip sent as source spans (`what`) for the backend to
+    /// resample into an item of the model input shaped `shape`.
+    pub fn span_slot(&self, shape: [i64; 5], what: SpanClips) -> Result<Slot, EngineError> {
+        self.reserve(SheetKey::new(shape, Some(what), InputType::U8), 1)
+    }
+
+    fn reserve(&self, key: SheetKey, items: usize) -> Result<Slot, EngineError> {
+        if items == 0 || key.per_item() == 0 {
+            return Err(EngineError::Inference(format!(
+                "{items} clip items of shape {:?}: nothing to run",
+                key.shape
+            )));
+        }
+        self.lay_in_sheets(key);
+        let slot = |reserved| Slot {
+            shared: Arc::clone(&self.shared),
+            reserved: Some(reserved),
+            ty: key.ty,
+        };
+        let capacity = {
+            let mut q = lock_queue(&self.shared);
+            if let Some(r) = q.sheets.reserve(&key, items) {
+                return Ok(slot(r));
+            }
+            q.batching.map_or(1, |b| b.max_batch).max(items)
+        };
+        // A new sheet's buffer, found or allocated outside the lock (page-locked memory takes
+        // milliseconds to allocate).
+        let data = self.sheet_buffer(key.ty, self.sheet_items(capacity) * key.per_item());
+        let mut q = lock_queue(&self.shared);
+        if let Some(r) = q.sheets.reserve(&key, items) {
+            drop(q);
+            recycle(&self.shared, vec![data]);
+            return Ok(slot(r));
+        }
+        match q.sheets.open(key, capacity, items, data) {
+            Ok(r) => Ok(slot(r)),
+            Err(_) => Err(EngineError::Inference(format!(
+                "no room for {items} clip items of shape {:?}",
+                key.shape
+            ))),
+        }
+    }
+
+    /// Items a sheet of `capacity` holds: a whole number of the backend's runs, so that the
+    /// last, padded one reads only the sheet.
+    fn sheet_items(&self, capacity: usize) -> usize {
+        let step = self.run_size(capacity);
+        capacity.div_ceil(step) * step
+    }
+
+    /// A sheet's buffer of `len` values of `ty`: a pooled one, else one the backend lends
+    /// (page-locked under CUDA), else an ordinary vector.
+    fn sheet_buffer(&self, ty: InputType, len: usize) -> Batch {
+        self.recycled(ty, len, true)
+            .or_else(|| self.backend.clip_buffer(ty, len))
+            .or_else(|| self.recycled(ty, len, false))
+            .unwrap_or_else(|| Batch::zeros(ty, len))
+    }
+}
+
+/// Room in a batch in formation for one request's clip items (see [`SharedEngine::slot`]): pack
+/// them into [`Slot::values`], then [`Slot::submit`]. Dropped unsubmitted, the room is given up
+/// (the batch runs without waiting for it).
+pub struct Slot {
+    shared: Arc<BatchShared>,
+    /// None once submitted or given up.
+    reserved: Option<Reserved>,
+    ty: InputType,
+}
+
+// SAFETY: the reserved values are this slot's alone (reserved under the batcher's lock, read by
+// a batching thread only once the slot is submitted or dropped), wherever the slot goes.
+unsafe impl Send for Slot {}
+
+/// A slot's values, in the model's input element type.
+pub enum SlotValues<'a> {
+    F32(&'a mut [f32]),
+    F16(&'a mut [f16]),
+    U8(&'a mut [u8]),
+}
+
+impl Slot {
+    /// The reserved values: the request's items one after another.
+    pub fn values(&mut self) -> SlotValues<'_> {
+        let Some(r) = self.reserved.as_ref() else {
+            return SlotValues::U8(&mut []);
+        };
+        // SAFETY: `r.ptr` starts `r.len` values of `self.ty` inside the sheet's buffer, which
+        // lives while the sheet is queued (it cannot run while this reservation is pending, and
+        // `shared` keeps the queue alive); no other slot reaches them (see `unsafe impl Send`).
+        unsafe {
+            match self.ty {
+                InputType::F32 => {
+                    SlotValues::F32(std::slice::from_raw_parts_mut(r.ptr.cast(), r.len))
+                }
+                InputType::F16 => {
+                    SlotValues::F16(std::slice::from_raw_parts_mut(r.ptr.cast(), r.len))
+                }
+                InputType::U8 => SlotValues::U8(std::slice::from_raw_parts_mut(r.ptr, r.len)),
+            }
+        }
+    }
+
+    /// The values as a [`Batch`]-like view for copying a whole request in.
+    fn batch_mut(&mut self) -> SlotBatch<'_> {
+        SlotBatch(self.values())
+    }
+
+    /// Hand the packed items to the batcher; the receiver gets their scores.
+    pub fn submit(mut self) -> Scores {
+        let (tx, rx) = sync_channel(1);
+        if let Some(r) = self.reserved.take() {
+            let mut q = lock_queue(&self.shared);
+            let reply = Reply {
+                first: r.first,
+                items: r.items,
+                tx,
+            };
+            q.sheets.submit(&r, reply);
+            self.shared.cond.notify_all();
+        }
         rx
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(r) = self.reserved.take() {
+            lock_queue(&self.shared).sheets.release(&r);
+            self.shared.cond.notify_all();
+        }
+    }
+}
+
+/// A slot's values, for copying a request's batch into.
+struct SlotBatch<'a>(SlotValues<'a>);
+
+impl SlotBatch<'_> {
+    fn copy_from(&mut self, data: &Batch) -> Result<(), String> {
+        match (&mut self.0, data) {
+            (SlotValues::F32(a), Batch::F32(b)) if a.len() == b.len() => a.copy_from_slice(b),
+            (SlotValues::F16(a), Batch::F16(b)) if a.len() == b.len() => a.copy_from_slice(b),
+            (SlotValues::U8(a), Batch::U8(b)) if a.len() == b.len() => a.copy_from_slice(b),
+            (a, b) => {
+                let len = match a {
+                    SlotValues::F32(v) => v.len(),
+                    SlotValues::F16(v) => v.len(),
+                    SlotValues::U8(v) => v.len(),
+                };
+                return Err(format!(
+                    "{} {:?} input values where the request's items take {len}",
+                    b.len(),
+                    b.input_type(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -389,70 +587,28 @@ impl Drop for SharedEngine {
     }
 }
 
-/// The batching thread: take the waiting requests (up to max-batch items, waiting up to the
-/// timeout for more once one is there), run them as one batch, answer each.
+/// The batching thread: claim the oldest batch with a submitted clip, let it fill (until full,
+/// or the timeout after claiming it), wait for the clips still being packed into it, run it,
+/// answer each request.
 fn batch_loop(backend: &dyn Backend, shared: &BatchShared, lane: usize) {
     loop {
-        let taken = {
-            let mut q = lock_queue(shared);
-            while q.requests.is_empty() && !q.stop {
-                q = shared.cond.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
-            if q.stop {
-                return;
-            }
-            let batching = q.batching.unwrap_or(Batching {
-                max_batch: 1,
-                timeout: Duration::ZERO,
-            });
-            let deadline = Instant::now() + batching.timeout;
-            let mut taken: Vec<Request> = Vec::new();
-            let mut items = 0;
-            loop {
-                let mut full = false;
-                while let Some(next) = q.requests.front() {
-                    let fits = taken.first().is_none_or(|first| {
-                        first.shape[1..] == next.shape[1..]
-                            && first.spans == next.spans
-                            && items + next.items <= batching.max_batch
-                    });
-                    if !fits {
-                        full = true;
-                        break;
-                    }
-                    items += next.items;
-                    taken.extend(q.requests.pop_front());
-                }
-                let now = Instant::now();
-                if full || items >= batching.max_batch || now >= deadline || q.stop {
-                    break;
-                }
-                q = shared
-                    .cond
-                    .wait_timeout(q, deadline - now)
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|e| e.into_inner().0);
-            }
-            taken
+        let Some(sheet) = next_sheet(shared) else {
+            return;
         };
         let started = Instant::now();
         let run_before = shared.run_ns.load(Ordering::Relaxed);
-        let result = run_requests(backend, &taken, shared, lane);
-        let mut offset = 0;
-        let mut spent = Vec::with_capacity(taken.len());
-        for request in taken {
+        let result = run_sheet(backend, &sheet, shared, lane);
+        for reply in &sheet.replies {
             let answer = match &result {
                 Ok(scores) => scores
-                    .get(offset..offset + request.items)
+                    .get(reply.first..reply.first + reply.items)
                     .map(<[Vec<f32>]>::to_vec)
                     .ok_or_else(|| "the model returned too few scores".to_string()),
                 Err(e) => Err(e.to_string()),
             };
-            offset += request.items;
-            let _ = request.reply.send(answer);
-            spent.push(request.data);
+            let _ = reply.tx.send(answer);
         }
-        recycle(shared, spent);
+        recycle(shared, vec![sheet.data]);
         let total = started.elapsed().as_nanos() as u64;
         let run = shared.run_ns.load(Ordering::Relaxed) - run_before;
         shared
@@ -461,67 +617,105 @@ fn batch_loop(backend: &dyn Backend, shared: &BatchShared, lane: usize) {
     }
 }
 
-/// Most clip buffers kept for reuse.
-const POOL_SIZE: usize = 64;
+/// The next sheet to run, once ready (None: the batcher stops).
+fn next_sheet(shared: &BatchShared) -> Option<Sheet> {
+    let mut q = lock_queue(shared);
+    let id = loop {
+        if q.stop {
+            return None;
+        }
+        if let Some(id) = q.sheets.claim() {
+            break id;
+        }
+        q = shared.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+    };
+    let timeout = q.batching.map_or(Duration::ZERO, |b| b.timeout);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if q.stop {
+            return None;
+        }
+        let now = Instant::now();
+        if let Some(sheet) = q.sheets.take_if_ready(id, now >= deadline) {
+            return Some(sheet);
+        }
+        q = if q.sheets.is_closed(id) {
+            // Only reservations still being packed hold it back.
+            shared.cond.wait(q).unwrap_or_else(|e| e.into_inner())
+        } else {
+            shared
+                .cond
+                .wait_timeout(q, deadline.saturating_duration_since(now))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0)
+        };
+    }
+}
 
-/// Keep run clips' buffers for the next clips (saves allocating and zeroing tens of megabytes
-/// per clip): up to [`POOL_SIZE`] ordinary ones, and every one the backend lent (their number is
-/// the backend's to bound, and giving page-locked memory back and taking it again costs far more
-/// than keeping it).
+/// Sheets laid in per lane before the first clips of a kind (see `SharedEngine::lay_in_sheets`).
+const SHEETS_LAID_IN: usize = 4;
+
+/// Most bytes of sheets laid in.
+const SHEET_BYTES_LAID_IN: usize = 512 << 20;
+
+/// Most ordinary (not lent) bytes kept for reuse.
+const POOL_BYTES: usize = 1 << 30;
+
+/// Keep run sheets' and clips' buffers for the next (saves allocating and zeroing tens of
+/// megabytes per batch): ordinary ones up to [`POOL_BYTES`], and every one the backend lent
+/// (their number is the backend's to bound, and giving page-locked memory back and taking it
+/// again costs far more than keeping it).
 fn recycle(shared: &BatchShared, buffers: Vec<Batch>) {
     let mut pool = shared.pool.lock().unwrap_or_else(|e| e.into_inner());
+    let bytes = |b: &Batch| b.len() * b.input_type().size();
+    let mut kept: usize = pool.iter().filter(|b| !b.is_lent()).map(bytes).sum();
     for buffer in buffers {
-        if buffer.is_lent() || pool.iter().filter(|b| !b.is_lent()).count() < POOL_SIZE {
+        if buffer.is_lent() {
+            pool.push(buffer);
+        } else if kept + bytes(&buffer) <= POOL_BYTES {
+            kept += bytes(&buffer);
             pool.push(buffer);
         }
     }
 }
 
-/// Run requests as one batch (in chunks of the backend's run size, e.g. the graph's fixed batch).
-fn run_requests(
+/// Run a sheet's reserved items as one batch (in chunks of the backend's run size, e.g. the
+/// graph's fixed batch); the scores of every reserved item, in order.
+fn run_sheet(
     backend: &dyn Backend,
-    requests: &[Request],
+    sheet: &Sheet,
     stats: &BatchShared,
     lane: usize,
 ) -> Result<Vec<Vec<f32>>, EngineError> {
-    let Some(first) = requests.first() else {
-        return Ok(Vec::new());
-    };
-    if let Some(what) = first.spans {
-        return run_typed::<u8>(backend, requests, stats, lane, Some(&what));
-    }
-    match first.data.input_type() {
-        InputType::F32 => run_typed::<f32>(backend, requests, stats, lane, None),
-        InputType::F16 => run_typed::<f16>(backend, requests, stats, lane, None),
-        InputType::U8 => run_typed::<u8>(backend, requests, stats, lane, None),
+    let spans = sheet.key.spans.as_ref();
+    match &sheet.data {
+        Batch::F32(v) => run_typed::<f32>(backend, sheet, &v[..], stats, lane, spans),
+        Batch::F16(v) => run_typed::<f16>(backend, sheet, &v[..], stats, lane, spans),
+        Batch::U8(v) => run_typed::<u8>(backend, sheet, &v[..], stats, lane, spans),
     }
 }
 
 fn run_typed<T: ClipElement>(
     backend: &dyn Backend,
-    requests: &[Request],
+    sheet: &Sheet,
+    data: &[T],
     stats: &BatchShared,
     lane: usize,
     spans: Option<&SpanClips>,
 ) -> Result<Vec<Vec<f32>>, EngineError> {
-    // Every clip item of every request, as a slice of the request's own buffer: the only copy
-    // is the backend's, into its input.
-    let mut items: Vec<&[T]> = Vec::new();
-    for r in requests {
-        let data = T::of(&r.data).ok_or_else(|| {
-            EngineError::Inference("clips of different element types in one batch".into())
-        })?;
-        if r.items == 0 || !data.len().is_multiple_of(r.items) {
-            return Err(EngineError::Inference(format!(
-                "{} input values for {} clips",
-                data.len(),
-                r.items
-            )));
-        }
-        items.extend(data.chunks_exact(data.len() / r.items));
+    // The reserved items as slices of the sheet, one after another: a backend can hand a chunk
+    // over as one block (the sheet has room for the padding of its last chunk).
+    let per = sheet.key.per_item();
+    let items: Vec<&[T]> = data.chunks_exact(per.max(1)).take(sheet.reserved).collect();
+    if items.len() < sheet.reserved {
+        return Err(EngineError::Inference(format!(
+            "{} values for {} clip items",
+            data.len(),
+            sheet.reserved
+        )));
     }
     let step = backend.run_size(items.len()).max(1);
-    let mut shape = requests[0].shape;
+    let mut shape = sheet.key.shape;
     shape[0] = step as i64;
     let mut scores = Vec::with_capacity(items.len());
     for chunk in items.chunks(step) {

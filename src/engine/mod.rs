@@ -7,7 +7,8 @@
 //! - [`backend`]: the [`Backend`] trait between the front and what runs the model, and the
 //!   model's description ([`ModelInfo`]).
 //! - [`batch`]: clip data ([`Batch`], lent to backends as [`Items`]); [`fill`]: copying clips
-//!   into a model input with helper threads.
+//!   into a model input with helper threads; `sheet`: batches in formation, which submitters
+//!   pack their clips into straight ([`Slot`]).
 //! - [`local`]: the ONNX Runtime backend, in this process, on CUDA or CPU.
 //! - [`priority`]: the scheduling priority of the engine's threads (`NONLOCAL_ENGINE_NICE`).
 //! - [`remote`]: the KServe v2 gRPC backend: Triton (or another KServe v2 server) runs the model.
@@ -22,10 +23,11 @@ pub mod local;
 mod priority;
 mod registry;
 pub mod remote;
+mod sheet;
 
 pub use backend::{Backend, ModelInfo, RunTimes, SpanClips};
 pub use batch::{Batch, Clips, Items};
-pub use batching::{Batching, EngineProfile, Scores, SharedEngine};
+pub use batching::{Batching, EngineProfile, Scores, SharedEngine, Slot, SlotValues};
 pub use error::EngineError;
 pub use local::{runtime, LocalBackend, Provider, ProviderChoice, ORT_VERSION};
 pub use remote::{RemoteBackend, RemoteSettings};

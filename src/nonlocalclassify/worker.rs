@@ -1,5 +1,5 @@
 //! The element's inference worker: one thread per element that packs each finished clip's crops
-//! into a buffer of the shared engine, submits it, waits for its scores and publishes them
+//! into the batch the shared engine is forming, submits them, waits for its scores and publishes them
 //! (smoothing, ranking, segments, the result meta queue and element messages), in clip order.
 
 use std::collections::VecDeque;
@@ -14,7 +14,7 @@ use gst::subclass::prelude::*;
 use super::imp::CAT;
 use crate::config::ClipConfig;
 use crate::engine::remote::model::is_lost;
-use crate::engine::{Batch, Scores, SharedEngine, SpanClips};
+use crate::engine::{Scores, SharedEngine, SlotValues, SpanClips};
 use crate::preprocess::{pack_clip, CentreSpan, CropPosition, ScaledFrame, TensorElement};
 use crate::results::{clip_scores, ClipResult, Smoother, Summary, MESSAGE_NAME};
 use crate::sampling::Clip;
@@ -97,21 +97,25 @@ pub(super) fn pack_crops<T: TensorElement>(
     Ok(())
 }
 
-/// Pack a clip's crops (into a buffer the engine recycles) and hand them to its batcher.
+/// Pack a clip's crops straight into the batch the engine is forming and hand them over.
 pub(super) fn submit(
     cfg: &WorkerConfig,
     clip: &Clip<ScaledFrame>,
     span: Option<CentreSpan>,
 ) -> Result<Scores, String> {
     let frames: Vec<&ScaledFrame> = clip.frames.iter().map(|f| f.as_ref()).collect();
+    let shape = cfg.config.input_shape(1);
     if let Some(span) = span {
         let what = SpanClips {
             span,
             frames: frames.len(),
             layout: cfg.config.layout,
         };
-        let mut batch = cfg.engine.buffer(what.clip_len());
-        let Batch::U8(data) = &mut batch else {
+        let mut slot = cfg
+            .engine
+            .span_slot(shape, what)
+            .map_err(|e| e.to_string())?;
+        let SlotValues::U8(data) = slot.values() else {
             return Err("resample=engine needs a model with uint8 input".into());
         };
         for (chunk, frame) in data
@@ -126,18 +130,18 @@ pub(super) fn submit(
             }
             chunk.copy_from_slice(&frame.data);
         }
-        return Ok(cfg
-            .engine
-            .submit_spans(cfg.config.input_shape(1), what, 1, batch));
+        return Ok(slot.submit());
     }
-    let items = cfg.crops.len();
-    let mut batch = cfg.engine.buffer(cfg.config.clip_elements() * items);
-    match &mut batch {
-        Batch::F32(v) => pack_crops(&frames, cfg, &mut v[..])?,
-        Batch::F16(v) => pack_crops(&frames, cfg, &mut v[..])?,
-        Batch::U8(v) => pack_crops(&frames, cfg, &mut v[..])?,
+    let mut slot = cfg
+        .engine
+        .slot(shape, cfg.crops.len())
+        .map_err(|e| e.to_string())?;
+    match slot.values() {
+        SlotValues::F32(v) => pack_crops(&frames, cfg, v)?,
+        SlotValues::F16(v) => pack_crops(&frames, cfg, v)?,
+        SlotValues::U8(v) => pack_crops(&frames, cfg, v)?,
     }
-    Ok(cfg.engine.submit(cfg.config.input_shape(1), items, batch))
+    Ok(slot.submit())
 }
 
 /// Wait for a submitted clip's crop scores and combine them.

@@ -1,11 +1,11 @@
-//! Clip buffers in page-locked host memory (under CUDA), lent through
-//! [`crate::engine::SharedEngine::page_locked_buffer`]: clips packed straight into them go to the
-//! card one DMA transfer each, with no copy on the host (the runner does so when every clip of a
-//! batch is in a lent buffer, [`PageLocked::holds`]; otherwise the clips are copied into a
-//! page-locked staging input first, as one transfer). Measured on an H200 (I3D at batch 8): the
-//! engine alone 18-22 % faster so; the element, packing into them from dozens of pipelines,
-//! 3-19 % slower, so it packs into ordinary buffers. Up to [`MAX_PAGE_LOCKED_BYTES`] are lent at
-//! a time; past that (or when the allocation is refused) ordinary memory is handed out.
+//! Buffers in page-locked host memory (under CUDA): the batches the shared engine forms (sheets,
+//! which the element packs its clips into straight) and buffers lent through
+//! [`crate::engine::SharedEngine::page_locked_buffer`]. A batch lying in one of them goes to the
+//! card in one DMA transfer, with no copy on the host (the runner does so when the batch, its
+//! padding rows included, lies in one lent buffer, [`PageLocked::holds`]; otherwise the clips
+//! are copied into a page-locked staging input first, as one transfer). Up to
+//! [`MAX_PAGE_LOCKED_BYTES`] are lent at a time; past that (or when the allocation is refused)
+//! ordinary memory is handed out.
 
 use std::collections::BTreeMap;
 use std::ptr::NonNull;

@@ -138,14 +138,13 @@ impl LocalBackend {
         shape: &[i64],
         items: &[&[T]],
     ) -> Result<Vec<Vec<f32>>, EngineError> {
-        // Straight from the clips to the card when every clip is in a page-locked buffer this
+        // Straight from the clips to the card when the batch lies in one page-locked buffer this
         // backend lent; through a page-locked staging input otherwise.
-        let lent = self.page_locked.as_ref().is_some_and(|p| {
-            items
-                .iter()
-                .all(|i| p.holds(i.as_ptr().cast(), std::mem::size_of_val(*i)))
-        });
-        self.feed(lane, shape, Feed::Items { items, lent })
+        let block = self
+            .page_locked
+            .as_ref()
+            .is_some_and(|p| in_one_block(p, shape, items));
+        self.feed(lane, shape, Feed::Items { items, block })
     }
 
     /// Run `feed` as one batch on `lane` (see [`LocalBackend::run_on`]).
@@ -249,7 +248,13 @@ impl Backend for LocalBackend {
                 self.path.display()
             )));
         }
-        self.feed::<u8>(lane, &shape, Feed::Spans { what, items })
+        // The clips' spans as they lie in a sheet of lent memory, or copied into staging.
+        let per = what.clip_len() as i64;
+        let block = self
+            .page_locked
+            .as_ref()
+            .is_some_and(|p| in_one_block(p, &[items.len() as i64, per], items));
+        self.feed::<u8>(lane, &shape, Feed::Spans { what, items, block })
     }
 
     /// A graph with a fixed batch runs exactly that; otherwise batches are padded to a power of
@@ -282,6 +287,29 @@ impl Backend for LocalBackend {
             .filter_map(|r| r.lock().ok().map(|r| r.times))
             .sum()
     }
+}
+
+/// Whether a batch of `items` shaped `shape` lies one after another in one buffer `lent` holds,
+/// with room for the whole batch (padding rows included).
+fn in_one_block<T>(lent: &PageLocked, shape: &[i64], items: &[&[T]]) -> bool {
+    let n = shape
+        .first()
+        .and_then(|&b| usize::try_from(b).ok())
+        .unwrap_or(0);
+    let per: usize = shape[1..]
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(0))
+        .product();
+    let Some(first) = items.first() else {
+        return false;
+    };
+    let in_order = items
+        .iter()
+        .enumerate()
+        .all(|(k, i)| i.len() == per && i.as_ptr() == first.as_ptr().wrapping_add(k * per));
+    in_order
+        && n >= items.len()
+        && lent.holds(first.as_ptr().cast(), n * per * std::mem::size_of::<T>())
 }
 
 /// What makes two local engines the same engine.

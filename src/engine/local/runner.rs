@@ -17,7 +17,7 @@ use super::cudart::CopyStream;
 use super::resample::Resampler;
 use super::runtime::runtime;
 use super::session::{plain_builder, SessionSource};
-use super::staging::{staging_for, upload, Place, Staging};
+use super::staging::{staging_for, upload_block, Place, Staging};
 use super::ProviderChoice;
 use crate::config::ModelIo;
 use crate::engine::{EngineError, RunTimes, SpanClips};
@@ -34,17 +34,22 @@ impl<T: PrimitiveTensorElementType + Copy + Send + Sync + std::fmt::Debug + 'sta
 {
 }
 
-/// What a batch is made of: packed model input items (`lent`: all in page-locked buffers the
-/// backend lent), or clips as source spans the lane resamples into the input first.
+/// What a batch is made of: packed model input items, or clips as source spans the lane
+/// resamples into the input first. `block`: the items lie one after another in one page-locked
+/// buffer the backend lent (a sheet, see `crate::engine::sheet`), with room for the whole batch,
+/// padding rows included, so they go to the card as they are, in one DMA transfer.
 #[derive(Clone, Copy)]
 pub(super) enum Feed<'a, T> {
     Items {
         items: &'a [&'a [T]],
-        lent: bool,
+        block: bool,
     },
     Spans {
         what: &'a SpanClips,
         items: &'a [&'a [u8]],
+        /// The resampling graph reads them where they lie (ONNX Runtime's one transfer), with
+        /// no copy into a staging input.
+        block: bool,
     },
 }
 
@@ -199,7 +204,7 @@ impl Runner {
         let count = feed.len();
         let fits = match feed {
             Feed::Items { items, .. } => items.iter().all(|item| item.len() == per),
-            Feed::Spans { what, items } => {
+            Feed::Spans { what, items, .. } => {
                 items.iter().all(|item| item.len() == what.clip_len())
                     && shape[1..] == item_shape(what)[..]
             }
@@ -248,8 +253,21 @@ impl Runner {
             output,
         } = staging_for(staging, session, host_allocator.as_ref(), place, shape, io)?;
         let t0 = Instant::now();
-        if let Feed::Spans { what, items } = feed {
-            let spans = span_input(span_staging, host_allocator.as_ref(), session, what, items)?;
+        if let Feed::Spans { what, items, block } = feed {
+            let (lent_view, lent_ref);
+            let staged;
+            let spans: &ort::value::DynTensor = match (block, place) {
+                (true, Place::Cuda { device, .. }) => {
+                    lent_view = lent_spans(device, what, items).map_err(|e| err(&e))?;
+                    lent_ref = lent_view.upcast_ref();
+                    &lent_ref
+                }
+                _ => {
+                    staged =
+                        span_input(span_staging, host_allocator.as_ref(), session, what, items)?;
+                    staged
+                }
+            };
             let t1 = Instant::now();
             let builder = || -> Result<ort::session::builder::SessionBuilder, EngineError> {
                 match source {
@@ -266,7 +284,7 @@ impl Runner {
             times.fill += t1 - t0;
             return finish(session, binding, output, times, t1, n, count);
         }
-        let Feed::Items { items, lent } = feed else {
+        let Feed::Items { items, block } = feed else {
             return Err(EngineError::Inference("no clips".into()));
         };
         let last = items
@@ -284,7 +302,7 @@ impl Runner {
             }
             Place::Cuda { device, graphs } => {
                 // The lane's copy stream, made when the first lent batch comes.
-                let stream = if lent {
+                let stream = if block {
                     copy_stream
                         .get_or_insert_with(|| CopyStream::new(device))
                         .as_ref()
@@ -296,14 +314,18 @@ impl Runner {
                     .as_mut()
                     .ok_or_else(|| EngineError::Inference("no staging input".into()))?;
                 match stream {
-                    // Each clip from its lent page-locked buffer to its slot on the card.
+                    // From lent page-locked memory to the input on the card, as one block.
                     Some(stream) => {
                         if !graphs {
                             binding
                                 .bind_input(io.input_name.as_str(), &*input)
                                 .map_err(|e| err(&e))?;
                         }
-                        upload(input, stream, n, per, items).map_err(|e| err(&e))?;
+                        // SAFETY: the caller (`LocalBackend::run_on`) checked that `n` items
+                        // from the first lie in one lent buffer, not written while the batch
+                        // runs.
+                        unsafe { upload_block(input, stream, n * per, first_item(items)) }
+                            .map_err(|e| err(&e))?;
                         t0
                     }
                     // Clips in ordinary memory: into the page-locked staging input, which goes
@@ -328,6 +350,11 @@ impl Runner {
         times.fill += t1 - t0;
         finish(session, binding, output, times, t1, n, items.len())
     }
+}
+
+/// The first item's start (the block a batch in one buffer starts at).
+fn first_item<T>(items: &[&[T]]) -> *const T {
+    items.first().map_or(std::ptr::null(), |i| i.as_ptr())
 }
 
 /// Run the bound batch of `n` (its input handed over since `t1`) and return the first `count`
@@ -382,6 +409,32 @@ fn item_shape(what: &SpanClips) -> [i64; 4] {
         Layout::Nthwc => [t, c, c, 3],
         Layout::Ncthw => [3, t, c, c],
     }
+}
+
+/// `items` (clips of source spans one after another in lent page-locked memory) as the
+/// resampling graph's input, in place.
+fn lent_spans(
+    device: i32,
+    what: &SpanClips,
+    items: &[&[u8]],
+) -> ort::Result<ort::value::TensorRefMut<'static, u8>> {
+    let first = items.first().map_or(std::ptr::null(), |i| i.as_ptr());
+    let shape = ort::value::Shape::new([
+        (items.len() * what.frames) as i64,
+        i64::from(what.span.height),
+        i64::from(what.span.width),
+        3,
+    ]);
+    let info = MemoryInfo::new(
+        AllocationDevice::CUDA_PINNED,
+        device,
+        AllocatorType::Device,
+        MemoryType::CPUInput,
+    )?;
+    // SAFETY: the caller (`LocalBackend::run_spans`) checked that the items lie one after
+    // another in one lent page-locked buffer, which outlives the run and is not written while
+    // the batch runs (the view is only read).
+    unsafe { ort::value::TensorRefMut::<u8>::from_raw(info, first.cast_mut().cast(), shape) }
 }
 
 /// Most span inputs kept (one per source size and clip count met).

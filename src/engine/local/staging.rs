@@ -1,7 +1,8 @@
 //! Staging inputs: where one batch size's clips go and how they are bound to a session. On the
 //! CPU, host memory the clips are copied into. Under CUDA, page-locked host memory the clips are
-//! copied into (one transfer to the card per batch), and the input on the card, that clips in
-//! lent page-locked buffers (see `host`) are copied into straight, one DMA transfer each; with
+//! copied into (one transfer to the card per batch), and the input on the card, that a batch
+//! lying in one lent page-locked buffer (a sheet, see `host`) is copied into straight, in one
+//! DMA transfer; with
 //! CUDA graphs the input stays bound on the card and the output is there too (a captured graph
 //! replays on the same addresses).
 
@@ -148,41 +149,32 @@ pub(super) fn staging_for<'a>(
         .ok_or_else(|| EngineError::Inference("staging buffer missing".into()))
 }
 
-/// The device address of clip slot k of `input` (batch of `per`-value clips) and each clip's
-/// host copy into it, the last clip repeated up to the batch size `n`.
-fn slot_copies<T>(input: &mut DynTensor, n: usize, per: usize, items: &[&[T]]) -> Vec<HostCopy> {
-    let base = input.data_ptr_mut().cast::<u8>();
-    let bytes = per * std::mem::size_of::<T>();
-    (0..n)
-        .filter_map(|k| {
-            let item = items.get(k).or(items.last())?;
-            Some(HostCopy {
-                // In bounds: `input` holds `n` clips of `per` values (checked by the caller).
-                dst: base.wrapping_add(k * bytes),
-                src: item.as_ptr().cast(),
-                bytes,
-            })
-        })
-        .collect()
-}
-
-/// Copy each of `items` (`per` values each; the last repeated up to the batch size `n`) from
-/// host memory into its slot of `input`, a tensor on the card, on the lane's `stream`: one DMA
-/// transfer per clip in page-locked memory, one wait for the batch.
-pub(super) fn upload<T>(
+/// Copy `values` values from `src` (the first of a batch's items, one after another in lent
+/// page-locked memory, padding included) to `input`, a tensor on the card, as one DMA transfer
+/// on the lane's `stream`.
+///
+/// # Safety
+/// `src` must be valid for reads of `values` values, not written until this returns.
+pub(super) unsafe fn upload_block<T>(
     input: &mut DynTensor,
     stream: &CopyStream,
-    n: usize,
-    per: usize,
-    items: &[&[T]],
+    values: usize,
+    src: *const T,
 ) -> Result<(), String> {
-    let fits = items.len() <= n && items.iter().all(|i| i.len() == per);
-    if !fits || input.memory_info().allocation_device() != AllocationDevice::CUDA {
-        return Err("clips do not fit the input on the card".into());
+    let room: usize = input.shape().iter().map(|&d| d.max(0) as usize).product();
+    if src.is_null()
+        || values > room
+        || input.memory_info().allocation_device() != AllocationDevice::CUDA
+    {
+        return Err("the batch does not fit the input on the card".into());
     }
-    let copies = slot_copies(input, n, per, items);
-    // SAFETY: each source is a clip of `per` values, borrowed until this returns; each
-    // destination is slot k < n of `input`, a device allocation of `n * per` values on this
-    // lane's device that nothing else writes (the lane's lock is held).
-    unsafe { stream.copy_all(&copies) }
+    let copy = HostCopy {
+        dst: input.data_ptr_mut().cast(),
+        src: src.cast(),
+        bytes: values * std::mem::size_of::<T>(),
+    };
+    // SAFETY: the caller's promise for the source; the destination is `input`, a device
+    // allocation of at least `values` values (checked above) that nothing else writes (the
+    // lane's lock is held).
+    unsafe { stream.copy_all(&[copy]) }
 }
