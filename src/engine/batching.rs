@@ -451,7 +451,11 @@ impl SharedEngine {
             recycle(&self.shared, vec![data]);
             return Ok(slot(r));
         }
-        match q.sheets.open(key, capacity, items, data) {
+        let opened = q.sheets.open(key, capacity, items, data);
+        let unused = q.sheets.sweep();
+        drop(q);
+        recycle(&self.shared, unused);
+        match opened {
             Ok(r) => Ok(slot(r)),
             Err(_) => Err(EngineError::Inference(format!(
                 "no room for {items} clip items of shape {:?}",
@@ -545,8 +549,13 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(r) = self.reserved.take() {
-            lock_queue(&self.shared).sheets.release(&r);
+            let unused = {
+                let mut q = lock_queue(&self.shared);
+                q.sheets.release(&r);
+                q.sheets.sweep()
+            };
             self.shared.cond.notify_all();
+            recycle(&self.shared, unused);
         }
     }
 }

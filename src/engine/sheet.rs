@@ -222,6 +222,22 @@ impl Sheets {
         }
     }
 
+    /// Take out the sheets nothing will run (closed, with every reservation given up) and give
+    /// back their buffers.
+    pub(super) fn sweep(&mut self) -> Vec<Batch> {
+        let mut buffers = Vec::new();
+        let mut k = 0;
+        while k < self.sheets.len() {
+            let s = &self.sheets[k];
+            if s.closed && s.pending == 0 && s.replies.is_empty() && !s.claimed {
+                buffers.extend(self.sheets.remove(k).map(|s| s.data));
+            } else {
+                k += 1;
+            }
+        }
+        buffers
+    }
+
     /// Whether sheet `id` is closed (waiting only for reservations being packed).
     pub(super) fn is_closed(&self, id: u64) -> bool {
         self.sheets.iter().any(|s| s.id == id && s.closed)
@@ -349,8 +365,17 @@ mod tests {
         assert!(sheets.take_if_ready(id, true).is_none(), "b still packing");
         assert!(sheets.reserve(&k, 1).is_none(), "closed at the timeout");
         sheets.release(&b);
+        assert!(sheets.sweep().is_empty(), "a claimed sheet is its thread's");
         let sheet = sheets.take_if_ready(id, false).unwrap();
         assert_eq!((sheet.reserved, sheet.replies.len()), (2, 1));
+        // A full sheet whose every reservation is given up is taken out, its buffer given back.
+        let c = sheets
+            .open(k, 1, 1, Batch::zeros(InputType::U8, 48))
+            .unwrap();
+        assert!(sheets.sweep().is_empty(), "c is still packing");
+        sheets.release(&c);
+        assert_eq!(sheets.sweep().len(), 1);
+        assert!(sheets.claim().is_none());
         // A reservation of a sheet that is gone finds nothing to submit to.
         let (rb, _rx) = reply(&b);
         assert!(!sheets.submit(&b, rb));
