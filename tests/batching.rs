@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gstnonlocal::engine::{Batch, Batching, ProviderChoice, SharedEngine, SlotValues};
+use gstnonlocal::engine::{Batch, Batching, ProviderChoice, SharedEngine, ValuesMut};
 
 /// One probe clip (3×4×8×8, NCTHW) whose values reveal which clip it is.
 fn clip(k: usize) -> Vec<f32> {
@@ -84,7 +84,7 @@ fn clips_packed_into_slots_run_as_one_batch_and_a_given_up_slot_is_not_waited_fo
     let (engine, dir) = private_engine("probe.onnx", "slots", 4);
     let shape = [1, 3, 4, 8, 8];
     let pack = |slot: &mut gstnonlocal::engine::Slot, clips: &[usize]| match slot.values() {
-        SlotValues::F32(v) => {
+        ValuesMut::F32(v) => {
             let values: Vec<f32> = clips.iter().flat_map(|&k| clip(k)).collect();
             v.copy_from_slice(&values);
         }

@@ -159,21 +159,16 @@ impl Batch {
 
     /// Copy `other`'s values into this batch (same element type and length), or say why not.
     pub fn copy_from(&mut self, other: &Batch) -> Result<(), String> {
-        match (self, other) {
-            (Batch::F32(a), Batch::F32(b)) if a.len() == b.len() => a.copy_from_slice(b),
-            (Batch::F16(a), Batch::F16(b)) if a.len() == b.len() => a.copy_from_slice(b),
-            (Batch::U8(a), Batch::U8(b)) if a.len() == b.len() => a.copy_from_slice(b),
-            (a, b) => {
-                return Err(format!(
-                    "cannot copy {} {:?} values into {} {:?} values",
-                    b.len(),
-                    b.input_type(),
-                    a.len(),
-                    a.input_type()
-                ))
-            }
+        self.values_mut().copy_from(other)
+    }
+
+    /// The values, for writing.
+    pub fn values_mut(&mut self) -> ValuesMut<'_> {
+        match self {
+            Batch::F32(v) => ValuesMut::F32(v),
+            Batch::F16(v) => ValuesMut::F16(v),
+            Batch::U8(v) => ValuesMut::U8(v),
         }
-        Ok(())
     }
 
     /// `len` zeros of the element type `ty`.
@@ -203,6 +198,47 @@ impl Batch {
             Batch::F16(v) => f(Items::F16(&split(&v[..], per))),
             Batch::U8(v) => f(Items::U8(&split(&v[..], per))),
         }
+    }
+}
+
+/// Values to write clips into (a [`Batch`]'s, or a [`super::Slot`]'s room in a batch being
+/// formed), in the model's input element type.
+pub enum ValuesMut<'a> {
+    F32(&'a mut [f32]),
+    F16(&'a mut [f16]),
+    U8(&'a mut [u8]),
+}
+
+impl ValuesMut<'_> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            ValuesMut::F32(v) => v.len(),
+            ValuesMut::F16(v) => v.len(),
+            ValuesMut::U8(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copy `data`'s values in (same element type and length), or say why not.
+    pub fn copy_from(&mut self, data: &Batch) -> Result<(), String> {
+        match (&mut *self, data) {
+            (ValuesMut::F32(a), Batch::F32(b)) if a.len() == b.len() => a.copy_from_slice(b),
+            (ValuesMut::F16(a), Batch::F16(b)) if a.len() == b.len() => a.copy_from_slice(b),
+            (ValuesMut::U8(a), Batch::U8(b)) if a.len() == b.len() => a.copy_from_slice(b),
+            (_, b) => {
+                return Err(format!(
+                    "cannot copy {} {:?} input values into {} values",
+                    b.len(),
+                    b.input_type(),
+                    self.len()
+                ))
+            }
+        }
+        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@ use half::f16;
 
 use crate::config::InputType;
 
-use super::batch::ClipElement;
+use super::batch::{ClipElement, ValuesMut};
 use super::sheet::{Reply, Reserved, Sheet, SheetKey, Sheets};
 use super::{Backend, Batch, EngineError, ModelInfo, RunTimes, SpanClips};
 
@@ -258,7 +258,7 @@ impl SharedEngine {
     /// packs into these: measured on an H200 at 32 and 64 I3D streams, packing into page-locked
     /// buffers made the element slower in 11 of 12 same-run pairs, by 3-19 % (docs/benchmarks.md).
     pub fn buffer(&self, len: usize) -> Batch {
-        let ty = self.io.input_type.clone().unwrap_or(InputType::F32);
+        let ty = self.input_type();
         self.recycled(ty, len, false)
             .unwrap_or_else(|| Batch::zeros(ty, len))
     }
@@ -269,7 +269,7 @@ impl SharedEngine {
     /// batches the engine forms are such buffers, see [`SharedEngine::slot`]). Falls back to
     /// ordinary memory.
     pub fn page_locked_buffer(&self, len: usize) -> Batch {
-        let ty = self.io.input_type.clone().unwrap_or(InputType::F32);
+        let ty = self.input_type();
         self.recycled(ty, len, true)
             .or_else(|| self.backend.clip_buffer(ty, len))
             .unwrap_or_else(|| Batch::zeros(ty, len))
@@ -289,7 +289,7 @@ impl SharedEngine {
     /// and lay in the buffers of the first batches clips shaped `shape` form (see
     /// `lay_in_sheets`).
     pub fn warm_up(&self, shape: [i64; 5]) -> Result<(), EngineError> {
-        let ty = self.io.input_type.clone().unwrap_or(InputType::F32);
+        let ty = self.input_type();
         self.lay_in_sheets(SheetKey::new(shape, None, ty));
         let repeats = self.backend.warm_up_runs();
         if repeats == 0 {
@@ -338,7 +338,7 @@ impl SharedEngine {
         }
         laid.push(key);
         let capacity = self.batching().map_or(1, |b| b.max_batch.max(1));
-        let len = self.sheet_items(capacity) * key.per_item();
+        let len = self.sheet_len(&key, capacity);
         let bytes = len * key.ty.size();
         let wanted = (SHEETS_LAID_IN * self.lanes().max(1))
             .min(SHEET_BYTES_LAID_IN / bytes.max(1))
@@ -353,6 +353,12 @@ impl SharedEngine {
             .map_while(|_| self.backend.clip_buffer(key.ty, len))
             .collect();
         recycle(&self.shared, buffers);
+    }
+
+    /// The model's input element type (float32 where the model's is not one of ours, which
+    /// its first run then reports).
+    fn input_type(&self) -> InputType {
+        self.io.input_type.clone().unwrap_or(InputType::F32)
     }
 
     /// The batch size `items` waiting clips run at (at least 1).
@@ -393,7 +399,7 @@ impl SharedEngine {
 
     fn submit_copy(&self, key: SheetKey, items: usize, data: &Batch) -> Scores {
         let copied = self.reserve(key, items).and_then(|mut slot| {
-            slot.batch_mut()
+            slot.values()
                 .copy_from(data)
                 .map_err(EngineError::Inference)?;
             Ok(slot)
@@ -412,7 +418,7 @@ impl SharedEngine {
     /// forming, to pack them into straight and then [`Slot::submit`] them: the batching thread
     /// runs that batch as it stands, with no copy of its own (page-locked memory under CUDA).
     pub fn slot(&self, shape: [i64; 5], items: usize) -> Result<Slot, EngineError> {
-        let ty = self.io.input_type.clone().unwrap_or(InputType::F32);
+        let ty = self.input_type();
         self.reserve(SheetKey::new(shape, None, ty), items)
     }
 
@@ -444,7 +450,7 @@ impl SharedEngine {
         };
         // A new sheet's buffer, found or allocated outside the lock (page-locked memory takes
         // milliseconds to allocate).
-        let data = self.sheet_buffer(key.ty, self.sheet_items(capacity) * key.per_item());
+        let data = self.sheet_buffer(key.ty, self.sheet_len(&key, capacity));
         let mut q = lock_queue(&self.shared);
         if let Some(r) = q.sheets.reserve(&key, items) {
             drop(q);
@@ -464,11 +470,11 @@ impl SharedEngine {
         }
     }
 
-    /// Items a sheet of `capacity` holds: a whole number of the backend's runs, so that the
-    /// last, padded one reads only the sheet.
-    fn sheet_items(&self, capacity: usize) -> usize {
+    /// Values in the buffer of a sheet of `key` with room for `capacity` items: a whole number
+    /// of the backend's runs, so that the last, padded one reads only the sheet.
+    fn sheet_len(&self, key: &SheetKey, capacity: usize) -> usize {
         let step = self.run_size(capacity);
-        capacity.div_ceil(step) * step
+        capacity.div_ceil(step) * step * key.per_item()
     }
 
     /// A sheet's buffer of `len` values of `ty`: a pooled one, else one the backend lends
@@ -495,18 +501,11 @@ pub struct Slot {
 // a batching thread only once the slot is submitted or dropped), wherever the slot goes.
 unsafe impl Send for Slot {}
 
-/// A slot's values, in the model's input element type.
-pub enum SlotValues<'a> {
-    F32(&'a mut [f32]),
-    F16(&'a mut [f16]),
-    U8(&'a mut [u8]),
-}
-
 impl Slot {
     /// The reserved values: the request's items one after another.
-    pub fn values(&mut self) -> SlotValues<'_> {
+    pub fn values(&mut self) -> ValuesMut<'_> {
         let Some(r) = self.reserved.as_ref() else {
-            return SlotValues::U8(&mut []);
+            return ValuesMut::U8(&mut []);
         };
         // SAFETY: `r.ptr` starts `r.len` values of `self.ty` inside the sheet's buffer, which
         // lives while the sheet is queued (it cannot run while this reservation is pending, and
@@ -514,19 +513,14 @@ impl Slot {
         unsafe {
             match self.ty {
                 InputType::F32 => {
-                    SlotValues::F32(std::slice::from_raw_parts_mut(r.ptr.cast(), r.len))
+                    ValuesMut::F32(std::slice::from_raw_parts_mut(r.ptr.cast(), r.len))
                 }
                 InputType::F16 => {
-                    SlotValues::F16(std::slice::from_raw_parts_mut(r.ptr.cast(), r.len))
+                    ValuesMut::F16(std::slice::from_raw_parts_mut(r.ptr.cast(), r.len))
                 }
-                InputType::U8 => SlotValues::U8(std::slice::from_raw_parts_mut(r.ptr, r.len)),
+                InputType::U8 => ValuesMut::U8(std::slice::from_raw_parts_mut(r.ptr, r.len)),
             }
         }
-    }
-
-    /// The values as a [`Batch`]-like view for copying a whole request in.
-    fn batch_mut(&mut self) -> SlotBatch<'_> {
-        SlotBatch(self.values())
     }
 
     /// Hand the packed items to the batcher; the receiver gets their scores.
@@ -557,32 +551,6 @@ impl Drop for Slot {
             self.shared.cond.notify_all();
             recycle(&self.shared, unused);
         }
-    }
-}
-
-/// A slot's values, for copying a request's batch into.
-struct SlotBatch<'a>(SlotValues<'a>);
-
-impl SlotBatch<'_> {
-    fn copy_from(&mut self, data: &Batch) -> Result<(), String> {
-        match (&mut self.0, data) {
-            (SlotValues::F32(a), Batch::F32(b)) if a.len() == b.len() => a.copy_from_slice(b),
-            (SlotValues::F16(a), Batch::F16(b)) if a.len() == b.len() => a.copy_from_slice(b),
-            (SlotValues::U8(a), Batch::U8(b)) if a.len() == b.len() => a.copy_from_slice(b),
-            (a, b) => {
-                let len = match a {
-                    SlotValues::F32(v) => v.len(),
-                    SlotValues::F16(v) => v.len(),
-                    SlotValues::U8(v) => v.len(),
-                };
-                return Err(format!(
-                    "{} {:?} input values where the request's items take {len}",
-                    b.len(),
-                    b.input_type(),
-                ));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -26,8 +26,8 @@ pub mod remote;
 mod sheet;
 
 pub use backend::{Backend, ModelInfo, RunTimes, SpanClips};
-pub use batch::{Batch, Clips, Items};
-pub use batching::{Batching, EngineProfile, Scores, SharedEngine, Slot, SlotValues};
+pub use batch::{Batch, Clips, Items, ValuesMut};
+pub use batching::{Batching, EngineProfile, Scores, SharedEngine, Slot};
 pub use error::EngineError;
 pub use local::{runtime, LocalBackend, Provider, ProviderChoice, ORT_VERSION};
 pub use remote::{RemoteBackend, RemoteSettings};

@@ -14,7 +14,7 @@ use gst::subclass::prelude::*;
 use super::imp::CAT;
 use crate::config::ClipConfig;
 use crate::engine::remote::model::is_lost;
-use crate::engine::{Scores, SharedEngine, SlotValues, SpanClips};
+use crate::engine::{Scores, SharedEngine, SpanClips, ValuesMut};
 use crate::preprocess::{pack_clip, CentreSpan, CropPosition, ScaledFrame, TensorElement};
 use crate::results::{clip_scores, ClipResult, Smoother, Summary, MESSAGE_NAME};
 use crate::sampling::Clip;
@@ -115,7 +115,7 @@ pub(super) fn submit(
             .engine
             .span_slot(shape, what)
             .map_err(|e| e.to_string())?;
-        let SlotValues::U8(data) = slot.values() else {
+        let ValuesMut::U8(data) = slot.values() else {
             return Err("resample=engine needs a model with uint8 input".into());
         };
         for (chunk, frame) in data
@@ -137,9 +137,9 @@ pub(super) fn submit(
         .slot(shape, cfg.crops.len())
         .map_err(|e| e.to_string())?;
     match slot.values() {
-        SlotValues::F32(v) => pack_crops(&frames, cfg, v)?,
-        SlotValues::F16(v) => pack_crops(&frames, cfg, v)?,
-        SlotValues::U8(v) => pack_crops(&frames, cfg, v)?,
+        ValuesMut::F32(v) => pack_crops(&frames, cfg, v)?,
+        ValuesMut::F16(v) => pack_crops(&frames, cfg, v)?,
+        ValuesMut::U8(v) => pack_crops(&frames, cfg, v)?,
     }
     Ok(slot.submit())
 }

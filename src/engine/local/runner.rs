@@ -418,7 +418,7 @@ fn lent_spans(
     what: &SpanClips,
     items: &[&[u8]],
 ) -> ort::Result<ort::value::TensorRefMut<'static, u8>> {
-    let first = items.first().map_or(std::ptr::null(), |i| i.as_ptr());
+    let first = first_item(items);
     let shape = ort::value::Shape::new([
         (items.len() * what.frames) as i64,
         i64::from(what.span.height),
