@@ -71,17 +71,21 @@ impl Drop for Lent {
     }
 }
 
+/// ONNX Runtime's description of page-locked host memory of CUDA device `device`.
+pub(super) fn pinned_memory(device: i32) -> ort::Result<MemoryInfo<'static>> {
+    MemoryInfo::new(
+        AllocationDevice::CUDA_PINNED,
+        device,
+        AllocatorType::Device,
+        MemoryType::CPUInput,
+    )
+}
+
 impl PageLocked {
     /// The page-locked allocator of CUDA device `device`, from one of the model's sessions
     /// (None when ONNX Runtime offers none).
     pub(super) fn new(session: &Session, device: i32) -> Option<PageLocked> {
-        let info = MemoryInfo::new(
-            AllocationDevice::CUDA_PINNED,
-            device,
-            AllocatorType::Device,
-            MemoryType::CPUInput,
-        )
-        .ok()?;
+        let info = pinned_memory(device).ok()?;
         let allocator = Allocator::new(session, info).ok()?;
         Some(PageLocked::with_limit(allocator, MAX_PAGE_LOCKED_BYTES))
     }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use half::f16;
-use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::memory::{AllocationDevice, Allocator};
 use ort::session::Session;
 use ort::value::PrimitiveTensorElementType;
 
 use super::cuda::{capture_hold, count_graph_run, is_fusion_failure, GraphRuns};
 use super::cudart::CopyStream;
+use super::host::pinned_memory;
 use super::resample::Resampler;
 use super::runtime::runtime;
 use super::session::{plain_builder, SessionSource};
@@ -117,14 +118,9 @@ impl Runner {
         io: &ModelIo,
     ) -> Runner {
         let host_allocator = source.as_ref().and_then(|s| {
-            MemoryInfo::new(
-                AllocationDevice::CUDA_PINNED,
-                s.device,
-                AllocatorType::Device,
-                MemoryType::CPUInput,
-            )
-            .and_then(|info| Allocator::new(&session, info))
-            .ok()
+            pinned_memory(s.device)
+                .and_then(|info| Allocator::new(&session, info))
+                .ok()
         });
         Runner {
             host_allocator,
@@ -411,6 +407,17 @@ fn item_shape(what: &SpanClips) -> [i64; 4] {
     }
 }
 
+/// The resampling graph's input shape for `clips` clips of `what`'s spans: `[clips × frames,
+/// height, width, 3]`.
+fn span_shape(what: &SpanClips, clips: usize) -> [i64; 4] {
+    [
+        (clips * what.frames) as i64,
+        i64::from(what.span.height),
+        i64::from(what.span.width),
+        3,
+    ]
+}
+
 /// `items` (clips of source spans one after another in lent page-locked memory) as the
 /// resampling graph's input, in place.
 fn lent_spans(
@@ -419,18 +426,8 @@ fn lent_spans(
     items: &[&[u8]],
 ) -> ort::Result<ort::value::TensorRefMut<'static, u8>> {
     let first = first_item(items);
-    let shape = ort::value::Shape::new([
-        (items.len() * what.frames) as i64,
-        i64::from(what.span.height),
-        i64::from(what.span.width),
-        3,
-    ]);
-    let info = MemoryInfo::new(
-        AllocationDevice::CUDA_PINNED,
-        device,
-        AllocatorType::Device,
-        MemoryType::CPUInput,
-    )?;
+    let shape = ort::value::Shape::new(span_shape(what, items.len()));
+    let info = pinned_memory(device)?;
     // SAFETY: the caller (`LocalBackend::run_spans`) checked that the items lie one after
     // another in one lent page-locked buffer, which outlives the run and is not written while
     // the batch runs (the view is only read).
@@ -450,12 +447,7 @@ fn span_input<'a>(
     items: &[&[u8]],
 ) -> Result<&'a ort::value::DynTensor, EngineError> {
     let err = |e: ort::Error| EngineError::Inference(e.to_string());
-    let shape = vec![
-        (items.len() * what.frames) as i64,
-        i64::from(what.span.height),
-        i64::from(what.span.width),
-        3,
-    ];
+    let shape = span_shape(what, items.len()).to_vec();
     if !staging.contains_key(&shape) {
         if staging.len() >= MAX_SPAN_STAGING {
             staging.clear();
