@@ -26,62 +26,85 @@
  *
  * Since: plugins-nonlocal-0.1.0
  */
+use std::sync::LazyLock;
+
 use gst::glib;
 use gst::prelude::*;
 
+mod frames;
 mod imp;
+mod load;
+pub mod settings;
 mod worker;
+
+pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "nonlocalclassify",
+        gst::DebugColorFlags::empty(),
+        Some("Non-local network action classifier"),
+    )
+});
 
 glib::wrapper! {
     pub struct NonLocalClassify(ObjectSubclass<imp::NonLocalClassify>)
         @extends gst_base::BaseTransform, gst::Element, gst::Object;
 }
 
-/// Crops taken from each clip.
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstNonLocalClassifyCrops")]
-pub enum Crops {
-    #[default]
-    #[enum_value(name = "Center: one centre crop", nick = "center")]
-    Center = 0,
-    #[enum_value(
-        name = "Three: left, centre and right crops along the long side, scores averaged",
-        nick = "three"
-    )]
-    Three = 1,
+/// A GLib enum of the element's properties: its GType name, and each value's nick and
+/// description (shown by gst-inspect, and by `nonlocal-classify --help` for the program's
+/// options of the same name); the first value is the default.
+macro_rules! property_enum {
+    (
+        $(#[$doc:meta])*
+        $name:ident = $gtype:literal {
+            $first:ident = $first_nick:literal: $first_text:literal,
+            $($variant:ident = $nick:literal: $text:literal,)*
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Eq, PartialEq, Clone, Copy, Default, glib::Enum)]
+        #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+        #[repr(u32)]
+        #[enum_type(name = $gtype)]
+        pub enum $name {
+            #[doc = $first_text]
+            #[default]
+            #[enum_value(name = $first_text, nick = $first_nick)]
+            #[cfg_attr(feature = "cli", value(name = $first_nick))]
+            $first,
+            $(
+                #[doc = $text]
+                #[enum_value(name = $text, nick = $nick)]
+                #[cfg_attr(feature = "cli", value(name = $nick))]
+                $variant,
+            )*
+        }
+    };
 }
 
-/// Where the sampled frames are resampled to the model's crop.
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstNonLocalClassifyResample")]
-pub enum Resample {
-    #[default]
-    #[enum_value(
-        name = "Element: each sampled frame is scaled on the streaming thread",
-        nick = "element"
-    )]
-    Element = 0,
-    #[enum_value(
-        name = "Engine: the pixels the centre crop reads go to the engine, which resamples a whole batch on the model's device (crops=center, a uint8 model run in this process)",
-        nick = "engine"
-    )]
-    Engine = 1,
+property_enum! {
+    /// Crops taken from each clip.
+    Crops = "GstNonLocalClassifyCrops" {
+        Center = "center": "Center: one centre crop",
+        Three = "three": "Three: left, centre and right crops along the long side, scores averaged",
+    }
 }
 
-/// Where inference runs.
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
-#[repr(u32)]
-#[enum_type(name = "GstNonLocalClassifyExecutionProvider")]
-pub enum ExecutionProvider {
-    #[default]
-    #[enum_value(name = "Auto: CUDA when it can be created, else CPU", nick = "auto")]
-    Auto = 0,
-    #[enum_value(name = "CUDA", nick = "cuda")]
-    Cuda = 1,
-    #[enum_value(name = "CPU", nick = "cpu")]
-    Cpu = 2,
+property_enum! {
+    /// Where the sampled frames are resampled to the model's crop.
+    Resample = "GstNonLocalClassifyResample" {
+        Element = "element": "Element: each sampled frame is scaled on the streaming thread",
+        Engine = "engine": "Engine: the pixels the centre crop reads go to the engine, which resamples a whole batch on the model's device (crops=center, a uint8 model run in this process)",
+    }
+}
+
+property_enum! {
+    /// Where inference runs.
+    ExecutionProvider = "GstNonLocalClassifyExecutionProvider" {
+        Auto = "auto": "Auto: CUDA when it can be created, else CPU",
+        Cuda = "cuda": "CUDA",
+        Cpu = "cpu": "CPU",
+    }
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -11,7 +11,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::imp::CAT;
+use super::CAT;
 use crate::config::ClipConfig;
 use crate::engine::remote::model::is_lost;
 use crate::engine::{Scores, SharedEngine, SpanClips, ValuesMut};
@@ -59,6 +59,45 @@ pub(super) struct Shared {
     pub(super) failed: AtomicBool,
     /// Whether the stream is live (known from its first buffer).
     pub(super) live: AtomicBool,
+}
+
+impl Shared {
+    /// Forget every result of the current stream (flush, stream start).
+    pub(super) fn reset_results(&self) {
+        lock(&self.ready).clear();
+        let mut post = lock(&self.post);
+        post.smoother.reset();
+        post.summary.reset();
+        post.segments.reset();
+        self.dropped.store(0, Ordering::SeqCst);
+    }
+
+    /// Hand a clip to the worker: live streams drop it when `max-pending` clips wait, others wait.
+    pub(super) fn enqueue(&self, job: Job, live: bool, max: usize) -> Result<(), gst::FlowError> {
+        let mut q = lock(&self.queue);
+        if live && q.jobs.len() >= max {
+            let dropped = self.dropped.fetch_add(1, Ordering::SeqCst) + 1;
+            gst::debug!(CAT, "Dropped clip {} ({} so far)", job.clip.index, dropped);
+            return Ok(());
+        }
+        while q.jobs.len() >= max && !q.flushing && !q.stop {
+            q = self.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        if q.flushing || q.stop {
+            return Err(gst::FlowError::Flushing);
+        }
+        q.jobs.push_back(job);
+        self.cond.notify_all();
+        Ok(())
+    }
+
+    /// Wait until the worker has finished every queued clip (or a flush/stop interrupts).
+    pub(super) fn drain(&self) {
+        let mut q = lock(&self.queue);
+        while (!q.jobs.is_empty() || q.busy) && !q.flushing && !q.stop {
+            q = self.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
