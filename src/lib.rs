@@ -19,6 +19,7 @@ pub mod engine;
 pub mod labels;
 pub mod meta;
 pub mod nonlocalclassify;
+pub mod objects;
 pub mod preprocess;
 pub mod results;
 pub mod sampling;

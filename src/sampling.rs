@@ -72,6 +72,15 @@ impl Sampling {
         first..=n / cs
     }
 
+    /// The clips that sample frame `n`, in order.
+    pub fn clips_sampling(&self, n: u64) -> impl Iterator<Item = u64> + '_ {
+        let (span, fs) = (self.span(), self.stride());
+        self.candidate_clips(n).filter(move |&k| {
+            let offset = n - self.clip_start(k);
+            offset <= span && offset.is_multiple_of(fs)
+        })
+    }
+
     /// Whether any clip samples frame `n`: some clip k of the candidates with
     /// k·clip-stride ≡ n (mod frame-stride). Solved directly (the solutions k form one residue
     /// class modulo frame-stride / gcd), so the cost does not grow with the clip span.
@@ -389,6 +398,15 @@ impl<F> ClipSampler<F> {
         match &self.grid {
             None => self.sampling.is_sampled(self.next_index),
             Some(grid) => grid.peek(timing).any(|m| self.sampling.is_sampled(m)),
+        }
+    }
+
+    /// The model frames the next decoded frame, with `timing`, would give (one by frame count;
+    /// none, one or several by time).
+    pub fn peek(&self, timing: FrameTiming) -> std::ops::Range<u64> {
+        match &self.grid {
+            None => self.next_index..self.next_index + 1,
+            Some(grid) => grid.peek(timing),
         }
     }
 

@@ -17,7 +17,7 @@ mod pack;
 mod scale;
 
 pub use pack::{pack_clip, Layout, Normalization, TensorElement};
-pub use scale::{crop_origin, CentreSpan, CropPosition, Scaler};
+pub use scale::{crop_origin, CentreSpan, CropPosition, Scaler, Square};
 
 #[cfg(test)]
 mod tests;

@@ -347,3 +347,86 @@ pub fn crop_origin(width: u32, height: u32, crop: u32, pos: CropPosition) -> (u3
         (along(width), centred(height))
     }
 }
+
+/// A square region of a frame, in its pixels: what objects mode crops around an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Square {
+    pub x: u32,
+    pub y: u32,
+    pub side: u32,
+}
+
+impl Scaler {
+    /// The `square` of `frame` resampled to `size`×`size` RGB (bilinear, as the element's
+    /// scaling), with only the source pixels the square reads converted: the square plus the
+    /// resampling's support, within the frame.
+    pub fn scale_square(
+        &mut self,
+        frame: &FrameView<'_>,
+        square: Square,
+        size: u32,
+    ) -> Result<ScaledFrame, PreprocessError> {
+        validate_frame(frame)?;
+        if size == 0 {
+            return Err(PreprocessError::ZeroCropSize);
+        }
+        let fits = |at: u32, len: u32| at.checked_add(square.side).is_some_and(|end| end <= len);
+        if square.side == 0 || !fits(square.x, frame.width) || !fits(square.y, frame.height) {
+            return Err(PreprocessError::CropTooLarge {
+                crop: square.side,
+                index: 0,
+                width: frame.width,
+                height: frame.height,
+            });
+        }
+        let mut out = ScaledFrame {
+            width: size,
+            height: size,
+            data: vec![0; rgb_len(size, size).unwrap_or(0)],
+        };
+        // The resampling reads up to its support (one source pixel per output pixel, scaled by
+        // the reduction) around the square, plus a pixel of margin.
+        let margin = (f64::from(square.side) / f64::from(size)).max(1.0).ceil() as u32 + 1;
+        let x0 = square.x.saturating_sub(margin);
+        let y0 = square.y.saturating_sub(margin);
+        let x1 = (square.x + square.side)
+            .saturating_add(margin)
+            .min(frame.width);
+        let y1 = (square.y + square.side)
+            .saturating_add(margin)
+            .min(frame.height);
+        let rect = Rect {
+            x: x0 as usize,
+            y: y0 as usize,
+            width: (x1 - x0) as usize,
+            height: (y1 - y0) as usize,
+        };
+        if square.side == size {
+            let exact = Rect {
+                x: square.x as usize,
+                y: square.y as usize,
+                width: size as usize,
+                height: size as usize,
+            };
+            convert_rect_to_rgb(frame, exact, &mut out.data, &mut self.chroma);
+            return Ok(out);
+        }
+        self.src.resize(rect.width * rect.height * 3, 0);
+        convert_rect_to_rgb(frame, rect, &mut self.src, &mut self.chroma);
+        let src = ImageRef::new(x1 - x0, y1 - y0, &self.src, PixelType::U8x3)
+            .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+        let mut dst = Image::from_slice_u8(size, size, &mut out.data, PixelType::U8x3)
+            .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+        let side = f64::from(square.side);
+        let options = bilinear().crop(
+            f64::from(square.x - x0),
+            f64::from(square.y - y0),
+            side,
+            side,
+        );
+        self.resizer
+            .resize(&src, &mut dst, &options)
+            .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+        Ok(out)
+    }
+}
