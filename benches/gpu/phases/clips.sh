@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # A build against another in one run: this build ($BIN) and the one to compare with ($BIN_OLD),
 # one after the other, the engine and the element at 32 and 64 I3D streams, without and with
-# CUDA graphs (CLIPS_ROUND names the round); made for page-locked clip buffers (docs/benchmarks.md,
-# 2026-12-02: the element packing into buffers the engine lends against the build before them). clips-check: the CUDA tests of this build first;
+# CUDA graphs (CLIPS_ROUND names the round); each build's bench registers its own element
+# (GST_PLUGIN_PATH and a registry of its own). clips-check: the CUDA tests of this build first;
 # clips-live: 100 live C2D cameras on this build; clips-table: element/engine per row.
 clips_check() {
   steps_env

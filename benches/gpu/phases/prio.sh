@@ -33,7 +33,8 @@ prio_ab() {
 }
 
 # The bench's --resample for a variant: engine when one of its words is `resample` (nothing
-# otherwise, so that builds before the argument run the other variants).
+# otherwise, so that a bench without the argument, such as an older build's in $BIN_OLD, runs
+# the other variants).
 resample_arg() {
   case "+$1+" in
     *+resample+*) echo "--resample engine" ;;

@@ -2,10 +2,10 @@
 # steps: what moves the engine, measured against torch.compile in the same run
 # The engine's candidate steps beside its current defaults at batch 1 and 8 (COMPILE_BATCHES):
 # the space-to-depth stem (--stem s2d) in both graph forms, CUDA graphs with the two lanes, a
-# third lane; then PyTorch eager and torch.compile reduce-overhead (the best compiled form of
-# the last table; COMPILE_MODES overrides) on the same weights, one table per batch size; then
-# the element at 32 and 64 streams for I3D with both stems, and 100 live C2D cameras started
-# all at once and one by one; and CUDA against the CPU on the new stems. A run is
+# third lane; then PyTorch eager and torch.compile reduce-overhead (the best compiled form in
+# the compile phase's table; COMPILE_MODES overrides) on the same weights, one table per batch
+# size; then the element at 32 and 64 streams for I3D with both stems, and 100 live C2D cameras
+# started all at once and one by one; and CUDA against the CPU on the s2d stems. A run is
 # MODEL[@VARIANT] (variant_env's words). Phases: steps-engine, steps-torch, steps-table, steps-element,
 # steps-check (steps runs the five).
 STEP_RUNS=${STEP_RUNS:-c2d-r50-nl-u8 c2d-r50-nl-u8-s2d c2d-r50-nl-u8-2d-s2d c2d-r50-nl-u8-s2d@graph
