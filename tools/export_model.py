@@ -107,11 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "same function over frames with 2-D convolutions, which cuDNN runs faster)")
     p.add_argument("--stem", choices=["auto", "conv3d", "stacked", "s2d"], default="auto",
                    help="conv1's form, every one the same function: auto (default: s2d for C2D, "
-                        "stacked for I3D, the fastest measured under CUDA), stacked (a one-hot "
-                        "5×1×1 convolution stacks I3D's temporal taps into channels, then a 1×7×7 "
-                        "one: 1.5× the whole network's speed), s2d (the temporal taps and the 2×2 "
-                        "spatial phases stacked into channels, then a 1×4×4 convolution of stride "
-                        "1: C2D 1.19× at batch 8) or conv3d (FAIR's one kt×7×7 convolution)")
+                        "stacked for I3D, the faster forms under CUDA, see docs/benchmarks.md), "
+                        "stacked (a one-hot 5×1×1 convolution stacks I3D's temporal taps into "
+                        "channels, then a 1×7×7 one), s2d (the temporal taps and the 2×2 spatial "
+                        "phases stacked into channels, then a 1×4×4 convolution of stride 1) or "
+                        "conv3d (FAIR's one kt×7×7 convolution)")
     p.add_argument("--batch", type=int, default=None, metavar="N",
                    help="fixed batch size: every dimension static, no shape computations "
                         "(default: symbolic batch)")

@@ -901,9 +901,12 @@ def test_every_compile_set_of_run_sh_parses():
     """The mode lists benches/gpu/run.sh passes for each COMPILE_SET are valid --modes values
     (an H200 run once lost its torch.compile rows to a mode given twice)."""
     import subprocess
-    script = (REPO / "benches" / "gpu" / "run.sh").read_text()
+    # run.sh's phases and their shared helpers: compile_settings, model_file and steps_env in
+    # lib.sh, the steps phase's runs in phases/steps.sh.
+    lib = (REPO / "benches" / "gpu" / "lib.sh").read_text()
+    steps = (REPO / "benches" / "gpu" / "phases" / "steps.sh").read_text()
     # compile_settings() up to where it uses the set's values, closed so that it prints them.
-    body = script[script.index("compile_settings() {"):script.index("  C_MODES=")]
+    body = lib[lib.index("compile_settings() {"):lib.index("  C_MODES=")]
     for name in ("standard", "quick", "full"):
         out = subprocess.run(["bash", "-c", f'{body}  echo "$modes"\n}}\n'
                               f"COMPILE_SET={name} compile_settings"],
@@ -911,12 +914,12 @@ def test_every_compile_set_of_run_sh_parses():
         assert out.returncode == 0 and out.stdout.strip(), (name, out.stderr)
         assert TR.parse_modes(out.stdout.strip()), name
     # The steps phase's own default modes, and every run it names has an export recipe.
-    env = script[script.index("steps_env() {"):]
+    env = lib[lib.index("steps_env() {"):]
     at = env.index("COMPILE_MODES:-") + len("COMPILE_MODES:-")
     assert TR.parse_modes(env[at:env.index("}", at)])
-    at = script.index("STEP_RUNS=${STEP_RUNS:-") + len("STEP_RUNS=${STEP_RUNS:-")
-    runs = script[at:script.index("}", at)]
-    recipes = script[script.index("model_file() {"):script.index("compile_model() {")]
+    at = steps.index("STEP_RUNS=${STEP_RUNS:-") + len("STEP_RUNS=${STEP_RUNS:-")
+    runs = steps[at:steps.index("}", at)]
+    recipes = lib[lib.index("model_file() {"):lib.index("compile_model() {")]
     models = {r.split("@")[0] for r in runs.split()}
     assert len(models) == 5 and all(f"      {m}) args=" in recipes for m in models), models
 

@@ -658,10 +658,10 @@ STEMS = ("auto", "conv3d", "stacked", "s2d")
 
 
 def default_stem(arch: str) -> str:
-    """The stem `auto` stands for, the fastest measured under CUDA (H200, 2026-12-01, batch 8):
-    s2d for the C2D networks (1×7×7 stems: +19 % engine throughput over the one convolution),
-    stacked for the I3D ones (the s2d form was +11 % at batch 8 but −8 % at batch 1; see
-    docs/benchmarks.md)."""
+    """The stem `auto` stands for: s2d for the C2D networks (1×7×7 stems, for which cuDNN has
+    no fast channels-last kernel over 3 colour channels), stacked for the I3D ones (s2d is not
+    faster for them at every batch size). The engine's figures for each stem are in
+    docs/benchmarks.md ("Engine steps against torch.compile")."""
     return "s2d" if get_spec(arch).conv1_kt == 1 else "stacked"
 
 
