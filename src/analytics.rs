@@ -6,10 +6,19 @@
 //!
 //! [`Carrier`] decides which buffers carry a result (the `analytics-meta` property);
 //! [`add_result`] writes one result into a buffer.
+//!
+//! Objects mode (`regions=objects`) reads the boxes upstream wrote ([`detections`]: each
+//! object-detection mtd, with the id of a tracking mtd it relates to) and relates each object's
+//! result to that object's box on the buffers that carry it ([`ObjectCarrier`],
+//! [`add_object_result`]): a classification mtd the box RELATE_TO and CONTAIN, which
+//! `objectdetectionoverlay` draws as the box's label.
+
+use std::collections::BTreeMap;
 
 use gst::glib;
 use gst_analytics::prelude::*;
 
+use crate::objects::Detection;
 use crate::results::ClipResult;
 
 /// Which buffers carry the analytics metadata of a result (`analytics-meta`).
@@ -98,12 +107,7 @@ pub fn add_result(
     width: u32,
     height: u32,
 ) -> Result<Written, glib::BoolError> {
-    let quarks: Vec<glib::Quark> = result
-        .labels
-        .iter()
-        .map(|l| glib::Quark::from_str(l.as_str()))
-        .collect();
-    let levels: Vec<f32> = result.scores.iter().map(|&s| s as f32).collect();
+    let (quarks, levels) = quarks_and_levels(result);
     let (Some(&top), Some(&level)) = (quarks.first(), levels.first()) else {
         return Err(glib::bool_error!(
             "clip {} has no labels to write as analytics metadata",
@@ -123,6 +127,139 @@ pub fn add_result(
     Ok(Written { od, cls })
 }
 
+/// Object detections read from one buffer, at most this many (the rest are counted, not read).
+pub const MAX_DETECTIONS: usize = 4096;
+
+/// The object-detection mtds of `buffer` whose type `accept` takes, each with the id of a
+/// tracking mtd it RELATE_TO (as `ioutracker` relates them), at most [`MAX_DETECTIONS`]; and how
+/// many more there were. Boxes a `nonlocalclassify` in frame mode wrote (the frame's
+/// [`action_box`] containing a classification) are not objects.
+pub fn detections(
+    buffer: &gst::BufferRef,
+    width: u32,
+    height: u32,
+    accept: impl Fn(&str) -> bool,
+) -> (Vec<Detection>, usize) {
+    let Some(relation) = buffer.meta::<gst_analytics::AnalyticsRelationMeta>() else {
+        return (Vec::new(), 0);
+    };
+    let frame_box = action_box(width, height);
+    let mut out = Vec::new();
+    let mut more = 0;
+    for od in relation.iter::<gst_analytics::AnalyticsODMtd>() {
+        let Ok(loc) = od.location() else { continue };
+        let kind = od
+            .obj_type()
+            .map(|q| q.as_str().to_string())
+            .unwrap_or_default();
+        if !accept(&kind) {
+            continue;
+        }
+        let id = od.id();
+        let frame_mode = (loc.x, loc.y, loc.w, loc.h) == frame_box
+            && relation
+                .iter_direct_related::<gst_analytics::AnalyticsClsMtd>(
+                    id,
+                    gst_analytics::RelTypes::CONTAIN,
+                )
+                .next()
+                .is_some();
+        if frame_mode {
+            continue;
+        }
+        if out.len() == MAX_DETECTIONS {
+            more += 1;
+            continue;
+        }
+        let track = relation
+            .iter_direct_related::<gst_analytics::AnalyticsTrackingMtd>(
+                id,
+                gst_analytics::RelTypes::RELATE_TO,
+            )
+            .next()
+            .map(|t| t.info().0);
+        out.push(Detection {
+            mtd: id,
+            x: loc.x,
+            y: loc.y,
+            w: loc.w,
+            h: loc.h,
+            confidence: loc.loc_conf_lvl,
+            kind,
+            track,
+        });
+    }
+    (out, more)
+}
+
+/// Write `result` as a classification mtd related to the object-detection mtd `od` of
+/// `buffer`: `od` RELATE_TO and CONTAIN it, it RELATE_TO and IS_PART_OF `od`. Its id.
+pub fn add_object_result(
+    buffer: &mut gst::BufferRef,
+    result: &ClipResult,
+    od: u32,
+) -> Result<u32, glib::BoolError> {
+    let (quarks, levels) = quarks_and_levels(result);
+    if quarks.is_empty() {
+        return Err(glib::bool_error!(
+            "clip {} has no labels to write as analytics metadata",
+            result.clip_index
+        ));
+    }
+    let mut relation = match buffer.meta_mut::<gst_analytics::AnalyticsRelationMeta>() {
+        Some(meta) => meta,
+        None => gst_analytics::AnalyticsRelationMeta::add(buffer),
+    };
+    let cls = relation.add_cls_mtd(&levels, &quarks)?.id();
+    use gst_analytics::RelTypes;
+    relation.set_relation(RelTypes::RELATE_TO | RelTypes::CONTAIN, od, cls)?;
+    relation.set_relation(RelTypes::RELATE_TO | RelTypes::IS_PART_OF, cls, od)?;
+    Ok(cls)
+}
+
+fn quarks_and_levels(result: &ClipResult) -> (Vec<glib::Quark>, Vec<f32>) {
+    let quarks = result
+        .labels
+        .iter()
+        .map(|l| glib::Quark::from_str(l.as_str()))
+        .collect();
+    let levels = result.scores.iter().map(|&s| s as f32).collect();
+    (quarks, levels)
+}
+
+/// Which object results each buffer carries (objects mode): `first-buffer`, the results
+/// finished since the previous buffer (the latest of each object); `every-buffer`, the latest
+/// result of every live object. Results are written only for objects with a box on the buffer.
+#[derive(Debug, Default)]
+pub struct ObjectCarrier {
+    current: BTreeMap<u64, ClipResult>,
+}
+
+impl ObjectCarrier {
+    pub fn reset(&mut self) {
+        self.current.clear();
+    }
+
+    /// The object's track ended: its result is carried no more.
+    pub fn forget(&mut self, object: u64) {
+        self.current.remove(&object);
+    }
+
+    pub fn carry(&mut self, mode: AnalyticsMeta, fresh: &[ClipResult]) -> Vec<ClipResult> {
+        let mut latest: BTreeMap<u64, &ClipResult> = BTreeMap::new();
+        for result in fresh {
+            if let Some(object) = result.object {
+                latest.insert(object.id, result);
+                self.current.insert(object.id, result.clone());
+            }
+        }
+        match mode {
+            AnalyticsMeta::EveryBuffer => self.current.values().cloned().collect(),
+            AnalyticsMeta::FirstBuffer => latest.into_values().cloned().collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +276,7 @@ mod tests {
             scores: scores.to_vec(),
             dropped: 0,
             latency: 0,
+            object: None,
         }
     }
 

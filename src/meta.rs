@@ -62,6 +62,7 @@ mod tests {
             scores: vec![0.9],
             dropped: 0,
             latency: 6,
+            object: None,
         };
         let mut buffer = gst::Buffer::new();
         assert!(NonLocalClassifyMeta::results(&buffer).is_empty());

@@ -93,6 +93,41 @@ pub fn top_k(scores: &[f64], k: usize) -> Vec<(usize, f64)> {
     order.into_iter().map(|i| (i, scores[i])).collect()
 }
 
+/// The object a result is about (`regions=objects`): its id and its box on the clip's last
+/// sampled frame, in pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub id: u64,
+    pub x: i32,
+    pub y: i32,
+    pub w: i32,
+    pub h: i32,
+}
+
+impl ObjectRef {
+    /// Write `object-id` and `object-box` (x, y, width, height).
+    pub fn write_fields(&self, s: &mut gst::StructureRef) {
+        s.set("object-id", self.id);
+        s.set(
+            "object-box",
+            gst::Array::new([self.x, self.y, self.w, self.h]),
+        );
+    }
+
+    /// Read them back; `None` when the structure has no `object-id` (frame mode).
+    pub fn from_structure(s: &gst::StructureRef) -> Option<Self> {
+        let id = s.get::<u64>("object-id").ok()?;
+        let b: Vec<i32> = s
+            .get::<gst::Array>("object-box")
+            .ok()?
+            .iter()
+            .filter_map(|v| v.get::<i32>().ok())
+            .collect();
+        let [x, y, w, h] = b[..] else { return None };
+        Some(Self { id, x, y, w, h })
+    }
+}
+
 /// One classification result: a clip's (smoothed) top-k, or the summary of a stream.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClipResult {
@@ -109,6 +144,8 @@ pub struct ClipResult {
     pub dropped: u64,
     /// From the clip's last frame arriving to its result (ns).
     pub latency: u64,
+    /// The object classified (objects mode); `None` for the whole frame.
+    pub object: Option<ObjectRef>,
 }
 
 impl ClipResult {
@@ -151,6 +188,9 @@ impl ClipResult {
         s.set("score", self.score().unwrap_or(0.0));
         s.set("dropped", self.dropped);
         s.set("latency", self.latency);
+        if let Some(object) = &self.object {
+            object.write_fields(s);
+        }
     }
 
     pub fn to_structure(&self, name: &str) -> gst::Structure {
@@ -184,6 +224,7 @@ impl ClipResult {
             scores,
             dropped: s.get("dropped").ok()?,
             latency: s.get("latency").ok()?,
+            object: ObjectRef::from_structure(s),
         })
     }
 }
@@ -258,6 +299,7 @@ impl Summary {
             scores,
             dropped,
             latency: 0,
+            object: None,
         };
         let mut s = result.to_structure(SUMMARY_NAME);
         s.set("clips", self.clips);
@@ -323,11 +365,27 @@ mod tests {
             scores: vec![0.75, 0.25],
             dropped: 2,
             latency: 11,
+            object: None,
         };
         let s = r.to_structure(MESSAGE_NAME);
         assert_eq!(s.get::<u64>("stream-time").unwrap(), u64::MAX);
         assert_eq!(s.get::<&str>("label").unwrap(), "a");
         assert_eq!(s.get::<f64>("score").unwrap(), 0.75);
+        assert_eq!(ClipResult::from_structure(&s), Some(r.clone()));
+        assert!(!s.has_field("object-id"), "frame mode names no object");
+        let object = ObjectRef {
+            id: 7,
+            x: 10,
+            y: -2,
+            w: 30,
+            h: 60,
+        };
+        let r = ClipResult {
+            object: Some(object),
+            ..r
+        };
+        let s = r.to_structure(MESSAGE_NAME);
+        assert_eq!(s.get::<u64>("object-id").unwrap(), 7);
         assert_eq!(ClipResult::from_structure(&s), Some(r));
     }
 

@@ -154,3 +154,15 @@ fn auto_provider_falls_back_to_cpu_without_a_warning() {
     // is logged at INFO level); asking for cuda without it is an error (test above).
     assert!(out.warnings.is_empty(), "{:?}", out.warnings);
 }
+
+#[test]
+#[cfg(not(feature = "analytics"))]
+fn objects_mode_without_gstanalytics_says_what_it_needs() {
+    let e = err_with(&[("model", v(model("probe.onnx"))), ("regions", v("objects"))]);
+    assert!(
+        e.contains("regions=objects")
+            && e.contains("GStreamer 1.24 or newer")
+            && e.contains("regions=frame"),
+        "{e}"
+    );
+}

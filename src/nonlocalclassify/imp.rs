@@ -20,41 +20,44 @@ use gst_base::subclass::prelude::*;
 
 use super::frames::{frame_view, pixel_format, FORMATS};
 use super::load::{model_info, Loaded};
+use super::objects::ObjectsState;
 use super::settings::Settings;
 use super::worker::{lock, worker_loop, Job, Post, Queue, Shared, WorkerConfig};
-use super::{Crops, Resample, CAT};
+use super::{Crops, Regions, Resample, CAT};
 #[cfg(feature = "analytics")]
 use crate::analytics::{self, Carrier};
 use crate::meta::NonLocalClassifyMeta;
+use crate::objects::ObjectsConfig;
 use crate::preprocess::{CentreSpan, ScaledFrame, Scaler};
-use crate::results::{ClipResult, Smoother, Summary, MESSAGE_NAME};
+use crate::results::{ClipResult, ObjectRef, MESSAGE_NAME};
 use crate::sampling::{Clip, ClipSampler, FrameTiming, Sampling};
-use crate::segments::{self, Segmenter};
 
 /// Streaming state, from READY→PAUSED to PAUSED→READY.
-struct State {
-    info: Option<gst_video::VideoInfo>,
-    sampler: ClipSampler<ScaledFrame>,
-    scaler: Scaler,
-    scale_size: u32,
+pub(super) struct State {
+    pub(super) info: Option<gst_video::VideoInfo>,
+    pub(super) sampler: ClipSampler<ScaledFrame>,
+    pub(super) scaler: Scaler,
+    pub(super) scale_size: u32,
     /// With the centre crop alone, only that square of each frame is scaled (`scale_centre`).
-    centre_crop: Option<u32>,
+    pub(super) centre_crop: Option<u32>,
     /// resample=engine: frames are kept as the source pixels of their centre crop
     /// (`centre_span`), for the engine to resample; the stream's span geometry once known.
-    engine_resample: bool,
-    span: Option<CentreSpan>,
-    live: Option<bool>,
-    max_pending: usize,
-    shared: Arc<Shared>,
-    worker: Option<JoinHandle<()>>,
+    pub(super) engine_resample: bool,
+    pub(super) span: Option<CentreSpan>,
+    pub(super) live: Option<bool>,
+    pub(super) max_pending: usize,
+    pub(super) shared: Arc<Shared>,
+    pub(super) worker: Option<JoinHandle<()>>,
     /// Which results the analytics metadata of each buffer carries.
     #[cfg(feature = "analytics")]
-    carrier: Carrier,
+    pub(super) carrier: Carrier,
+    /// regions=objects: the stream's objects.
+    pub(super) objects: Option<ObjectsState>,
 }
 
 #[derive(Default)]
 pub struct NonLocalClassify {
-    settings: Mutex<Settings>,
+    pub(super) settings: Mutex<Settings>,
     loaded: Mutex<Option<Loaded>>,
     state: Mutex<Option<State>>,
 }
@@ -70,6 +73,9 @@ impl NonLocalClassify {
     fn reset_stream(state: &mut State) {
         state.sampler.reset();
         state.live = None;
+        if let Some(objects) = state.objects.as_mut() {
+            objects.reset();
+        }
     }
 
     fn query_live(&self) -> bool {
@@ -79,7 +85,13 @@ impl NonLocalClassify {
 
     /// A clip's job; `span`: the geometry of its frames when they are source spans the engine
     /// resamples (resample=engine).
-    fn make_job(&self, clip: Clip<ScaledFrame>, span: Option<CentreSpan>, shared: &Shared) -> Job {
+    pub(super) fn make_job(
+        &self,
+        clip: Clip<ScaledFrame>,
+        span: Option<CentreSpan>,
+        object: Option<ObjectRef>,
+        shared: &Shared,
+    ) -> Job {
         let segment = self.obj().segment();
         let (stream_time, running_time) =
             match (clip.timestamp, segment.downcast_ref::<gst::ClockTime>()) {
@@ -99,7 +111,39 @@ impl NonLocalClassify {
             stream_time,
             running_time,
             arrived: Instant::now(),
+            object,
         }
+    }
+}
+
+impl NonLocalClassify {
+    /// The negotiated video info and the buffer's timing; learns whether the stream is live
+    /// from its first buffer.
+    pub(super) fn frame_timing(
+        &self,
+        state: &mut State,
+        buf: &gst::BufferRef,
+    ) -> Result<(gst_video::VideoInfo, FrameTiming), gst::FlowError> {
+        let info = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
+        if state.live.is_none() {
+            let live = self.query_live();
+            state.live = Some(live);
+            state.shared.live.store(live, Ordering::SeqCst);
+        }
+        let fps = info.fps();
+        let duration = buf.duration().map(|d| d.nseconds()).or_else(|| {
+            (fps.numer() > 0 && fps.denom() > 0).then(|| {
+                gst::ClockTime::SECOND
+                    .nseconds()
+                    .mul_div_floor(fps.denom() as u64, fps.numer() as u64)
+                    .unwrap_or(0)
+            })
+        });
+        let timing = FrameTiming {
+            pts: buf.pts().map(|t| t.nseconds()),
+            duration,
+        };
+        Ok((info, timing))
     }
 }
 
@@ -240,16 +284,21 @@ impl BaseTransformImpl for NonLocalClassify {
                 ("resample=engine needs a model with uint8 input run in this process ({} on {} is not): set resample=element", loaded.engine.name, loaded.engine.describe())
             ));
         }
+        let objects_mode = settings.objects.regions == Regions::Objects;
+        if objects_mode {
+            check_objects_mode(&settings)?;
+        }
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             cond: Condvar::new(),
-            post: Mutex::new(Post {
-                smoother: Smoother::new(settings.output.smoothing),
-                summary: Summary::default(),
-                segments: Segmenter::new(settings.output.hysteresis(), Arc::clone(&loaded.labels)),
-            }),
+            post: Mutex::new(Post::new(
+                settings.output.smoothing,
+                settings.output.hysteresis(),
+                Arc::clone(&loaded.labels),
+            )),
             ready: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
+            objects_dropped: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             live: AtomicBool::new(false),
         });
@@ -271,16 +320,14 @@ impl BaseTransformImpl for NonLocalClassify {
                     ("Cannot start the inference thread: {}", e)
                 )
             })?;
+        let sampling = Sampling {
+            clip_length: config.clip_length,
+            frame_stride: config.frame_stride,
+            clip_stride: config.clip_stride,
+        };
         *lock(&self.state) = Some(State {
             info: None,
-            sampler: ClipSampler::with_rate(
-                Sampling {
-                    clip_length: config.clip_length,
-                    frame_stride: config.frame_stride,
-                    clip_stride: config.clip_stride,
-                },
-                config.clip_fps,
-            ),
+            sampler: ClipSampler::with_rate(sampling, config.clip_fps),
             scaler: Scaler::new(),
             scale_size: config.scale_size,
             centre_crop: (settings.sampling.crops == Crops::Center).then_some(config.crop_size),
@@ -292,6 +339,17 @@ impl BaseTransformImpl for NonLocalClassify {
             worker: Some(worker),
             #[cfg(feature = "analytics")]
             carrier: Carrier::default(),
+            objects: objects_mode.then(|| {
+                ObjectsState::new(
+                    ObjectsConfig {
+                        tracker: settings.objects.tracker(),
+                        sampling,
+                        rate: config.clip_fps,
+                    },
+                    settings.objects.filter(),
+                    config.crop_size,
+                )
+            }),
         });
         gst::debug!(CAT, imp = self, "Started on {}", loaded.engine.describe());
         Ok(())
@@ -326,14 +384,28 @@ impl BaseTransformImpl for NonLocalClassify {
             ));
         }
         let mut guard = lock(&self.state);
+        let mut ending = None;
         if let Some(state) = guard.as_mut() {
             if state.info.as_ref().is_some_and(|old| *old != info) {
                 gst::debug!(CAT, imp = self, "Caps changed: restarting clips");
+                // Objects' clips so far are finished as at a track's end.
+                ending = state.objects.as_mut().map(|o| {
+                    let (clips, ended) = o.finish();
+                    (clips, ended, Arc::clone(&state.shared), state.max_pending)
+                });
                 Self::reset_stream(state);
             }
             state.info = Some(info);
         }
         drop(guard);
+        if let Some((clips, ended, shared, max)) = ending {
+            // A flush interrupting this drops them, as it drops every clip.
+            if self.hand_over(&shared, clips, false, max).is_ok() {
+                for id in ended {
+                    let _ = shared.end_object(id, max);
+                }
+            }
+        }
         self.parent_set_caps(incaps, outcaps)
     }
 
@@ -388,6 +460,9 @@ impl BaseTransformImpl for NonLocalClassify {
                 gst::warning!(CAT, imp = self, "Cannot attach meta: {}", e);
             }
         }
+        if state.objects.is_some() {
+            return self.transform_objects(guard, buf, &fresh);
+        }
         #[cfg(feature = "analytics")]
         {
             // As analytics metadata: on this buffer only, or on every buffer until the next.
@@ -403,25 +478,7 @@ impl BaseTransformImpl for NonLocalClassify {
             }
         }
 
-        let info = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
-        if state.live.is_none() {
-            let live = self.query_live();
-            state.live = Some(live);
-            state.shared.live.store(live, Ordering::SeqCst);
-        }
-        let fps = info.fps();
-        let duration = buf.duration().map(|d| d.nseconds()).or_else(|| {
-            (fps.numer() > 0 && fps.denom() > 0).then(|| {
-                gst::ClockTime::SECOND
-                    .nseconds()
-                    .mul_div_floor(fps.denom() as u64, fps.numer() as u64)
-                    .unwrap_or(0)
-            })
-        });
-        let timing = FrameTiming {
-            pts: buf.pts().map(|t| t.nseconds()),
-            duration,
-        };
+        let (info, timing) = self.frame_timing(state, buf)?;
         let frame = if state.sampler.wants(timing) {
             let mapped =
                 gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info).map_err(|_| {
@@ -476,7 +533,7 @@ impl BaseTransformImpl for NonLocalClassify {
         let span = state.span;
         drop(guard);
         for clip in clips {
-            let job = self.make_job(clip, span, &shared);
+            let job = self.make_job(clip, span, None, &shared);
             shared.enqueue(job, live, max)?;
         }
         Ok(gst::FlowSuccess::Ok)
@@ -487,19 +544,37 @@ impl NonLocalClassify {
     /// EOS: complete or drop the clip in progress, wait for every result, post the summary.
     /// Returns false when a flush interrupted it.
     fn finish_stream(&self, shared: &Arc<Shared>) -> bool {
-        let (clips, frames, sampling, span) = match lock(&self.state).as_mut() {
+        let (clips, frames, sampling, span, objects) = match lock(&self.state).as_mut() {
             Some(state) => {
                 // Model frames: decoded frames, or sampling instants when sampling by time.
                 let (frames, sampling) = (state.sampler.covered(), state.sampler.sampling());
-                (state.sampler.finish(), frames, sampling, state.span)
+                let objects = state.objects.as_mut().map(ObjectsState::finish);
+                (
+                    state.sampler.finish(),
+                    frames,
+                    sampling,
+                    state.span,
+                    objects,
+                )
             }
             None => return true,
         };
         let max = lock(&self.state).as_ref().map_or(1, |s| s.max_pending);
         for clip in clips {
-            let job = self.make_job(clip, span, shared);
+            let job = self.make_job(clip, span, None, shared);
             // Never drop at EOS, live or not: every pending result is posted before EOS.
             if shared.enqueue(job, false, max).is_err() {
+                return false;
+            }
+        }
+        // Each object's last clips, then its end: its last segment and summary.
+        let objects_mode = objects.is_some();
+        if let Some((clips, ended)) = objects {
+            if self.hand_over(shared, clips, false, max).is_err()
+                || ended
+                    .into_iter()
+                    .any(|id| shared.end_object(id, max).is_err())
+            {
                 return false;
             }
         }
@@ -534,38 +609,40 @@ impl NonLocalClassify {
             );
         }
         let settings = lock(&self.settings).clone();
-        if settings.output.post_messages && !shared.failed.load(Ordering::SeqCst) {
+        if settings.output.post_messages && !shared.failed.load(Ordering::SeqCst) && !objects_mode {
             let labels = lock(&self.loaded)
                 .as_ref()
                 .map(|l| Arc::clone(&l.labels))
                 .unwrap_or_default();
-            let (last_segment, structure) = {
-                let mut post = lock(&shared.post);
-                let last = post.segments.finish();
-                let mut structure = post.summary.to_structure(
-                    &labels,
-                    settings.output.top_k(),
-                    shared.dropped.load(Ordering::SeqCst),
-                );
-                structure.set(
-                    "segments",
-                    segments::segments_array(post.segments.segments()),
-                );
-                (last, structure)
-            };
-            if let Some(segment) = last_segment {
+            let (last, summary) = lock(&shared.post).frame.finish(
+                &labels,
+                settings.output.top_k(),
+                shared.dropped.load(Ordering::SeqCst),
+                None,
+            );
+            for structure in last.into_iter().chain([summary]) {
                 let _ = self.obj().post_message(
-                    gst::message::Element::builder(segment.to_structure())
+                    gst::message::Element::builder(structure)
                         .src(&*self.obj())
                         .build(),
                 );
             }
-            let _ = self.obj().post_message(
-                gst::message::Element::builder(structure)
-                    .src(&*self.obj())
-                    .build(),
-            );
         }
         true
     }
+}
+
+/// Settings objects mode cannot run with, as the error that says what to change.
+fn check_objects_mode(settings: &Settings) -> Result<(), gst::ErrorMessage> {
+    let refuse = |why: &str| Err(gst::error_msg!(gst::LibraryError::Settings, ("{}", why)));
+    if !cfg!(feature = "analytics") {
+        return refuse("regions=objects reads the boxes of upstream detectors from GstAnalytics metadata, which this build of the plugin lacks: build it against GStreamer 1.24 or newer with the cargo feature analytics, or set regions=frame");
+    }
+    if settings.sampling.crops != Crops::Center {
+        return refuse("regions=objects classifies one square crop around each object, not crops=three: set crops=center");
+    }
+    if settings.sampling.resample != Resample::Element {
+        return refuse("regions=objects crops each object on the streaming thread, not with resample=engine: set resample=element");
+    }
+    Ok(())
 }

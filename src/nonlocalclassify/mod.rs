@@ -34,6 +34,7 @@ use gst::prelude::*;
 mod frames;
 mod imp;
 mod load;
+mod objects;
 pub mod settings;
 mod worker;
 
@@ -99,6 +100,14 @@ property_enum! {
 }
 
 property_enum! {
+    /// What each clip shows: the whole frame, or each object an upstream detector boxed.
+    Regions = "GstNonLocalClassifyRegions" {
+        Frame = "frame": "Frame: the whole frame, one action per clip",
+        Objects = "objects": "Objects: each object boxed upstream (GstAnalytics object detections), cropped and classified on its own",
+    }
+}
+
+property_enum! {
     /// Where inference runs.
     ExecutionProvider = "GstNonLocalClassifyExecutionProvider" {
         Auto = "auto": "Auto: CUDA when it can be created, else CPU",
@@ -113,6 +122,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
         Crops::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
         ExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
         Resample::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+        Regions::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
         #[cfg(feature = "analytics")]
         crate::analytics::AnalyticsMeta::static_type()
             .mark_as_plugin_api(gst::PluginAPIFlags::empty());

@@ -2,7 +2,7 @@
 //! into the batch the shared engine is forming, submits them, waits for its scores and publishes them
 //! (smoothing, ranking, segments, the result meta queue and element messages), in clip order.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -16,9 +16,9 @@ use crate::config::ClipConfig;
 use crate::engine::remote::model::is_lost;
 use crate::engine::{Scores, SharedEngine, SpanClips, ValuesMut};
 use crate::preprocess::{pack_clip, CentreSpan, CropPosition, ScaledFrame, TensorElement};
-use crate::results::{clip_scores, ClipResult, Smoother, Summary, MESSAGE_NAME};
+use crate::results::{clip_scores, ClipResult, ObjectRef, Smoother, Summary, MESSAGE_NAME};
 use crate::sampling::Clip;
-use crate::segments::{self, Segmenter};
+use crate::segments::{self, Hysteresis, Segment, Segmenter};
 
 /// A clip on its way to the worker.
 pub(super) struct Job {
@@ -29,11 +29,24 @@ pub(super) struct Job {
     pub(super) stream_time: Option<u64>,
     pub(super) running_time: Option<u64>,
     pub(super) arrived: Instant,
+    /// The object the clip was cropped around (objects mode).
+    pub(super) object: Option<ObjectRef>,
+}
+
+/// What the worker is handed, in order.
+pub(super) enum Work {
+    Clip(Job),
+    /// An object's track ended: its last segment and its summary are posted, its results
+    /// forgotten.
+    Ended {
+        object: u64,
+        generation: u64,
+    },
 }
 
 #[derive(Default)]
 pub(super) struct Queue {
-    pub(super) jobs: VecDeque<Job>,
+    pub(super) jobs: VecDeque<Work>,
     /// The worker is running a job.
     pub(super) busy: bool,
     pub(super) flushing: bool,
@@ -42,11 +55,106 @@ pub(super) struct Queue {
     pub(super) generation: u64,
 }
 
-/// Per-stream result state, touched by the worker and reset by flushes.
-pub(super) struct Post {
+/// The results of the whole frame, or of one object: smoothing, the summary and segments.
+pub(super) struct Results {
     pub(super) smoother: Smoother,
     pub(super) summary: Summary,
     pub(super) segments: Segmenter,
+}
+
+impl Results {
+    fn reset(&mut self) {
+        self.smoother.reset();
+        self.summary.reset();
+        self.segments.reset();
+    }
+
+    /// The last segment (closed now) and the summary, with its segments, of these results; both
+    /// name `object` when they are an object's.
+    pub(super) fn finish(
+        &mut self,
+        labels: &[String],
+        top_k: usize,
+        dropped: u64,
+        object: Option<u64>,
+    ) -> (Option<gst::Structure>, gst::Structure) {
+        let last = self
+            .segments
+            .finish()
+            .map(|s| segment_structure(&s, object));
+        let mut summary = self.summary.to_structure(labels, top_k, dropped);
+        summary.set(
+            "segments",
+            gst::Array::new(
+                self.segments
+                    .segments()
+                    .iter()
+                    .map(|s| segment_structure(s, object)),
+            ),
+        );
+        if let Some(id) = object {
+            summary.set("object-id", id);
+        }
+        (last, summary)
+    }
+}
+
+/// A segment as messages carry it, with `object-id` for an object's.
+fn segment_structure(segment: &Segment, object: Option<u64>) -> gst::Structure {
+    let mut s = segment.to_structure();
+    if let Some(id) = object {
+        s.set("object-id", id);
+    }
+    s
+}
+
+/// Per-stream result state, touched by the worker and reset by flushes: the whole frame's
+/// results, and each live object's.
+pub(super) struct Post {
+    pub(super) frame: Results,
+    pub(super) objects: HashMap<u64, Results>,
+    smoothing: u32,
+    hysteresis: Hysteresis,
+    labels: Arc<Vec<String>>,
+}
+
+impl Post {
+    pub(super) fn new(smoothing: u32, hysteresis: Hysteresis, labels: Arc<Vec<String>>) -> Self {
+        Self {
+            frame: Self::fresh(smoothing, hysteresis, &labels),
+            objects: HashMap::new(),
+            smoothing,
+            hysteresis,
+            labels,
+        }
+    }
+
+    fn fresh(smoothing: u32, hysteresis: Hysteresis, labels: &Arc<Vec<String>>) -> Results {
+        Results {
+            smoother: Smoother::new(smoothing),
+            summary: Summary::default(),
+            segments: Segmenter::new(hysteresis, Arc::clone(labels)),
+        }
+    }
+
+    /// The results a clip of `object` (or of the whole frame) goes to.
+    fn results(&mut self, object: Option<u64>) -> &mut Results {
+        match object {
+            None => &mut self.frame,
+            Some(id) => {
+                let (smoothing, hysteresis) = (self.smoothing, self.hysteresis);
+                let labels = &self.labels;
+                self.objects
+                    .entry(id)
+                    .or_insert_with(|| Self::fresh(smoothing, hysteresis, labels))
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.frame.reset();
+        self.objects.clear();
+    }
 }
 
 /// What the streaming thread and the worker share.
@@ -56,6 +164,8 @@ pub(super) struct Shared {
     pub(super) post: Mutex<Post>,
     pub(super) ready: Mutex<Vec<ClipResult>>,
     pub(super) dropped: AtomicU64,
+    /// Objects refused a track (objects mode, `max-objects`).
+    pub(super) objects_dropped: AtomicU64,
     pub(super) failed: AtomicBool,
     /// Whether the stream is live (known from its first buffer).
     pub(super) live: AtomicBool,
@@ -65,28 +175,42 @@ impl Shared {
     /// Forget every result of the current stream (flush, stream start).
     pub(super) fn reset_results(&self) {
         lock(&self.ready).clear();
-        let mut post = lock(&self.post);
-        post.smoother.reset();
-        post.summary.reset();
-        post.segments.reset();
+        lock(&self.post).reset();
         self.dropped.store(0, Ordering::SeqCst);
+        self.objects_dropped.store(0, Ordering::SeqCst);
     }
 
-    /// Hand a clip to the worker: live streams drop it when `max-pending` clips wait, others wait.
+    /// Hand a clip to the worker: live streams drop it when `max` clips wait, others wait.
     pub(super) fn enqueue(&self, job: Job, live: bool, max: usize) -> Result<(), gst::FlowError> {
-        let mut q = lock(&self.queue);
+        let q = lock(&self.queue);
         if live && q.jobs.len() >= max {
             let dropped = self.dropped.fetch_add(1, Ordering::SeqCst) + 1;
             gst::debug!(CAT, "Dropped clip {} ({} so far)", job.clip.index, dropped);
             return Ok(());
         }
+        self.push(q, Work::Clip(job), max)
+    }
+
+    /// Tell the worker that an object's track ended (after its clips already handed over).
+    pub(super) fn end_object(&self, object: u64, max: usize) -> Result<(), gst::FlowError> {
+        let q = lock(&self.queue);
+        let generation = q.generation;
+        self.push(q, Work::Ended { object, generation }, max)
+    }
+
+    fn push(
+        &self,
+        mut q: MutexGuard<'_, Queue>,
+        work: Work,
+        max: usize,
+    ) -> Result<(), gst::FlowError> {
         while q.jobs.len() >= max && !q.flushing && !q.stop {
             q = self.cond.wait(q).unwrap_or_else(|e| e.into_inner());
         }
         if q.flushing || q.stop {
             return Err(gst::FlowError::Flushing);
         }
-        q.jobs.push_back(job);
+        q.jobs.push_back(work);
         self.cond.notify_all();
         Ok(())
     }
@@ -197,6 +321,50 @@ pub(super) fn receive(cfg: &WorkerConfig, rx: Scores) -> Result<Vec<f64>, String
     Ok(clip_scores(&outputs, cfg.config.output_kind))
 }
 
+/// Work handed to the engine: a clip with its pending scores, or an object's end.
+enum Submitted {
+    Clip(Box<Job>, Result<Scores, String>),
+    Ended(u64, u64),
+}
+
+/// Post an object's last segment and summary, and forget its results (skipped when a flush
+/// made it stale).
+fn end_object(
+    shared: &Shared,
+    cfg: &WorkerConfig,
+    object: u64,
+    generation: u64,
+    element: &super::NonLocalClassify,
+) {
+    let (last, summary) = {
+        let q = lock(&shared.queue);
+        if q.generation != generation {
+            return;
+        }
+        let mut post = lock(&shared.post);
+        let Some(mut results) = post.objects.remove(&object) else {
+            return;
+        };
+        drop(q);
+        let dropped = shared.dropped.load(Ordering::SeqCst);
+        let (last, mut summary) = results.finish(&cfg.labels, cfg.top_k, dropped, Some(object));
+        summary.set(
+            "objects-dropped",
+            shared.objects_dropped.load(Ordering::SeqCst),
+        );
+        (last, summary)
+    };
+    if element.imp().posts_messages() && !shared.failed.load(Ordering::SeqCst) {
+        for structure in last.into_iter().chain([summary]) {
+            let _ = element.post_message(
+                gst::message::Element::builder(structure)
+                    .src(element)
+                    .build(),
+            );
+        }
+    }
+}
+
 pub(super) fn worker_loop(
     shared: Arc<Shared>,
     cfg: WorkerConfig,
@@ -205,7 +373,7 @@ pub(super) fn worker_loop(
     loop {
         // Every clip waiting now goes to the batcher at once, so one stream's clips can share a
         // batch too; results are published in clip order.
-        let jobs: Vec<Job> = {
+        let works: Vec<Work> = {
             let mut q = lock(&shared.queue);
             loop {
                 if q.stop {
@@ -219,14 +387,26 @@ pub(super) fn worker_loop(
                 q = shared.cond.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let submitted: Vec<_> = jobs
+        let submitted: Vec<_> = works
             .into_iter()
-            .map(|job| {
-                let rx = submit(&cfg, &job.clip, job.span);
-                (job, rx)
+            .map(|work| match work {
+                Work::Clip(job) => {
+                    let rx = submit(&cfg, &job.clip, job.span);
+                    Submitted::Clip(Box::new(job), rx)
+                }
+                Work::Ended { object, generation } => Submitted::Ended(object, generation),
             })
             .collect();
-        for (job, rx) in submitted {
+        for work in submitted {
+            let (job, rx) = match work {
+                Submitted::Clip(job, rx) => (job, rx),
+                Submitted::Ended(object, generation) => {
+                    if let Some(element) = element.upgrade() {
+                        end_object(&shared, &cfg, object, generation, &element);
+                    }
+                    continue;
+                }
+            };
             let outcome = rx.and_then(|rx| receive(&cfg, rx));
             match (outcome, element.upgrade()) {
                 (Ok(scores), Some(element)) => publish(&shared, &cfg, &job, scores, &element),
@@ -282,6 +462,8 @@ pub(super) fn publish(
             return;
         }
         let mut post = lock(&shared.post);
+        let object = job.object.map(|o| o.id);
+        let post = post.results(object);
         post.summary.add(
             &scores,
             job.clip.timestamp,
@@ -310,6 +492,7 @@ pub(super) fn publish(
             scores: ranked,
             dropped: shared.dropped.load(Ordering::SeqCst),
             latency: u64::try_from(job.arrived.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            object: job.object,
         };
         // Queue the meta before posting: whoever reacts to the message and pushes a buffer must
         // find the result attached to it.
@@ -333,7 +516,8 @@ pub(super) fn publish(
             .build();
         let _ = element.post_message(msg);
         if let Some(segment) = closed {
-            let msg = gst::message::Element::builder(segment.to_structure())
+            let structure = segment_structure(&segment, result.object.map(|o| o.id));
+            let msg = gst::message::Element::builder(structure)
                 .src(element)
                 .build();
             let _ = element.post_message(msg);

@@ -21,7 +21,9 @@ pub struct ObjectsConfig {
 #[derive(Debug, Default)]
 pub struct FrameOutput {
     pub objects: FrameObjects,
-    /// Clips completed on this frame (or by tracks that ended), oldest first per object.
+    /// The last clips of the tracks that ended (or whose id moved elsewhere) on this frame.
+    pub finished: Vec<ObjectClip>,
+    /// Clips this frame completed, oldest first per object.
     pub clips: Vec<ObjectClip>,
 }
 
@@ -39,6 +41,11 @@ impl StreamObjects {
             tracker: Tracker::new(config.tracker),
             samplers: HashMap::new(),
         }
+    }
+
+    /// Objects tracked at once at most.
+    pub fn max_objects(&self) -> usize {
+        self.config.tracker.max_objects.max(1)
     }
 
     /// Live objects.
@@ -73,14 +80,15 @@ impl StreamObjects {
         mut crop: impl FnMut(Square) -> Result<ScaledFrame, E>,
     ) -> Result<FrameOutput, E> {
         let objects = self.tracker.update(now, detections, width, height);
-        let mut clips = Vec::new();
+        let mut finished = Vec::new();
         // A track that ended, or whose id moved elsewhere, finishes its clips in progress; the
         // moved one starts afresh at its new place.
         for id in objects.ended.iter().chain(&objects.jumped) {
             if let Some(mut sampler) = self.samplers.remove(id) {
-                clips.extend(sampler.finish());
+                finished.extend(sampler.finish());
             }
         }
+        let mut clips = Vec::new();
         let (sampling, rate) = (self.config.sampling, self.config.rate);
         for seen in &objects.objects {
             let sampler = self
@@ -89,7 +97,11 @@ impl StreamObjects {
                 .or_insert_with(|| ObjectSampler::new(seen.id, sampling, rate));
             clips.extend(sampler.push(timing, seen.boxf, width, height, &mut crop)?);
         }
-        Ok(FrameOutput { objects, clips })
+        Ok(FrameOutput {
+            objects,
+            finished,
+            clips,
+        })
     }
 
     /// End of stream: every object's clips in progress (see [`ObjectSampler::finish`]), and the

@@ -444,7 +444,7 @@ fn a_stream_finishes_and_restarts_objects_and_stays_bounded_under_churn() {
                 fake_crop(&mut calls),
             )
             .unwrap();
-        clips += out.clips.len();
+        clips += out.clips.len() + out.finished.len();
         assert!(objects.len() <= 4);
         most_kept = most_kept.max(objects.kept_frames());
         calls.clear();

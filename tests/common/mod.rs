@@ -71,6 +71,8 @@ pub struct Outcome {
     /// `nonlocalclassify-segment` messages, in order.
     pub segments: Vec<gst::Structure>,
     pub summary: Option<gst::Structure>,
+    /// Every `nonlocalclassify-summary` (one per object in objects mode), in order.
+    pub summaries: Vec<gst::Structure>,
     pub buffers: Vec<gst::Buffer>,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
@@ -214,7 +216,10 @@ impl Harness {
                         match s.name().as_str() {
                             "nonlocalclassify" => out.results.push(s.to_owned()),
                             "nonlocalclassify-segment" => out.segments.push(s.to_owned()),
-                            "nonlocalclassify-summary" => out.summary = Some(s.to_owned()),
+                            "nonlocalclassify-summary" => {
+                                out.summaries.push(s.to_owned());
+                                out.summary = Some(s.to_owned());
+                            }
                             _ => {}
                         }
                     }

@@ -219,6 +219,7 @@ mod tests {
             scores: vec![0.75, 0.25],
             dropped: 0,
             latency: 0,
+            object: None,
         };
         let rows = csv_rows("dir/v.mp4", &clip);
         assert_eq!(rows.len(), 2);

@@ -2,6 +2,7 @@
 //!
 //! - [`engine`]: the model and where it runs (provider, card, batching, the clip queue);
 //! - [`sampling`]: which frames form clips and how they are cropped and resampled;
+//! - [`objects`]: objects mode: what clips show, which detections count, tracks' lifetime;
 //! - [`output`]: what results say and where they go (labels, top-k, smoothing, segments,
 //!   messages, analytics metadata);
 //! - [`server`]: the remote inference servers (used when `server` is set).
@@ -18,11 +19,13 @@ use gst::glib;
 use gst::prelude::*;
 
 pub mod engine;
+pub mod objects;
 pub mod output;
 pub mod sampling;
 pub mod server;
 
 pub use engine::EngineSettings;
+pub use objects::ObjectSettings;
 pub use output::OutputSettings;
 pub use sampling::ClipSettings;
 pub use server::ServerSettings;
@@ -32,6 +35,7 @@ pub use server::ServerSettings;
 pub struct Settings {
     pub engine: EngineSettings,
     pub sampling: ClipSettings,
+    pub objects: ObjectSettings,
     pub output: OutputSettings,
     pub server: ServerSettings,
 }
@@ -41,28 +45,18 @@ impl Settings {
     /// lists them.
     pub fn properties() -> &'static [Property<Settings>] {
         static PROPERTIES: LazyLock<Vec<Property<Settings>>> = LazyLock::new(|| {
-            let mut all = Vec::new();
-            all.extend(
-                EngineSettings::properties()
-                    .into_iter()
-                    .map(|p| p.within(|s: &mut Settings| &mut s.engine)),
-            );
-            all.extend(
-                ClipSettings::properties()
-                    .into_iter()
-                    .map(|p| p.within(|s: &mut Settings| &mut s.sampling)),
-            );
-            all.extend(
-                OutputSettings::properties()
-                    .into_iter()
-                    .map(|p| p.within(|s: &mut Settings| &mut s.output)),
-            );
-            all.extend(
-                ServerSettings::properties()
-                    .into_iter()
-                    .map(|p| p.within(|s: &mut Settings| &mut s.server)),
-            );
-            all
+            fn group<G: 'static>(
+                properties: Vec<Property<G>>,
+                field: fn(&mut Settings) -> &mut G,
+            ) -> impl Iterator<Item = Property<Settings>> {
+                properties.into_iter().map(move |p| p.within(field))
+            }
+            group(EngineSettings::properties(), |s| &mut s.engine)
+                .chain(group(ClipSettings::properties(), |s| &mut s.sampling))
+                .chain(group(ObjectSettings::properties(), |s| &mut s.objects))
+                .chain(group(OutputSettings::properties(), |s| &mut s.output))
+                .chain(group(ServerSettings::properties(), |s| &mut s.server))
+                .collect()
         });
         PROPERTIES.as_ref()
     }
