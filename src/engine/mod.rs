@@ -3,7 +3,8 @@
 //!
 //! - [`batching`]: [`SharedEngine`], the front elements submit clips to; it forms batches and
 //!   answers each clip with its scores, whatever the backend.
-//! - [`registry`]: one shared engine per model and backend settings in the process.
+//! - [`registry`]: one shared engine per model and backend settings in the process, opened by
+//!   [`SharedEngine::local`] and [`SharedEngine::remote`].
 //! - [`backend`]: the [`Backend`] trait between the front and what runs the model, and the
 //!   model's description ([`ModelInfo`]).
 //! - [`batch`]: clip data ([`Batch`], lent to backends as [`Items`]); [`fill`]: copying clips
