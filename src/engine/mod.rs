@@ -15,6 +15,26 @@
 //! - [`remote`]: the KServe v2 gRPC backend: Triton (or another KServe v2 server) runs the model.
 //! - [`error`] holds [`EngineError`], what can go wrong.
 
+/// `Add` (field by field) and `Sum` for a struct of counts and durations that add up, such as
+/// [`RunTimes`] and [`EngineProfile`]: `summable!(RunTimes { fill, bind, compute })`. A field
+/// left out of the list fails to compile, so a new field cannot be forgotten.
+macro_rules! summable {
+    ($ty:ident { $($field:ident),+ $(,)? }) => {
+        impl std::ops::Add for $ty {
+            type Output = $ty;
+            fn add(self, other: $ty) -> $ty {
+                $ty { $($field: self.$field + other.$field),+ }
+            }
+        }
+
+        impl std::iter::Sum for $ty {
+            fn sum<I: Iterator<Item = $ty>>(iter: I) -> $ty {
+                iter.fold(<$ty>::default(), |a, b| a + b)
+            }
+        }
+    };
+}
+
 pub mod backend;
 pub mod batch;
 pub mod batching;

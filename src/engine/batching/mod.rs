@@ -40,23 +40,12 @@ pub struct EngineProfile {
     pub other: Duration,
 }
 
-impl std::ops::Add for EngineProfile {
-    type Output = EngineProfile;
-    fn add(self, p: EngineProfile) -> EngineProfile {
-        EngineProfile {
-            runs: self.runs + p.runs,
-            items: self.items + p.items,
-            run: self.run + p.run,
-            other: self.other + p.other,
-        }
-    }
-}
-
-impl std::iter::Sum for EngineProfile {
-    fn sum<I: Iterator<Item = EngineProfile>>(iter: I) -> EngineProfile {
-        iter.fold(EngineProfile::default(), |a, p| a + p)
-    }
-}
+summable!(EngineProfile {
+    runs,
+    items,
+    run,
+    other
+});
 
 /// Where a submitted request's scores (one vector per item) arrive.
 pub type Scores = Receiver<Result<Vec<Vec<f32>>, String>>;

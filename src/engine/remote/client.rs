@@ -52,15 +52,11 @@ pub struct ServerStats {
     pub executions: u64,
 }
 
-impl std::iter::Sum for ServerStats {
-    fn sum<I: Iterator<Item = ServerStats>>(iter: I) -> ServerStats {
-        iter.fold(ServerStats::default(), |a, s| ServerStats {
-            requests: a.requests + s.requests,
-            inferences: a.inferences + s.inferences,
-            executions: a.executions + s.executions,
-        })
-    }
-}
+summable!(ServerStats {
+    requests,
+    inferences,
+    executions
+});
 
 /// A client of one server address.
 #[derive(Clone)]
