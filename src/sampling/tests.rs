@@ -184,6 +184,16 @@ fn run_timed(sampler: &mut ClipSampler<u64>, frames: &[(u64, u64)]) -> (Cut, Cut
     (out, tail)
 }
 
+/// A sampler cutting clips by time at 25 fps (every test of sampling by time samples at 25).
+fn at_25_fps(sampling: Sampling) -> ClipSampler<u64> {
+    ClipSampler::with_rate(sampling, Rate::new(25, 1))
+}
+
+/// `count` frames `ms` milliseconds apart, each lasting `ms` (for `run_timed`).
+fn every(ms: u64, count: u64) -> Vec<(u64, u64)> {
+    (0..count).map(|n| (n * ms, ms)).collect()
+}
+
 #[test]
 fn rates_parse() {
     assert_eq!(Rate::parse("25"), Rate::new(25, 1));
@@ -215,9 +225,7 @@ fn rates_parse() {
 #[test]
 fn by_time_a_faster_source_gives_the_nearest_frames() {
     // 50 fps source (20 ms), 25 fps model: every second frame. Clips of 4 instants, stride 1.
-    let frames: Vec<(u64, u64)> = (0..17).map(|n| (n * 20, 20)).collect();
-    let mut sampler = ClipSampler::with_rate(s(4, 1, 4), Rate::new(25, 1));
-    let (clips, tail) = run_timed(&mut sampler, &frames);
+    let (clips, tail) = run_timed(&mut at_25_fps(s(4, 1, 4)), &every(20, 17));
     assert_eq!(clips, vec![(0, vec![0, 2, 4, 6]), (1, vec![8, 10, 12, 14])]);
     // Frame 16 (320 ms) takes instant 8; clip 2 has 1 of 4: dropped.
     assert!(tail.is_empty());
@@ -226,7 +234,7 @@ fn by_time_a_faster_source_gives_the_nearest_frames() {
         pts: Some(ms * 1_000_000),
         duration: Some(20_000_000),
     };
-    let mut sampler: ClipSampler<u64> = ClipSampler::with_rate(s(4, 1, 4), Rate::new(25, 1));
+    let mut sampler = at_25_fps(s(4, 1, 4));
     assert!(sampler.wants(t(0)));
     sampler.push(Some(0), t(0));
     assert!(!sampler.wants(t(20)));
@@ -240,11 +248,11 @@ fn by_time_30_fps_rounds_to_the_nearest_frame() {
     let frames: Vec<(u64, u64)> = (0..12)
         .map(|n| (n * 100 / 3, (n * 100 + 100) / 3 - n * 100 / 3))
         .collect();
-    let mut sampler = ClipSampler::with_rate(s(4, 1, 4), Rate::new(25, 1));
+    let mut sampler = at_25_fps(s(4, 1, 4));
     let (clips, _) = run_timed(&mut sampler, &frames);
     assert_eq!(clips, vec![(0, vec![0, 1, 2, 4]), (1, vec![5, 6, 7, 8])]);
     // frame-stride 2 and overlapping clips: instants k·2 + 2·i.
-    let mut sampler = ClipSampler::with_rate(s(2, 2, 2), Rate::new(25, 1));
+    let mut sampler = at_25_fps(s(2, 2, 2));
     let (clips, _) = run_timed(&mut sampler, &frames);
     // instants 0,2 → frames 0,2 (2.4); 2,4 → 2,5 (4.8); 4,6 → 5,7 (7.2); 6,8 → 7,10 (9.6)
     assert_eq!(
@@ -262,9 +270,8 @@ fn by_time_30_fps_rounds_to_the_nearest_frame() {
 fn by_time_a_slower_source_repeats_frames() {
     // 12.5 fps (80 ms) at 25: each frame takes two instants; an instant halfway between two
     // frames (40 ms after frame 0, 40 before frame 1) goes to the earlier one.
-    let frames: Vec<(u64, u64)> = (0..4).map(|n| (n * 80, 80)).collect();
-    let mut sampler = ClipSampler::with_rate(s(4, 1, 4), Rate::new(25, 1));
-    let (clips, tail) = run_timed(&mut sampler, &frames);
+    let mut sampler = at_25_fps(s(4, 1, 4));
+    let (clips, tail) = run_timed(&mut sampler, &every(80, 4));
     assert_eq!(clips, vec![(0, vec![0, 0, 1, 1]), (1, vec![2, 2, 3, 3])]);
     assert!(tail.is_empty());
     assert_eq!(sampler.next_index(), 0, "finish resets");
@@ -276,7 +283,7 @@ fn by_time_first_frame_sets_the_grid_and_eos_pads() {
     // complete, clip 1 (instants 4..7) has 1 of 4 → dropped; with clips of 3: clip 1 has
     // instants 3, 4 (2 of 3) → padded.
     let frames: Vec<(u64, u64)> = (0..5).map(|n| (10_000 + n * 40, 40)).collect();
-    let mut sampler = ClipSampler::with_rate(s(3, 1, 3), Rate::new(25, 1));
+    let mut sampler = at_25_fps(s(3, 1, 3));
     let (clips, tail) = run_timed(&mut sampler, &frames);
     assert_eq!(clips, vec![(0, vec![0, 1, 2])]);
     assert_eq!(tail, vec![(1, vec![3, 4, 4])]);
@@ -288,7 +295,7 @@ fn by_time_a_gap_skips_instants_and_bounds_work() {
     // no frame, so the clips they belong to never come out; the second frame takes the 126
     // instants from 5 s before its PTS to its reach (20 ms after), i.e. clips 44938..=44999.
     let hour = 3_600_000u64;
-    let mut sampler = ClipSampler::with_rate(s(2, 1, 2), Rate::new(25, 1));
+    let mut sampler = at_25_fps(s(2, 1, 2));
     let (clips, tail) = run_timed(&mut sampler, &[(0, 40), (hour, 40)]);
     let indices: Vec<u64> = clips.iter().map(|c| c.0).collect();
     assert_eq!(indices, (44938..=44999).collect::<Vec<_>>());
@@ -296,7 +303,7 @@ fn by_time_a_gap_skips_instants_and_bounds_work() {
     // Instant 90000 (the frame's own) is left for clip 45000, which has 1 of 2: kept at EOS.
     assert_eq!(tail, vec![(45000, vec![1, 1])]);
     // A frame lasting for ever reaches only 5 s.
-    let mut sampler: ClipSampler<u64> = ClipSampler::with_rate(s(2, 1, 2), Rate::new(25, 1));
+    let mut sampler = at_25_fps(s(2, 1, 2));
     let t = |ms: u64, d: u64| FrameTiming {
         pts: Some(ms * 1_000_000),
         duration: Some(d.saturating_mul(1_000_000)),
