@@ -5,21 +5,47 @@ use super::{ConfigError, OutputKind};
 use crate::preprocess::Layout;
 use crate::sampling::Rate;
 
-/// The model metadata keys of the contract (docs/design.md, "Model metadata").
-pub const METADATA_KEYS: [&str; 12] = [
-    "clip.length",
-    "clip.frame_stride",
-    "clip.fps",
-    "preprocess.scale_size",
-    "preprocess.crop_size",
-    "preprocess.mean",
-    "preprocess.std",
-    "preprocess.layout",
-    "output.kind",
-    "labels",
-    "model.name",
-    "model.weights",
-];
+/// `data/metadata_keys.txt`: the model metadata keys of the contract (docs/design.md, "Model
+/// metadata"), one a line. The exporter (tools/nlexport/onnxgraph.py) reads the same file.
+const KEYS_FILE: &str = include_str!("../../data/metadata_keys.txt");
+
+/// The model metadata keys of the contract, in the order of `data/metadata_keys.txt` (read at
+/// compile time).
+pub const METADATA_KEYS: [&str; KEY_COUNT] = lines(KEYS_FILE).1;
+
+const KEY_COUNT: usize = lines::<0>(KEYS_FILE).0;
+
+/// The non-empty lines of `text` (a trailing carriage return left out), how many there are and
+/// the first `N` of them. A `const fn`, so that the keys are a constant array.
+const fn lines<const N: usize>(text: &'static str) -> (usize, [&'static str; N]) {
+    let mut found = [""; N];
+    let mut count = 0;
+    let mut rest = text.as_bytes();
+    while !rest.is_empty() {
+        let mut end = 0;
+        while end < rest.len() && rest[end] != b'\n' {
+            end += 1;
+        }
+        let (mut line, after) = rest.split_at(end);
+        if let [head @ .., b'\r'] = line {
+            line = head;
+        }
+        if !line.is_empty() {
+            if count < N {
+                found[count] = match std::str::from_utf8(line) {
+                    Ok(key) => key,
+                    Err(_) => panic!("data/metadata_keys.txt is not UTF-8"),
+                };
+            }
+            count += 1;
+        }
+        rest = match after.split_first() {
+            Some((_, next)) => next,
+            None => after,
+        };
+    }
+    (count, found)
+}
 
 /// The metadata_props the element understands; every field optional.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -130,5 +156,30 @@ impl ModelMetadata {
     /// True when the model says its weights are untrained (labels then mean nothing).
     pub fn random_weights(&self) -> bool {
         self.weights.as_deref().map(str::trim) == Some("random")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[test]
+    fn the_keys_are_the_lines_of_the_file_and_the_ones_the_parser_reads() {
+        assert_eq!(lines::<3>("a\r\n\nb\nc"), (3, ["a", "b", "c"]));
+        assert_eq!(lines::<1>("a\nb\n"), (2, ["a"]));
+        assert_eq!(METADATA_KEYS.len(), 12);
+        assert_eq!(METADATA_KEYS[0], "clip.length");
+        let asked = RefCell::new(Vec::new());
+        ModelMetadata::parse(|key| {
+            asked.borrow_mut().push(key.to_string());
+            None
+        })
+        .unwrap();
+        let mut asked = asked.into_inner();
+        let mut keys: Vec<String> = METADATA_KEYS.iter().map(|k| k.to_string()).collect();
+        asked.sort();
+        keys.sort();
+        assert_eq!(asked, keys);
     }
 }
