@@ -99,32 +99,48 @@ fn parse_triple(key: &'static str, value: &str, positive: bool) -> Result<[f32; 
     }
 }
 
+/// The words `preprocess.layout` takes.
+const LAYOUTS: [(&str, Layout); 2] = [("NCTHW", Layout::Ncthw), ("NTHWC", Layout::Nthwc)];
+
+/// The words `output.kind` takes.
+const OUTPUT_KINDS: [(&str, OutputKind); 2] = [
+    ("probabilities", OutputKind::Probabilities),
+    ("logits", OutputKind::Logits),
+];
+
+/// What the value of `key` (when the model sets it) names among `words`, surrounding spaces
+/// ignored; another value is an error naming `key`, the value as written and what was
+/// `expected`.
+fn parse_word<T: Copy>(
+    get: impl Fn(&str) -> Option<String>,
+    key: &'static str,
+    words: &[(&str, T)],
+    expected: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    let Some(value) = get(key) else {
+        return Ok(None);
+    };
+    match words.iter().find(|(word, _)| *word == value.trim()) {
+        Some(&(_, v)) => Ok(Some(v)),
+        None => Err(ConfigError::BadMetadata {
+            key,
+            value,
+            expected,
+        }),
+    }
+}
+
 impl ModelMetadata {
     /// Parse the metadata from a key lookup (the model's custom metadata map).
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let uint = |key: &'static str| get(key).map(|v| parse_uint(key, &v)).transpose();
-        let layout = get("preprocess.layout")
-            .map(|v| match v.trim() {
-                "NCTHW" => Ok(Layout::Ncthw),
-                "NTHWC" => Ok(Layout::Nthwc),
-                _ => Err(ConfigError::BadMetadata {
-                    key: "preprocess.layout",
-                    value: v,
-                    expected: "NCTHW or NTHWC",
-                }),
-            })
-            .transpose()?;
-        let output_kind = get("output.kind")
-            .map(|v| match v.trim() {
-                "probabilities" => Ok(OutputKind::Probabilities),
-                "logits" => Ok(OutputKind::Logits),
-                _ => Err(ConfigError::BadMetadata {
-                    key: "output.kind",
-                    value: v,
-                    expected: "probabilities or logits",
-                }),
-            })
-            .transpose()?;
+        let layout = parse_word(&get, "preprocess.layout", &LAYOUTS, "NCTHW or NTHWC")?;
+        let output_kind = parse_word(
+            &get,
+            "output.kind",
+            &OUTPUT_KINDS,
+            "probabilities or logits",
+        )?;
         Ok(Self {
             clip_length: uint("clip.length")?,
             frame_stride: uint("clip.frame_stride")?,

@@ -160,6 +160,26 @@ fn fixed(d: i64) -> Option<i64> {
     (d > 0).then_some(d)
 }
 
+/// `value`, unless it is over `limit`: then an error naming what is too large, the value, the
+/// limit and what to do about it.
+fn at_most(
+    what: &'static str,
+    value: u128,
+    limit: u128,
+    hint: &'static str,
+) -> Result<u128, ConfigError> {
+    if value > limit {
+        Err(ConfigError::TooLarge {
+            what,
+            value,
+            limit,
+            hint,
+        })
+    } else {
+        Ok(value)
+    }
+}
+
 impl ClipConfig {
     pub fn resolve(
         meta: &ModelMetadata,
@@ -260,16 +280,8 @@ impl ClipConfig {
             (None, None) => meta.crop_size.unwrap_or(224),
         };
         let side = |what, value: u32| {
-            if value > MAX_SIDE {
-                Err(ConfigError::TooLarge {
-                    what,
-                    value: value.into(),
-                    limit: MAX_SIDE.into(),
-                    hint: "export the model for a smaller input or fix its preprocess metadata",
-                })
-            } else {
-                Ok(value)
-            }
+            let hint = "export the model for a smaller input or fix its preprocess metadata";
+            at_most(what, value.into(), MAX_SIDE.into(), hint).map(|_| value)
         };
         let crop_size = side("the crop size", crop_size)?;
         let scale_size = side(
@@ -277,26 +289,20 @@ impl ClipConfig {
             meta.scale_size
                 .unwrap_or_else(|| (crop_size * 8).div_ceil(7)),
         )?;
-        let clip_values = 3 * u128::from(clip_length) * u128::from(crop_size).pow(2);
-        if clip_values > MAX_CLIP_VALUES {
-            return Err(ConfigError::TooLarge {
-                what: "one clip tensor (3 × clip length × crop size²)",
-                value: clip_values,
-                limit: MAX_CLIP_VALUES,
-                hint: "use a smaller clip-length or a model with a smaller crop",
-            });
-        }
+        let clip_values = at_most(
+            "one clip tensor (3 × clip length × crop size²)",
+            3 * u128::from(clip_length) * u128::from(crop_size).pow(2),
+            MAX_CLIP_VALUES,
+            "use a smaller clip-length or a model with a smaller crop",
+        )?;
         let fixed_batch = fixed(shape[0]);
         if let Some(b) = fixed_batch {
-            let run_values = clip_values * b as u128;
-            if run_values > MAX_RUN_VALUES {
-                return Err(ConfigError::TooLarge {
-                    what: "one model run (the graph's fixed batch × clip tensor)",
-                    value: run_values,
-                    limit: MAX_RUN_VALUES,
-                    hint: "export the model with a dynamic or smaller batch dimension",
-                });
-            }
+            at_most(
+                "one model run (the graph's fixed batch × clip tensor)",
+                clip_values * b as u128,
+                MAX_RUN_VALUES,
+                "export the model with a dynamic or smaller batch dimension",
+            )?;
         }
         if scale_size < crop_size {
             return Err(ConfigError::ScaleSmallerThanCrop {
