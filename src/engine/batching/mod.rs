@@ -243,9 +243,9 @@ impl SharedEngine {
     }
 
     /// A buffer of `len` elements of the model's input type to pack clips into, in ordinary
-    /// memory (a recycled one when available, its old contents to be overwritten). The element
-    /// packs into these: measured on an H200 at 32 and 64 I3D streams, packing into page-locked
-    /// buffers made the element slower in 11 of 12 same-run pairs, by 3-19 % (docs/benchmarks.md).
+    /// memory (a recycled one when available, its old contents to be overwritten), for
+    /// [`SharedEngine::submit`] or [`SharedEngine::run`]. Clips submitted from it are copied
+    /// into the batch they join; [`SharedEngine::slot`] lets them be packed there instead.
     pub fn buffer(&self, len: usize) -> Batch {
         let ty = self.input_type();
         self.recycled(ty, len, false)
