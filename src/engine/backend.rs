@@ -135,19 +135,8 @@ pub struct RunTimes {
     pub compute: Duration,
 }
 
-impl std::ops::Add for RunTimes {
-    type Output = RunTimes;
-    fn add(self, t: RunTimes) -> RunTimes {
-        RunTimes {
-            fill: self.fill + t.fill,
-            bind: self.bind + t.bind,
-            compute: self.compute + t.compute,
-        }
-    }
-}
-
-impl std::iter::Sum for RunTimes {
-    fn sum<I: Iterator<Item = RunTimes>>(iter: I) -> RunTimes {
-        iter.fold(RunTimes::default(), |a, t| a + t)
-    }
-}
+summable!(RunTimes {
+    fill,
+    bind,
+    compute
+});

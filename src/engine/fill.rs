@@ -1,12 +1,12 @@
 //! Copying a batch's clips into its staging input, with helper threads that never hold it up.
 //!
-//! One core copies ~10 GB/s, and a batch of I3D clips is tens of megabytes during which the card
-//! waits, so large batches are split between threads. But with dozens of pipelines keeping every
-//! core busy, a freshly woken thread may wait milliseconds for a core: joining threads (as
-//! `std::thread::scope` does) then made the copy several times slower than one thread's. Here
-//! the calling thread copies too, taking clips one at a time from a shared counter, and waits
-//! only for clips a helper has already started: helpers that do not get a core in time find no
-//! work left. The copy is never slower than the caller alone, and faster when cores are free.
+//! A batch of I3D clips is tens of megabytes, which the card waits for while they are copied, so
+//! large batches are split between threads. But with dozens of pipelines keeping every core
+//! busy, a freshly woken thread may wait milliseconds for a core, and a copy that joins its
+//! threads (as `std::thread::scope` does) waits for the last of them to get one. Here the
+//! calling thread copies too, taking clips one at a time from a shared counter, and waits only
+//! for clips a helper has already started: helpers that do not get a core in time find no work
+//! left. The copy is never slower than the caller alone, and faster when cores are free.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};

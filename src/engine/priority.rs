@@ -3,12 +3,12 @@
 //!
 //! With dozens of pipelines keeping every core busy, the kernel shares the cores evenly between
 //! every runnable thread, so a lane thread waits for a core between its copies and kernel
-//! launches while the card idles (measured on an H200 host: the same batch computes in 9.5 ms
-//! alone and 13-15 ms beside 32 streams). `NONLOCAL_ENGINE_NICE` (a niceness, -20 to 19) asks
-//! the kernel to run these threads at that niceness instead of the process's; a niceness below
-//! the process's needs the privilege to raise priorities (CAP_SYS_NICE, root, or an
-//! RLIMIT_NICE that allows it), without which the threads keep the process's priority and the
-//! engine reports why ([`super::SharedEngine::thread_priority`]; the element logs it).
+//! launches while the card idles, and a batch takes longer beside dozens of streams than alone.
+//! `NONLOCAL_ENGINE_NICE` (a niceness, -20 to 19) asks the kernel to run these threads at that
+//! niceness instead of the process's; a niceness below the process's needs the privilege to
+//! raise priorities (CAP_SYS_NICE, root, or an RLIMIT_NICE that allows it), without which the
+//! threads keep the process's priority and the engine reports why
+//! ([`super::SharedEngine::thread_priority`]; the element logs it).
 
 /// The niceness `NONLOCAL_ENGINE_NICE` asks for, if it is a number.
 fn engine_nice() -> Option<i32> {

@@ -1,16 +1,59 @@
-//! The engines open in this process, so that every element opening the same model on the same
-//! backend (same key) shares one engine: one model in memory, one batcher for all its clips.
+//! The engines open in this process, and the constructors elements get them from: every element
+//! opening the same model on the same backend (same key) shares one engine, one model in memory
+//! and one batcher for all its clips. The backends only open their model
+//! ([`LocalBackend::open`], [`RemoteBackend::open`]); the front puts a batcher around it here.
 
 use std::any::Any;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
+use super::local::{LocalBackend, ProviderChoice};
+use super::remote::{RemoteBackend, RemoteSettings};
 use super::{Backend, EngineError, SharedEngine};
 
 type Entry = (Box<dyn Any + Send>, Weak<SharedEngine>);
 
 static ENGINES: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
+/// What makes two local engines the same engine.
+#[derive(PartialEq, Eq)]
+struct LocalKey {
+    path: PathBuf,
+    choice: ProviderChoice,
+    device: i32,
+    gpu_mem_limit_mib: u32,
+}
+
 impl SharedEngine {
+    /// The shared engine running the model file `path` in this process (opened now, or the one
+    /// already open for it with the same provider choice, device and CUDA memory limit), with the
+    /// batching threads every element using it submits clips to. See [`LocalBackend::open`].
+    pub fn local(
+        path: &Path,
+        choice: ProviderChoice,
+        device: i32,
+        gpu_mem_limit_mib: u32,
+    ) -> Result<Arc<SharedEngine>, EngineError> {
+        let key = LocalKey {
+            path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+            choice,
+            device,
+            gpu_mem_limit_mib,
+        };
+        SharedEngine::shared(key, || {
+            let backend = LocalBackend::open(path, choice, device, gpu_mem_limit_mib)?;
+            Ok(Box::new(backend))
+        })
+    }
+
+    /// The shared engine sending clips to the model `settings` name on its servers (opened now,
+    /// or the one already open with the same settings). See [`RemoteBackend::open`].
+    pub fn remote(settings: RemoteSettings) -> Result<Arc<SharedEngine>, EngineError> {
+        SharedEngine::shared(settings.clone(), || {
+            Ok(Box::new(RemoteBackend::open(settings)?))
+        })
+    }
+
     /// The engine open under `key` (a backend's own key type: keys of different types never
     /// match), else one around the backend `open` returns. Opened under the registry's lock, so
     /// users starting at once get one engine; it closes when its last user drops it.

@@ -1,9 +1,8 @@
 //! Batches in formation ("sheets"): one buffer per batch that every clip of the batch is packed
 //! into straight by whoever submits it, so the batching thread runs the buffer as it stands,
-//! with no copy of its own. Under CUDA the buffer is page-locked memory the backend lent, which
-//! goes to the card as one transfer; before, each clip was packed into a buffer of its own and
-//! the batching thread copied the batch's clips into its staging input (3-5 ms per batch of
-//! eight I3D clips in the element on an H200 host, during which that lane ran nothing).
+//! with no copy of its own (while a lane's thread copies a batch's clips into its staging
+//! input, that lane runs nothing). Under CUDA the buffer is page-locked memory the backend lent,
+//! which goes to the card as one transfer.
 //!
 //! A submitter reserves room for its items in the open sheet of its clips' kind ([`SheetKey`])
 //! under the batcher's lock, packs them outside it, and then either submits them (its reply is

@@ -20,6 +20,21 @@ fn resize_error(e: impl fmt::Display) -> PreprocessError {
     PreprocessError::Resize(e.to_string())
 }
 
+/// Resample `src` with the element's resampling ([`bilinear`]) into `dst`, an image of `size`
+/// (width, height) pixels of `pixel_type`.
+fn resize_into(
+    resizer: &mut Resizer,
+    src: &ImageRef<'_>,
+    (width, height): (u32, u32),
+    dst: &mut [u8],
+    pixel_type: PixelType,
+) -> Result<(), PreprocessError> {
+    let mut dst = Image::from_slice_u8(width, height, dst, pixel_type).map_err(resize_error)?;
+    resizer
+        .resize(src, &mut dst, &bilinear())
+        .map_err(resize_error)
+}
+
 /// Reusable converter/resizer (keeps fast_image_resize's Resizer and scratch buffers between frames).
 #[derive(Debug)]
 pub struct Scaler {
@@ -87,64 +102,54 @@ impl Scaler {
         out.width = out_w;
         out.height = out_h;
         out.data.resize(out_len, 0);
+        let size = (out_w, out_h);
 
-        if (out_w, out_h) == (width, height) {
+        if size == (width, height) {
             convert_to_rgb(frame, &mut out.data, &mut self.chroma);
             return Ok(());
         }
 
-        let options = bilinear();
-
-        let Some(bpp) = packed_bpp(frame.format) else {
-            // Y'CbCr: convert at full resolution, then resize the RGB image.
-            self.src.resize(src_len, 0);
-            convert_to_rgb(frame, &mut self.src, &mut self.chroma);
-            let src =
-                ImageRef::new(width, height, &self.src, PixelType::U8x3).map_err(resize_error)?;
-            let mut dst = Image::from_slice_u8(out_w, out_h, &mut out.data, PixelType::U8x3)
-                .map_err(resize_error)?;
-            return self
-                .resizer
-                .resize(&src, &mut dst, &options)
-                .map_err(resize_error);
-        };
-
-        // Packed RGB: resize the mapped plane directly when its rows are tight, else a tight
-        // copy (the resizer would otherwise blend the row padding into the right-hand column).
-        let pixel_type = if bpp == 3 {
-            PixelType::U8x3
-        } else {
-            PixelType::U8x4
-        };
-        let row_bytes = width as usize * bpp;
-        let tight_len = row_bytes * height as usize;
-        let plane = frame.planes[0];
-        let src = if frame.strides[0] == row_bytes && plane.len() >= tight_len {
-            &plane[..tight_len]
-        } else {
-            self.src.resize(tight_len, 0);
-            for (y, d) in self.src.chunks_exact_mut(row_bytes).enumerate() {
-                d.copy_from_slice(plane_row(frame, 0, y, row_bytes));
+        // The resize's input: Y'CbCr converted to RGB at full resolution; packed RGB as mapped
+        // when its rows are tight, else a tight copy (the resizer would otherwise blend the row
+        // padding into the right-hand column).
+        let packed = packed_bpp(frame.format);
+        let (src, pixel_type) = match packed {
+            None => {
+                self.src.resize(src_len, 0);
+                convert_to_rgb(frame, &mut self.src, &mut self.chroma);
+                (&self.src[..], PixelType::U8x3)
             }
-            &self.src[..]
+            Some(bpp) => {
+                let pixel_type = if bpp == 3 {
+                    PixelType::U8x3
+                } else {
+                    PixelType::U8x4
+                };
+                let row_bytes = width as usize * bpp;
+                let tight_len = row_bytes * height as usize;
+                let plane = frame.planes[0];
+                if frame.strides[0] == row_bytes && plane.len() >= tight_len {
+                    (&plane[..tight_len], pixel_type)
+                } else {
+                    self.src.resize(tight_len, 0);
+                    for (y, d) in self.src.chunks_exact_mut(row_bytes).enumerate() {
+                        d.copy_from_slice(plane_row(frame, 0, y, row_bytes));
+                    }
+                    (&self.src[..], pixel_type)
+                }
+            }
         };
         let src = ImageRef::new(width, height, src, pixel_type).map_err(resize_error)?;
-        if frame.format == PixelFormat::Rgb {
-            let mut dst = Image::from_slice_u8(out_w, out_h, &mut out.data, PixelType::U8x3)
-                .map_err(resize_error)?;
-            return self
-                .resizer
-                .resize(&src, &mut dst, &options)
-                .map_err(resize_error);
+        match packed {
+            // Packed RGB in another byte order: resized in its own order, then reordered.
+            Some(bpp) if frame.format != PixelFormat::Rgb => {
+                self.dst.resize(out_len / 3 * bpp, 0);
+                resize_into(&mut self.resizer, &src, size, &mut self.dst, pixel_type)?;
+                packed_to_rgb(frame.format, &self.dst, &mut out.data);
+                Ok(())
+            }
+            _ => resize_into(&mut self.resizer, &src, size, &mut out.data, pixel_type),
         }
-        self.dst.resize(out_len / 3 * bpp, 0);
-        let mut dst =
-            Image::from_slice_u8(out_w, out_h, &mut self.dst, pixel_type).map_err(resize_error)?;
-        self.resizer
-            .resize(&src, &mut dst, &options)
-            .map_err(resize_error)?;
-        packed_to_rgb(frame.format, &self.dst, &mut out.data);
-        Ok(())
     }
 }
 

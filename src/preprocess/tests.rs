@@ -184,6 +184,36 @@ fn interleave_uv<const W: usize, const W2: usize>(u: &[[u8; W]], v: &[[u8; W]]) 
         .collect()
 }
 
+/// Convert a Y'CbCr frame of luma rows `y` (rows padded by `y_pad` bytes) and chroma planes
+/// `chroma` (data and stride each, as [`plane`] lays them out) to RGB: scaled to its own short
+/// side, so converted but not resampled.
+fn convert_yuv<const W: usize>(
+    format: PixelFormat,
+    (y, y_pad): (&[[u8; W]], usize),
+    chroma: &[(Vec<u8>, usize)],
+    matrix: YuvMatrix,
+    range: YuvRange,
+) -> ScaledFrame {
+    let (yp, ys) = plane(y, y_pad);
+    let mut planes: [&[u8]; 3] = [&yp, &[], &[]];
+    let mut strides = [ys, 0, 0];
+    for (k, (data, stride)) in chroma.iter().enumerate() {
+        planes[k + 1] = data;
+        strides[k + 1] = *stride;
+    }
+    let view = FrameView {
+        format,
+        width: W as u32,
+        height: y.len() as u32,
+        planes,
+        strides,
+        matrix,
+        range,
+    };
+    let short = view.width.min(view.height);
+    Scaler::new().scale(&view, short).expect("scale")
+}
+
 fn scale_i420<const W: usize, const CW: usize>(
     y: &[[u8; W]],
     u: &[[u8; CW]],
@@ -191,20 +221,8 @@ fn scale_i420<const W: usize, const CW: usize>(
     matrix: YuvMatrix,
     range: YuvRange,
 ) -> ScaledFrame {
-    let (yp, ys) = plane(y, 3);
-    let (up, us) = plane(u, 2);
-    let (vp, vs) = plane(v, 1);
-    let view = FrameView {
-        format: PixelFormat::I420,
-        width: W as u32,
-        height: y.len() as u32,
-        planes: [&yp, &up, &vp],
-        strides: [ys, us, vs],
-        matrix,
-        range,
-    };
-    let short = (W as u32).min(y.len() as u32);
-    Scaler::new().scale(&view, short).expect("scale")
+    let chroma = [plane(u, 2), plane(v, 1)];
+    convert_yuv(PixelFormat::I420, (y, 3), &chroma, matrix, range)
 }
 
 fn scale_nv12<const W: usize, const CW2: usize>(
@@ -213,19 +231,7 @@ fn scale_nv12<const W: usize, const CW2: usize>(
     matrix: YuvMatrix,
     range: YuvRange,
 ) -> ScaledFrame {
-    let (yp, ys) = plane(y, 1);
-    let (uvp, uvs) = plane(uv, 3);
-    let view = FrameView {
-        format: PixelFormat::Nv12,
-        width: W as u32,
-        height: y.len() as u32,
-        planes: [&yp, &uvp, &[]],
-        strides: [ys, uvs, 0],
-        matrix,
-        range,
-    };
-    let short = (W as u32).min(y.len() as u32);
-    Scaler::new().scale(&view, short).expect("scale")
+    convert_yuv(PixelFormat::Nv12, (y, 1), &[plane(uv, 3)], matrix, range)
 }
 
 fn rows_flat<const N: usize>(rows: &[[u8; N]]) -> Vec<u8> {

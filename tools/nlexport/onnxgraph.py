@@ -7,26 +7,18 @@ metadata contract of the element (see `metadata()`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 
-# The metadata keys the element reads (docs/design.md, "Model metadata").
-METADATA_KEYS = (
-    "clip.length",
-    "clip.frame_stride",
-    "clip.fps",
-    "preprocess.scale_size",
-    "preprocess.crop_size",
-    "preprocess.mean",
-    "preprocess.std",
-    "preprocess.layout",
-    "output.kind",
-    "labels",
-    "model.name",
-    "model.weights",
+# The metadata keys the element reads (docs/design.md, "Model metadata"), one a line in
+# data/metadata_keys.txt: the element compiles the same file in (src/config/metadata.rs).
+METADATA_KEYS = tuple(
+    (Path(__file__).resolve().parents[2] / "data" / "metadata_keys.txt").read_text().split()
 )
 
 

@@ -31,9 +31,9 @@ fn lanes_from(value: Option<&str>) -> usize {
 }
 
 /// CUDA provider options set by default: channels-last convolutions with the bias (and folded
-/// batch norm) fused into cuDNN's convolution kernel. Measured on an H100 (benches/gpu/run.sh
-/// kprof): without them cuDNN adds each convolution's bias in a separate generic kernel (a third
-/// of the GPU time of C2D-NL-R50) and converts layouts around every convolution.
+/// batch norm) fused into cuDNN's convolution kernel. Without them cuDNN adds each convolution's
+/// bias in a separate generic kernel and converts layouts around every convolution (the kernel
+/// profiles of benches/gpu/run.sh kprof show both).
 const TUNED_CUDA_OPTIONS: [(&str, &str); 2] = [("prefer_nhwc", "1"), ("fuse_conv_bias", "1")];
 
 /// The CUDA provider options for a session: the tuned defaults, then NONLOCAL_CUDA_OPTIONS
@@ -90,7 +90,7 @@ pub(super) const RUNS_TO_CAPTURE: u32 = 3;
 
 /// Held alone by a run that may capture a CUDA graph, shared by every other run under CUDA
 /// graphs: a capture is made in CUDA's global capture mode, where another thread synchronising
-/// its own stream meanwhile fails the capture (and that thread's run) — what two lanes did.
+/// its own stream meanwhile (another lane's run) fails the capture and that thread's run.
 static GRAPH_CAPTURE: RwLock<()> = RwLock::new(());
 
 /// The hold on [`GRAPH_CAPTURE`] a run takes: alone while capturing, shared otherwise.

@@ -1,8 +1,8 @@
 //! The few CUDA runtime calls ONNX Runtime does not offer: copying a batch from page-locked host
 //! memory to the model's input on the card, on a stream of the lane's own, with one wait.
 //! (ONNX Runtime copies a tensor as a run of its own, with a wait each, which on a host busy with
-//! dozens of pipelines costs milliseconds.) The runtime is the one ONNX Runtime's CUDA provider loaded (libcudart of CUDA
-//! 13 or 12), opened at run time as ONNX Runtime itself is.
+//! dozens of pipelines costs milliseconds.) The runtime is the one ONNX Runtime's CUDA provider
+//! loaded (libcudart of CUDA 13 or 12), opened at run time as ONNX Runtime itself is.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;

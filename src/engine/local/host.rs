@@ -1,11 +1,11 @@
-//! Buffers in page-locked host memory (under CUDA): the batches the shared engine forms (sheets,
-//! which the element packs its clips into straight) and buffers lent through
-//! [`crate::engine::SharedEngine::page_locked_buffer`]. A batch lying in one of them goes to the
-//! card in one DMA transfer, with no copy on the host (the runner does so when the batch, its
-//! padding rows included, lies in one lent buffer, [`PageLocked::holds`]; otherwise the clips
-//! are copied into a page-locked staging input first, as one transfer). Up to
-//! [`MAX_PAGE_LOCKED_BYTES`] are lent at a time; past that (or when the allocation is refused)
-//! ordinary memory is handed out.
+//! Buffers in page-locked host memory (under CUDA), lent through
+//! [`Backend::clip_buffer`](crate::engine::Backend::clip_buffer): the batching front forms its
+//! batches in them (sheets, which the element packs its clips into straight) and hands them to
+//! its users as page-locked buffers. A batch lying in one of them goes to the card in one DMA
+//! transfer, with no copy on the host (the runner does so when the batch, its padding rows
+//! included, lies in one lent buffer, [`PageLocked::holds`]; otherwise the clips are copied into
+//! a page-locked staging input first, as one transfer). Up to [`MAX_PAGE_LOCKED_BYTES`] are lent
+//! at a time; past that (or when the allocation is refused) ordinary memory is handed out.
 
 use std::collections::BTreeMap;
 use std::ptr::NonNull;

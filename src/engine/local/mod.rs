@@ -22,7 +22,7 @@ use half::f16;
 
 pub use runtime::{runtime, ORT_VERSION};
 
-use super::{Backend, Batch, EngineError, Items, ModelInfo, RunTimes, SharedEngine, SpanClips};
+use super::{Backend, Batch, EngineError, Items, ModelInfo, RunTimes, SpanClips};
 use crate::config::InputType;
 use cuda::{cuda_graphs, cuda_lanes, is_out_of_memory};
 use host::PageLocked;
@@ -310,36 +310,4 @@ fn in_one_block<T>(lent: &PageLocked, shape: &[i64], items: &[&[T]]) -> bool {
     in_order
         && n >= items.len()
         && lent.holds(first.as_ptr().cast(), n * per * std::mem::size_of::<T>())
-}
-
-/// What makes two local engines the same engine.
-#[derive(PartialEq, Eq)]
-struct LocalKey {
-    path: PathBuf,
-    choice: ProviderChoice,
-    device: i32,
-    gpu_mem_limit_mib: u32,
-}
-
-impl SharedEngine {
-    /// The shared engine running the model file `path` in this process (opened now, or the one
-    /// already open for it with the same provider choice, device and CUDA memory limit), with the
-    /// batching threads every element using it submits clips to. See [`LocalBackend::open`].
-    pub fn local(
-        path: &Path,
-        choice: ProviderChoice,
-        device: i32,
-        gpu_mem_limit_mib: u32,
-    ) -> Result<Arc<SharedEngine>, EngineError> {
-        let key = LocalKey {
-            path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
-            choice,
-            device,
-            gpu_mem_limit_mib,
-        };
-        SharedEngine::shared(key, || {
-            let backend = LocalBackend::open(path, choice, device, gpu_mem_limit_mib)?;
-            Ok(Box::new(backend))
-        })
-    }
 }

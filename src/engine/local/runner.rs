@@ -68,8 +68,8 @@ pub(super) struct Runner {
     /// The first session: all batch sizes on the CPU, batch size 1 under CUDA.
     session: Session,
     /// Under CUDA, a session for each other batch size, opened on first use: ONNX Runtime's CUDA
-    /// convolutions re-plan whenever a session's input shape changes (hundreds of milliseconds
-    /// per run on the Non-local networks when batch sizes alternate), so each session keeps one.
+    /// convolutions re-plan whenever a session's input shape changes, which costs far more than
+    /// the run itself when batch sizes alternate, so each session keeps one shape.
     per_batch: HashMap<i64, Session>,
     source: Option<Arc<SessionSource>>,
     /// Whether this runner's CUDA sessions were opened with fused convolutions.

@@ -2,9 +2,8 @@
 //! CPU, host memory the clips are copied into. Under CUDA, page-locked host memory the clips are
 //! copied into (one transfer to the card per batch), and the input on the card, that a batch
 //! lying in one lent page-locked buffer (a sheet, see `host`) is copied into straight, in one
-//! DMA transfer; with
-//! CUDA graphs the input stays bound on the card and the output is there too (a captured graph
-//! replays on the same addresses).
+//! DMA transfer; with CUDA graphs the input stays bound on the card and the output is there too
+//! (a captured graph replays on the same addresses).
 
 use std::collections::HashMap;
 

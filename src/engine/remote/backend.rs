@@ -2,13 +2,11 @@
 //! every element's clips and each of its `server-requests` lanes sends one at a time, so that
 //! many batches are in flight for the servers' own batchers to merge.
 
-use std::sync::Arc;
-
 use half::f16;
 
 use super::model::{RemoteError, RemoteModel};
 use super::settings::RemoteSettings;
-use crate::engine::{Backend, EngineError, Items, ModelInfo, SharedEngine};
+use crate::engine::{Backend, EngineError, Items, ModelInfo};
 
 /// A model served by KServe v2 gRPC servers.
 pub struct RemoteBackend {
@@ -73,15 +71,5 @@ impl Backend for RemoteBackend {
             (None, 0) => items.max(1),
             (None, m) => items.clamp(1, m),
         }
-    }
-}
-
-impl SharedEngine {
-    /// The shared engine sending clips to the model `settings` name on its servers (opened now,
-    /// or the one already open with the same settings).
-    pub fn remote(settings: RemoteSettings) -> Result<Arc<SharedEngine>, EngineError> {
-        SharedEngine::shared(settings.clone(), || {
-            Ok(Box::new(RemoteBackend::open(settings)?))
-        })
     }
 }

@@ -52,15 +52,11 @@ pub struct ServerStats {
     pub executions: u64,
 }
 
-impl std::iter::Sum for ServerStats {
-    fn sum<I: Iterator<Item = ServerStats>>(iter: I) -> ServerStats {
-        iter.fold(ServerStats::default(), |a, s| ServerStats {
-            requests: a.requests + s.requests,
-            inferences: a.inferences + s.inferences,
-            executions: a.executions + s.executions,
-        })
-    }
-}
+summable!(ServerStats {
+    requests,
+    inferences,
+    executions
+});
 
 /// A client of one server address.
 #[derive(Clone)]
@@ -157,6 +153,13 @@ impl Client {
         request
     }
 
+    /// A call's answer, or why it failed (see [`Client::failure`]).
+    fn answer<T>(&self, answer: Result<tonic::Response<T>, tonic::Status>) -> Result<T, CallError> {
+        answer
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.failure(s))
+    }
+
     fn failure(&self, status: tonic::Status) -> CallError {
         use tonic::Code;
         // A connection lost during a call comes back as Unknown with the transport's error.
@@ -202,10 +205,10 @@ impl Client {
     /// Whether the server says it is ready.
     pub async fn server_ready(&self, timeout: Duration) -> Result<bool, CallError> {
         let mut c = self.inner.clone();
-        c.server_ready(self.request(proto::ServerReadyRequest {}, timeout))
-            .await
-            .map(|r| r.into_inner().ready)
-            .map_err(|s| self.failure(s))
+        let answer = c
+            .server_ready(self.request(proto::ServerReadyRequest {}, timeout))
+            .await;
+        Ok(self.answer(answer)?.ready)
     }
 
     /// Whether `model` (version "" = the server's choice) is ready.
@@ -220,10 +223,8 @@ impl Client {
             name: model.into(),
             version: version.into(),
         };
-        c.model_ready(self.request(req, timeout))
-            .await
-            .map(|r| r.into_inner().ready)
-            .map_err(|s| self.failure(s))
+        let answer = c.model_ready(self.request(req, timeout)).await;
+        Ok(self.answer(answer)?.ready)
     }
 
     pub async fn model_metadata(
@@ -236,10 +237,8 @@ impl Client {
             name: model.into(),
             version: version.into(),
         };
-        c.model_metadata(self.request(req, self.timeout))
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| self.failure(s))
+        let answer = c.model_metadata(self.request(req, self.timeout)).await;
+        self.answer(answer)
     }
 
     /// The model configuration's string parameters and its max batch size (0 = the server does
@@ -254,13 +253,8 @@ impl Client {
             name: model.into(),
             version: version.into(),
         };
-        let config = c
-            .model_config(self.request(req, self.timeout))
-            .await
-            .map_err(|s| self.failure(s))?
-            .into_inner()
-            .config
-            .unwrap_or_default();
+        let answer = c.model_config(self.request(req, self.timeout)).await;
+        let config = self.answer(answer)?.config.unwrap_or_default();
         let params = config
             .parameters
             .into_iter()
@@ -276,11 +270,8 @@ impl Client {
             name: model.into(),
             version: String::new(),
         };
-        let stats = c
-            .model_statistics(self.request(req, self.timeout))
-            .await
-            .map_err(|s| self.failure(s))?
-            .into_inner();
+        let answer = c.model_statistics(self.request(req, self.timeout)).await;
+        let stats = self.answer(answer)?;
         Ok(stats
             .model_stats
             .iter()
@@ -303,11 +294,8 @@ impl Client {
         timeout: Duration,
     ) -> Result<(String, Vec<i64>, bytes::Bytes), CallError> {
         let mut c = self.inner.clone();
-        let response = c
-            .model_infer(self.request(request, timeout))
-            .await
-            .map_err(|s| self.failure(s))?
-            .into_inner();
+        let answer = c.model_infer(self.request(request, timeout)).await;
+        let response = self.answer(answer)?;
         let output = response
             .outputs
             .into_iter()
