@@ -26,10 +26,11 @@ use std::time::Duration;
 #[path = "../src/bin/nonlocal-classify/common.rs"]
 mod common;
 use anyhow::{anyhow, bail, Context};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use common::{find_model, with_detail};
 use gst::glib;
 use gst::prelude::*;
+use gstnonlocal::nonlocalclassify::ExecutionProvider;
 
 const AFTER_HELP: &str = "\
 Model: --model, else the NONLOCAL_MODEL environment variable, else the project's default model
@@ -78,8 +79,9 @@ struct Args {
     use_gpu: bool,
 
     /// Where inference runs (auto = CUDA when available, else CPU)
-    #[arg(long, value_enum, default_value_t = Provider::Cpu)]
-    provider: Provider,
+    // The CPU unless asked, as nonlocal-classify does.
+    #[arg(long, value_enum, default_value_t = ExecutionProvider::Cpu)]
+    provider: ExecutionProvider,
 
     /// Write the overlaid video to FILE (.mkv, .webm, .ogg/.ogv, .mp4, .avi) instead of showing it
     #[arg(long, value_name = "FILE")]
@@ -88,23 +90,6 @@ struct Args {
     /// Stop after this many seconds
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Provider {
-    Auto,
-    Cuda,
-    Cpu,
-}
-
-impl Provider {
-    fn nick(self) -> &'static str {
-        match self {
-            Provider::Auto => "auto",
-            Provider::Cuda => "cuda",
-            Provider::Cpu => "cpu",
-        }
-    }
 }
 
 fn make(factory: &str) -> anyhow::Result<gst::Element> {
@@ -238,11 +223,11 @@ fn build(args: &Args, model: &Path) -> anyhow::Result<(gst::Pipeline, gst::Eleme
         classifier.set_property("clip-stride", stride);
     }
     let provider = if args.use_gpu {
-        Provider::Cuda
+        ExecutionProvider::Cuda
     } else {
         args.provider
     };
-    classifier.set_property_from_str("execution-provider", provider.nick());
+    classifier.set_property("execution-provider", provider);
     let convert_mid = make("videoconvert")?;
     let overlay = gst::ElementFactory::make("textoverlay")
         .property("text", "waiting for the first clip…")
