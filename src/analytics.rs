@@ -158,7 +158,7 @@ pub fn detections(
         let id = od.id();
         let frame_mode = (loc.x, loc.y, loc.w, loc.h) == frame_box
             && relation
-                .iter_direct_related::<gst_analytics::AnalyticsClsMtd>(
+                .iter_direct_related::<gst_analytics::AnalyticsClassificationMtd>(
                     id,
                     gst_analytics::RelTypes::CONTAIN,
                 )

@@ -323,11 +323,13 @@ fn hostile_boxes_are_ignored_with_one_warning_per_kind() {
     }
     let out = h.finish();
     assert!(out.errors.is_empty(), "{:?}", out.errors);
-    // One warning each: outside, empty, duplicate id, and objects past max-objects (the 10,000).
+    // One warning each: outside, empty, duplicate id, more boxes than are read, and objects past
+    // max-objects (the 10,000).
     let kinds = [
         "outside the frame",
         "zero or negative",
         "same tracking id",
+        "only the first 4096 are read",
         "max-objects",
     ];
     for kind in kinds {

@@ -271,6 +271,10 @@ impl BaseTransformImpl for NonLocalClassify {
             ));
         };
         let config = &loaded.config;
+        let objects_mode = settings.objects.regions == Regions::Objects;
+        if objects_mode {
+            check_objects_mode(&settings)?;
+        }
         let engine_resample = settings.sampling.resample == Resample::Engine;
         if engine_resample && settings.sampling.crops != Crops::Center {
             return Err(gst::error_msg!(
@@ -283,10 +287,6 @@ impl BaseTransformImpl for NonLocalClassify {
                 gst::LibraryError::Settings,
                 ("resample=engine needs a model with uint8 input run in this process ({} on {} is not): set resample=element", loaded.engine.name, loaded.engine.describe())
             ));
-        }
-        let objects_mode = settings.objects.regions == Regions::Objects;
-        if objects_mode {
-            check_objects_mode(&settings)?;
         }
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
