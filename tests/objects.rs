@@ -502,3 +502,111 @@ fn objects_mode_refuses_three_crops_and_engine_resampling() {
         "{e}"
     );
 }
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn churning_tracks_keep_memory_flat() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    // 6,000 frames, four people on each, every person seen for 30 frames and gone for good:
+    // 800 tracks start, are classified and end. What a track leaves behind (its results, its
+    // summary) must go with it.
+    const FRAMES: u64 = 6_000;
+    const CHECKPOINT: u64 = 2_000;
+    init();
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .caps(&rgb_caps())
+        .format(gst::Format::Time)
+        .max_bytes(0)
+        .block(true)
+        .build();
+    let element = gst::ElementFactory::make("nonlocalclassify")
+        .property("model", model("probe.onnx"))
+        .property("track-timeout", 80u32)
+        .build()
+        .unwrap();
+    element.set_property_from_str("regions", "objects");
+    let sink = gst::ElementFactory::make("fakesink").build().unwrap();
+    pipeline
+        .add_many([src.upcast_ref(), &element, &sink])
+        .unwrap();
+    gst::Element::link_many([src.upcast_ref(), &element, &sink]).unwrap();
+    let out = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&out);
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            gst::PadProbeReturn::Ok
+        });
+    // The bus drained as the application would, counting results and summaries.
+    let bus = pipeline.bus().unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut results, mut summaries, mut errors) = (0u64, 0u64, Vec::new());
+        for msg in bus.iter_timed(gst::ClockTime::from_seconds(300)) {
+            match msg.view() {
+                gst::MessageView::Element(e) => match e.structure().map(|s| s.name().as_str()) {
+                    Some("nonlocalclassify") => results += 1,
+                    Some("nonlocalclassify-summary") => summaries += 1,
+                    _ => {}
+                },
+                gst::MessageView::Error(e) => errors.push(e.error().to_string()),
+                gst::MessageView::Eos(_) => break,
+                _ => {}
+            }
+        }
+        (results, summaries, errors)
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let wait_out = |n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while out.load(Ordering::SeqCst) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stalled at {out:?} buffers"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let mut rss_at_checkpoint = 0;
+    for n in 0..FRAMES {
+        let people: Vec<Obj> = (0..4u64)
+            .map(|j| person(16 * j as i32, 16, RED, Some(n / 30 * 4 + j)))
+            .collect();
+        src.push_buffer(frame(n, &people, &[])).unwrap();
+        if (n + 1) % 250 == 0 {
+            wait_out(n + 1);
+        }
+        if n + 1 == CHECKPOINT {
+            rss_at_checkpoint = rss_kib();
+        }
+    }
+    wait_out(FRAMES);
+    let rss_at_end = rss_kib();
+    src.end_of_stream().unwrap();
+    let (results, summaries, errors) = reader.join().unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    eprintln!(
+        "{results} results, {summaries} summaries; VmRSS {rss_at_checkpoint} KiB at {CHECKPOINT} \
+         frames, {rss_at_end} KiB at {FRAMES}"
+    );
+    assert_eq!(summaries, FRAMES / 30 * 4, "one summary per track");
+    // Each track: clips of its frames 0..6, 8..14, 16..22 and 24..30 (the last box kept until
+    // the timeout; at end of stream padded from frame 28): 4.
+    assert_eq!(results, summaries * 4);
+    assert!(
+        rss_at_end < rss_at_checkpoint + 4 * 1024,
+        "VmRSS grew from {rss_at_checkpoint} to {rss_at_end} KiB"
+    );
+}
