@@ -107,23 +107,15 @@ pub fn add_result(
     width: u32,
     height: u32,
 ) -> Result<Written, glib::BoolError> {
-    let (quarks, levels) = quarks_and_levels(result);
-    let (Some(&top), Some(&level)) = (quarks.first(), levels.first()) else {
-        return Err(glib::bool_error!(
-            "clip {} has no labels to write as analytics metadata",
-            result.clip_index
-        ));
-    };
-    let mut relation = match buffer.meta_mut::<gst_analytics::AnalyticsRelationMeta>() {
-        Some(meta) => meta,
-        None => gst_analytics::AnalyticsRelationMeta::add(buffer),
-    };
-    let cls = relation.add_cls_mtd(&levels, &quarks)?.id();
     let (x, y, w, h) = action_box(width, height);
-    let od = relation.add_od_mtd(top, x, y, w, h, level)?.id();
-    use gst_analytics::RelTypes;
-    relation.set_relation(RelTypes::RELATE_TO | RelTypes::CONTAIN, od, cls)?;
-    relation.set_relation(RelTypes::RELATE_TO | RelTypes::IS_PART_OF, cls, od)?;
+    let (top, level) = match (result.labels.first(), result.scores.first()) {
+        (Some(label), Some(&score)) => (glib::Quark::from_str(label.as_str()), score as f32),
+        _ => return Err(no_labels(result)),
+    };
+    let od = relation_meta(buffer)?
+        .add_od_mtd(top, x, y, w, h, level)?
+        .id();
+    let cls = add_object_result(buffer, result, od)?;
     Ok(Written { od, cls })
 }
 
@@ -199,17 +191,16 @@ pub fn add_object_result(
     result: &ClipResult,
     od: u32,
 ) -> Result<u32, glib::BoolError> {
-    let (quarks, levels) = quarks_and_levels(result);
+    let quarks: Vec<glib::Quark> = result
+        .labels
+        .iter()
+        .map(|l| glib::Quark::from_str(l.as_str()))
+        .collect();
+    let levels: Vec<f32> = result.scores.iter().map(|&s| s as f32).collect();
     if quarks.is_empty() {
-        return Err(glib::bool_error!(
-            "clip {} has no labels to write as analytics metadata",
-            result.clip_index
-        ));
+        return Err(no_labels(result));
     }
-    let mut relation = match buffer.meta_mut::<gst_analytics::AnalyticsRelationMeta>() {
-        Some(meta) => meta,
-        None => gst_analytics::AnalyticsRelationMeta::add(buffer),
-    };
+    let mut relation = relation_meta(buffer)?;
     let cls = relation.add_cls_mtd(&levels, &quarks)?.id();
     use gst_analytics::RelTypes;
     relation.set_relation(RelTypes::RELATE_TO | RelTypes::CONTAIN, od, cls)?;
@@ -217,14 +208,29 @@ pub fn add_object_result(
     Ok(cls)
 }
 
-fn quarks_and_levels(result: &ClipResult) -> (Vec<glib::Quark>, Vec<f32>) {
-    let quarks = result
-        .labels
-        .iter()
-        .map(|l| glib::Quark::from_str(l.as_str()))
-        .collect();
-    let levels = result.scores.iter().map(|&s| s as f32).collect();
-    (quarks, levels)
+/// The buffer's relation meta, added when it has none (mtds added upstream are kept).
+fn relation_meta(
+    buffer: &mut gst::BufferRef,
+) -> Result<
+    gst::MetaRefMut<'_, gst_analytics::AnalyticsRelationMeta, gst::meta::Standalone>,
+    glib::BoolError,
+> {
+    if buffer
+        .meta::<gst_analytics::AnalyticsRelationMeta>()
+        .is_none()
+    {
+        gst_analytics::AnalyticsRelationMeta::add(buffer);
+    }
+    buffer
+        .meta_mut::<gst_analytics::AnalyticsRelationMeta>()
+        .ok_or_else(|| glib::bool_error!("the buffer takes no analytics relation meta"))
+}
+
+fn no_labels(result: &ClipResult) -> glib::BoolError {
+    glib::bool_error!(
+        "clip {} has no labels to write as analytics metadata",
+        result.clip_index
+    )
 }
 
 /// Which object results each buffer carries (objects mode): `first-buffer`, the results

@@ -78,16 +78,6 @@ fn rss_within(start: u64, end: u64, limit_kib: u64) -> bool {
     under_valgrind() || end < start + limit_kib
 }
 
-/// Resident memory of this process, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("nl-hard-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -19,6 +19,12 @@ use gst_analytics::prelude::*;
 use gst_analytics::{AnalyticsClassificationMtd, AnalyticsODMtd, AnalyticsRelationMeta, RelTypes};
 use gstnonlocal::ClipResult;
 
+/// The tests of this file one at a time: the soak measures the process's resident memory.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const W: i32 = 64;
 const H: i32 = 48;
 
@@ -135,6 +141,7 @@ fn channel(r: &ClipResult, c: char) -> f64 {
 
 #[test]
 fn each_object_is_cropped_and_classified_on_its_own() {
+    let _serial = serial();
     // Red (id 3) and green (id 8), still, for 16 frames: 2 clips each (4 frames, stride 2).
     let objects = |_| vec![person(4, 8, RED, Some(3)), person(40, 20, GREEN, Some(8))];
     let out = run(&objects_props(&[]), 16, objects);
@@ -193,6 +200,7 @@ fn each_object_is_cropped_and_classified_on_its_own() {
 
 #[test]
 fn frame_mode_on_the_same_video_mixes_the_objects() {
+    let _serial = serial();
     let objects = |_| vec![person(4, 8, RED, Some(3)), person(40, 20, GREEN, Some(8))];
     let out = run(
         &[("model", v(model("probe.onnx"))), ("top-k", v(12u32))],
@@ -209,6 +217,7 @@ fn frame_mode_on_the_same_video_mixes_the_objects() {
 
 #[test]
 fn a_clips_crop_stays_where_it_started_while_the_object_moves() {
+    let _serial = serial();
     // The object moves right 2 pixels a frame: every crop of clip 0 is the square of frame 0.
     let objects = |n: u64| vec![person(4 + 2 * n as i32, 8, RED, Some(1))];
     let out = run(&objects_props(&[]), 8, objects);
@@ -235,6 +244,7 @@ fn a_clips_crop_stays_where_it_started_while_the_object_moves() {
 
 #[test]
 fn boxes_without_tracking_ids_are_numbered_by_the_element() {
+    let _serial = serial();
     // No tracker: the element associates the boxes (moving 1 pixel a frame) by overlap.
     let objects = |n: u64| {
         vec![
@@ -254,6 +264,7 @@ fn boxes_without_tracking_ids_are_numbered_by_the_element() {
 
 #[test]
 fn object_types_choose_which_detections_are_objects() {
+    let _serial = serial();
     let objects = |_| {
         let mut car = person(40, 20, GREEN, Some(8));
         car.kind = "car";
@@ -269,6 +280,7 @@ fn object_types_choose_which_detections_are_objects() {
 
 #[test]
 fn objects_past_max_objects_are_dropped_counted_and_warned_once() {
+    let _serial = serial();
     let objects = |_| {
         vec![
             person(0, 0, RED, Some(1)),
@@ -291,6 +303,7 @@ fn objects_past_max_objects_are_dropped_counted_and_warned_once() {
 
 #[test]
 fn hostile_boxes_are_ignored_with_one_warning_per_kind() {
+    let _serial = serial();
     let h = Harness::new(&rgb_caps(), &objects_props(&[]), false);
     h.start().expect("starts");
     let hostile = |n: u64| -> Vec<Obj> {
@@ -344,6 +357,7 @@ fn hostile_boxes_are_ignored_with_one_warning_per_kind() {
 
 #[test]
 fn a_track_unseen_for_the_timeout_ends_and_its_summary_comes_then() {
+    let _serial = serial();
     // Object 5 is boxed on frames 0..8 only, object 6 throughout; tracks end after 200 ms
     // (5 frames at 25 fps).
     let h = Harness::new(
@@ -380,6 +394,7 @@ fn a_track_unseen_for_the_timeout_ends_and_its_summary_comes_then() {
 
 #[test]
 fn boxes_on_some_frames_only_keep_the_object_in_its_last_box() {
+    let _serial = serial();
     // A detector that runs every third frame: the object's clips go on between its boxes.
     let out = run(&objects_props(&[]), 16, |n| {
         if n % 3 == 0 {
@@ -396,6 +411,7 @@ fn boxes_on_some_frames_only_keep_the_object_in_its_last_box() {
 
 #[test]
 fn each_objects_result_is_related_to_its_box_on_the_buffers_that_carry_it() {
+    let _serial = serial();
     let h = Harness::new(
         &rgb_caps(),
         &objects_props(&[("analytics-meta", v("every-buffer"))]),
@@ -438,6 +454,7 @@ fn each_objects_result_is_related_to_its_box_on_the_buffers_that_carry_it() {
 
 #[test]
 fn flushes_and_caps_changes_mid_track_leave_no_stale_object() {
+    let _serial = serial();
     let h = Harness::new(&rgb_caps(), &objects_props(&[]), false);
     h.start().expect("starts");
     for n in 0..5 {
@@ -491,6 +508,7 @@ fn flushes_and_caps_changes_mid_track_leave_no_stale_object() {
 
 #[test]
 fn objects_mode_refuses_three_crops_and_engine_resampling() {
+    let _serial = serial();
     let e = start_error(&objects_props(&[("crops", v("three"))]));
     assert!(
         e.contains("regions=objects") && e.contains("crops=center"),
@@ -503,18 +521,9 @@ fn objects_mode_refuses_three_crops_and_engine_resampling() {
     );
 }
 
-/// Resident memory of this process, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[test]
 fn churning_tracks_keep_memory_flat() {
+    let _serial = serial();
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     // 6,000 frames, four people on each, every person seen for 30 frames and gone for good:

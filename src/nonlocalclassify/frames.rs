@@ -5,39 +5,17 @@ use gst_video::prelude::*;
 
 use crate::preprocess::{FrameView, PixelFormat, YuvMatrix, YuvRange};
 
+/// The preprocessing module's format of a GStreamer format (the same caps name), if it takes it.
 pub(super) fn pixel_format(format: gst_video::VideoFormat) -> Option<PixelFormat> {
-    use gst_video::VideoFormat as V;
-    Some(match format {
-        V::Rgb => PixelFormat::Rgb,
-        V::Bgr => PixelFormat::Bgr,
-        V::Rgbx => PixelFormat::Rgbx,
-        V::Bgrx => PixelFormat::Bgrx,
-        V::Xrgb => PixelFormat::Xrgb,
-        V::Xbgr => PixelFormat::Xbgr,
-        V::Rgba => PixelFormat::Rgba,
-        V::Bgra => PixelFormat::Bgra,
-        V::Argb => PixelFormat::Argb,
-        V::Abgr => PixelFormat::Abgr,
-        V::I420 => PixelFormat::I420,
-        V::Nv12 => PixelFormat::Nv12,
-        _ => return None,
-    })
+    PixelFormat::from_name(format.to_str())
 }
 
-pub(super) const FORMATS: &[gst_video::VideoFormat] = &[
-    gst_video::VideoFormat::Rgb,
-    gst_video::VideoFormat::Bgr,
-    gst_video::VideoFormat::Rgbx,
-    gst_video::VideoFormat::Bgrx,
-    gst_video::VideoFormat::Xrgb,
-    gst_video::VideoFormat::Xbgr,
-    gst_video::VideoFormat::Rgba,
-    gst_video::VideoFormat::Bgra,
-    gst_video::VideoFormat::Argb,
-    gst_video::VideoFormat::Abgr,
-    gst_video::VideoFormat::I420,
-    gst_video::VideoFormat::Nv12,
-];
+/// The formats the element takes, in the order its caps list them.
+pub(super) fn formats() -> impl Iterator<Item = gst_video::VideoFormat> {
+    PixelFormat::ALL
+        .iter()
+        .map(|f| gst_video::VideoFormat::from_string(f.name()))
+}
 
 /// Convert a mapped video frame into the preprocessing module's view.
 pub(super) fn frame_view<'a>(

@@ -18,7 +18,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use super::frames::{frame_view, pixel_format, FORMATS};
+use super::frames::{formats, frame_view, pixel_format};
 use super::load::{model_info, Loaded};
 use super::objects::ObjectsState;
 use super::settings::Settings;
@@ -216,7 +216,7 @@ impl ElementImpl for NonLocalClassify {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let caps = gst_video::VideoCapsBuilder::new()
-                .format_list(FORMATS.iter().copied())
+                .format_list(formats())
                 .build();
             ["src", "sink"]
                 .into_iter()

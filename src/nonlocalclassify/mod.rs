@@ -55,13 +55,13 @@ glib::wrapper! {
 /// description (shown by gst-inspect, and by `nonlocal-classify --help` for the program's
 /// options of the same name); the first value is the default.
 macro_rules! property_enum {
-    (
+    ($(
         $(#[$doc:meta])*
         $name:ident = $gtype:literal {
             $first:ident = $first_nick:literal: $first_text:literal,
             $($variant:ident = $nick:literal: $text:literal,)*
         }
-    ) => {
+    )*) => {$(
         $(#[$doc])*
         #[derive(Debug, Eq, PartialEq, Clone, Copy, Default, glib::Enum)]
         #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
@@ -80,7 +80,7 @@ macro_rules! property_enum {
                 $variant,
             )*
         }
-    };
+    )*};
 }
 
 property_enum! {
@@ -89,25 +89,19 @@ property_enum! {
         Center = "center": "Center: one centre crop",
         Three = "three": "Three: left, centre and right crops along the long side, scores averaged",
     }
-}
 
-property_enum! {
     /// Where the sampled frames are resampled to the model's crop.
     Resample = "GstNonLocalClassifyResample" {
         Element = "element": "Element: each sampled frame is scaled on the streaming thread",
         Engine = "engine": "Engine: the pixels the centre crop reads go to the engine, which resamples a whole batch on the model's device (crops=center, a uint8 model run in this process)",
     }
-}
 
-property_enum! {
     /// What each clip shows: the whole frame, or each object an upstream detector boxed.
     Regions = "GstNonLocalClassifyRegions" {
         Frame = "frame": "Frame: the whole frame, one action per clip",
         Objects = "objects": "Objects: each object boxed upstream (GstAnalytics object detections), cropped and classified on its own",
     }
-}
 
-property_enum! {
     /// Where inference runs.
     ExecutionProvider = "GstNonLocalClassifyExecutionProvider" {
         Auto = "auto": "Auto: CUDA when it can be created, else CPU",

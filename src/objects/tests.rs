@@ -277,24 +277,34 @@ fn sampling(clip_length: u32, frame_stride: u32, clip_stride: u32) -> Sampling {
     }
 }
 
+/// A `w` × `h` box at (x, y).
+fn at(x: f64, y: f64, w: f64, h: f64) -> BoxF {
+    BoxF { x, y, w, h }
+}
+
+/// Push frames `frames` (at 25 fps) to `s` with the object's box `box_at(n)` on a 640 × 480
+/// frame: the squares cropped, and the clips completed.
+fn drive(
+    s: &mut ObjectSampler,
+    frames: std::ops::Range<u64>,
+    box_at: impl Fn(u64) -> BoxF,
+) -> (Vec<Square>, Vec<ObjectClip>) {
+    let mut calls = Vec::new();
+    let mut clips = Vec::new();
+    for n in frames {
+        let done = s.push(timing(n), box_at(n), 640, 480, &mut fake_crop(&mut calls));
+        clips.extend(done.unwrap());
+    }
+    (calls, clips)
+}
+
 #[test]
 fn an_objects_clip_is_cropped_from_the_square_of_its_first_frame() {
     let mut s = ObjectSampler::new(3, sampling(4, 2, 8), None);
-    let mut calls = Vec::new();
-    let mut clips = Vec::new();
-    for n in 0..16u64 {
-        // The object walks right 4 pixels a frame.
-        let b = BoxF {
-            x: 10.0 + 4.0 * n as f64,
-            y: 20.0,
-            w: 40.0,
-            h: 80.0,
-        };
-        clips.extend(
-            s.push(timing(n), b, 640, 480, &mut fake_crop(&mut calls))
-                .unwrap(),
-        );
-    }
+    // The object walks right 4 pixels a frame.
+    let (calls, clips) = drive(&mut s, 0..16, |n| {
+        at(10.0 + 4.0 * n as f64, 20.0, 40.0, 80.0)
+    });
     // Frames 0, 2, 4, 6 then 8, 10, 12, 14: one crop each, from two squares.
     assert_eq!(calls.len(), 8);
     assert_eq!(clips.len(), 2);
@@ -303,16 +313,7 @@ fn an_objects_clip_is_cropped_from_the_square_of_its_first_frame() {
         y: 10,
         side: 100,
     };
-    let second = crop_square(
-        &BoxF {
-            x: 42.0,
-            y: 20.0,
-            w: 40.0,
-            h: 80.0,
-        },
-        640,
-        480,
-    );
+    let second = crop_square(&at(42.0, 20.0, 40.0, 80.0), 640, 480);
     assert_eq!(clips[0].square, first);
     assert_eq!(clips[1].square, second);
     for (clip, square) in clips.iter().zip([first, second]) {
@@ -333,20 +334,9 @@ fn an_objects_clip_is_cropped_from_the_square_of_its_first_frame() {
 fn overlapping_clips_keep_their_own_squares() {
     // Clips of 4 frames every frame, starting every 2 frames: frames 2 and 3 belong to two clips.
     let mut s = ObjectSampler::new(1, sampling(4, 1, 2), None);
-    let mut calls = Vec::new();
-    let mut clips = Vec::new();
-    for n in 0..6u64 {
-        let b = BoxF {
-            x: 100.0 + 20.0 * n as f64,
-            y: 20.0,
-            w: 40.0,
-            h: 40.0,
-        };
-        clips.extend(
-            s.push(timing(n), b, 640, 480, &mut fake_crop(&mut calls))
-                .unwrap(),
-        );
-    }
+    let (calls, clips) = drive(&mut s, 0..6, |n| {
+        at(100.0 + 20.0 * n as f64, 20.0, 40.0, 40.0)
+    });
     assert_eq!(clips.len(), 2);
     for clip in &clips {
         assert!(clip.clip.frames.iter().all(|f| square_of(f) == clip.square));
@@ -358,22 +348,10 @@ fn overlapping_clips_keep_their_own_squares() {
 
 #[test]
 fn a_track_that_ends_completes_a_clip_with_half_its_frames() {
+    let still = |_| at(10.0, 20.0, 40.0, 40.0);
     let mut s = ObjectSampler::new(1, sampling(4, 1, 4), None);
-    let mut calls = Vec::new();
-    let b = BoxF {
-        x: 10.0,
-        y: 20.0,
-        w: 40.0,
-        h: 40.0,
-    };
-    for n in 0..6u64 {
-        assert!(
-            s.push(timing(n), b, 640, 480, &mut fake_crop(&mut calls))
-                .unwrap()
-                .len()
-                <= 1
-        );
-    }
+    let (_, clips) = drive(&mut s, 0..6, still);
+    assert_eq!(clips.len(), 1);
     // Clip 1 has frames 4 and 5 of 4: padded with its last.
     let clips = s.finish();
     assert_eq!(clips.len(), 1);
@@ -381,30 +359,15 @@ fn a_track_that_ends_completes_a_clip_with_half_its_frames() {
     assert_eq!(s.kept_frames(), 0);
     // One frame of four is not enough.
     let mut s = ObjectSampler::new(1, sampling(4, 1, 4), None);
-    s.push(timing(0), b, 640, 480, &mut fake_crop(&mut calls))
-        .unwrap();
+    drive(&mut s, 0..1, still);
     assert!(s.finish().is_empty());
 }
 
 #[test]
 fn objects_sample_by_time_from_their_first_frame() {
     // 8 fps over a 25 fps stream: clip of 2 model frames, back to back.
-    let rate = Rate::new(8, 1);
-    let mut s = ObjectSampler::new(1, sampling(2, 1, 2), rate);
-    let mut calls = Vec::new();
-    let b = BoxF {
-        x: 10.0,
-        y: 20.0,
-        w: 40.0,
-        h: 40.0,
-    };
-    let mut clips = Vec::new();
-    for n in 0..25u64 {
-        clips.extend(
-            s.push(timing(100 + n), b, 640, 480, &mut fake_crop(&mut calls))
-                .unwrap(),
-        );
-    }
+    let mut s = ObjectSampler::new(1, sampling(2, 1, 2), Rate::new(8, 1));
+    let (calls, clips) = drive(&mut s, 100..125, |_| at(10.0, 20.0, 40.0, 40.0));
     // One second: 8 instants, 4 clips; a crop per instant's frame.
     assert_eq!(clips.len(), 4);
     assert_eq!(calls.len(), 8);

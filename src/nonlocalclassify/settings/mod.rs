@@ -94,6 +94,31 @@ pub struct Property<S> {
     get: Getter<S>,
 }
 
+/// A constructor of [`Property`] for a numeric type: declared with its [`Range`], settable up
+/// to READY.
+macro_rules! numeric_property {
+    ($(#[$doc:meta])* $name:ident, $ty:ty, $spec:ty) => {
+        $(#[$doc])*
+        pub fn $name(
+            name: &str,
+            nick: &str,
+            blurb: &str,
+            range: Range<$ty>,
+            field: fn(&mut S) -> &mut $ty,
+        ) -> Self {
+            let spec = <$spec>::builder(name)
+                .nick(nick)
+                .blurb(blurb)
+                .minimum(range.min)
+                .maximum(range.max)
+                .default_value(range.default)
+                .mutable_ready()
+                .build();
+            Self::field(spec, range.default, field)
+        }
+    };
+}
+
 impl<S: 'static> Property<S> {
     /// Write `value` into `settings`.
     pub fn set(&self, settings: &mut S, value: &glib::Value) {
@@ -131,62 +156,18 @@ impl<S: 'static> Property<S> {
         )
     }
 
-    /// An unsigned integer in `range`, settable up to READY.
-    pub fn uint(
-        name: &str,
-        nick: &str,
-        blurb: &str,
-        range: Range<u32>,
-        field: fn(&mut S) -> &mut u32,
-    ) -> Self {
-        let spec = glib::ParamSpecUInt::builder(name)
-            .nick(nick)
-            .blurb(blurb)
-            .minimum(range.min)
-            .maximum(range.max)
-            .default_value(range.default)
-            .mutable_ready()
-            .build();
-        Self::field(spec, range.default, field)
-    }
-
-    /// A signed integer in `range`, settable up to READY.
-    pub fn int(
-        name: &str,
-        nick: &str,
-        blurb: &str,
-        range: Range<i32>,
-        field: fn(&mut S) -> &mut i32,
-    ) -> Self {
-        let spec = glib::ParamSpecInt::builder(name)
-            .nick(nick)
-            .blurb(blurb)
-            .minimum(range.min)
-            .maximum(range.max)
-            .default_value(range.default)
-            .mutable_ready()
-            .build();
-        Self::field(spec, range.default, field)
-    }
-
-    /// A floating-point number in `range`, settable up to READY.
-    pub fn double(
-        name: &str,
-        nick: &str,
-        blurb: &str,
-        range: Range<f64>,
-        field: fn(&mut S) -> &mut f64,
-    ) -> Self {
-        let spec = glib::ParamSpecDouble::builder(name)
-            .nick(nick)
-            .blurb(blurb)
-            .minimum(range.min)
-            .maximum(range.max)
-            .default_value(range.default)
-            .mutable_ready()
-            .build();
-        Self::field(spec, range.default, field)
-    }
+    numeric_property!(
+        /// An unsigned integer in `range`, settable up to READY.
+        uint, u32, glib::ParamSpecUInt
+    );
+    numeric_property!(
+        /// A signed integer in `range`, settable up to READY.
+        int, i32, glib::ParamSpecInt
+    );
+    numeric_property!(
+        /// A floating-point number in `range`, settable up to READY.
+        double, f64, glib::ParamSpecDouble
+    );
 
     /// A string, unset by default, settable up to READY.
     pub fn string(
