@@ -233,36 +233,55 @@ fn no_labels(result: &ClipResult) -> glib::BoolError {
     )
 }
 
-/// Which object results each buffer carries (objects mode): `first-buffer`, the results
-/// finished since the previous buffer (the latest of each object); `every-buffer`, the latest
-/// result of every live object. Results are written only for objects with a box on the buffer.
+/// Which object results each buffer carries (objects mode), each related to its object's box
+/// there: `first-buffer`, each result once, on the first buffer (from the next one on) where its
+/// object has a box; `every-buffer`, the latest result of every object with a box on the buffer.
 #[derive(Debug, Default)]
 pub struct ObjectCarrier {
     current: BTreeMap<u64, ClipResult>,
+    /// first-buffer: results not yet written, the latest of each object.
+    pending: BTreeMap<u64, ClipResult>,
 }
 
 impl ObjectCarrier {
     pub fn reset(&mut self) {
         self.current.clear();
+        self.pending.clear();
     }
 
     /// The object's track ended: its result is carried no more.
     pub fn forget(&mut self, object: u64) {
         self.current.remove(&object);
+        self.pending.remove(&object);
     }
 
-    pub fn carry(&mut self, mode: AnalyticsMeta, fresh: &[ClipResult]) -> Vec<ClipResult> {
-        let mut latest: BTreeMap<u64, &ClipResult> = BTreeMap::new();
+    /// What the next buffer carries, given `fresh` (the results finished since the previous
+    /// buffer, oldest first) and the objects with a box on it (`boxes`: object id, box mtd id):
+    /// each result with the box to relate it to.
+    pub fn carry(
+        &mut self,
+        mode: AnalyticsMeta,
+        fresh: &[ClipResult],
+        boxes: &[(u64, u32)],
+    ) -> Vec<(ClipResult, u32)> {
         for result in fresh {
             if let Some(object) = result.object {
-                latest.insert(object.id, result);
                 self.current.insert(object.id, result.clone());
+                self.pending.insert(object.id, result.clone());
             }
         }
-        match mode {
-            AnalyticsMeta::EveryBuffer => self.current.values().cloned().collect(),
-            AnalyticsMeta::FirstBuffer => latest.into_values().cloned().collect(),
+        let mut out = Vec::new();
+        for &(id, od) in boxes {
+            let result = match mode {
+                AnalyticsMeta::EveryBuffer => {
+                    self.pending.remove(&id);
+                    self.current.get(&id).cloned()
+                }
+                AnalyticsMeta::FirstBuffer => self.pending.remove(&id),
+            };
+            out.extend(result.map(|r| (r, od)));
         }
+        out
     }
 }
 
@@ -408,5 +427,40 @@ mod tests {
         assert!(buffer
             .meta::<gst_analytics::AnalyticsRelationMeta>()
             .is_none());
+    }
+
+    #[test]
+    fn an_objects_result_waits_for_a_buffer_with_its_box() {
+        let mut c = ObjectCarrier::default();
+        let mut r = result(0, &["a"], &[0.5]);
+        r.object = Some(crate::results::ObjectRef {
+            id: 7,
+            x: 0,
+            y: 0,
+            w: 4,
+            h: 4,
+        });
+        let fresh = [r.clone()];
+        // first-buffer: not on a buffer without object 7's box, then once on the next with it.
+        assert!(c
+            .carry(AnalyticsMeta::FirstBuffer, &fresh, &[(3, 11)])
+            .is_empty());
+        assert_eq!(
+            c.carry(AnalyticsMeta::FirstBuffer, &[], &[(7, 12)]),
+            vec![(r.clone(), 12)]
+        );
+        assert!(c
+            .carry(AnalyticsMeta::FirstBuffer, &[], &[(7, 13)])
+            .is_empty());
+        // every-buffer: on every buffer where the box is, until the track ends.
+        assert_eq!(
+            c.carry(AnalyticsMeta::EveryBuffer, &[], &[(7, 14)]),
+            vec![(r.clone(), 14)]
+        );
+        assert!(c.carry(AnalyticsMeta::EveryBuffer, &[], &[]).is_empty());
+        c.forget(7);
+        assert!(c
+            .carry(AnalyticsMeta::EveryBuffer, &[], &[(7, 15)])
+            .is_empty());
     }
 }

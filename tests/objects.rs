@@ -619,3 +619,53 @@ fn churning_tracks_keep_memory_flat() {
         "VmRSS grew from {rss_at_checkpoint} to {rss_at_end} KiB"
     );
 }
+
+#[test]
+fn a_stream_without_any_box_is_warned_about_once() {
+    let _serial = serial();
+    let out = run(&objects_props(&[]), 300, |_| Vec::new());
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(out.results.is_empty());
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(
+        out.warnings[0].contains("no object detection on the stream's first 250 buffers"),
+        "{}",
+        out.warnings[0]
+    );
+}
+
+#[test]
+fn first_buffer_results_wait_for_a_buffer_with_the_objects_box() {
+    let _serial = serial();
+    // The detector boxes object 4 on even frames only; its first clip ends on frame 6 (a
+    // boxed frame), so the result is ready by a later odd frame: it must ride on the next even
+    // one, related to that frame's box.
+    let h = Harness::new(&rgb_caps(), &objects_props(&[]), false);
+    h.start().expect("starts");
+    let boxed = |n: u64| {
+        if n % 2 == 0 {
+            vec![person(4, 8, RED, Some(4))]
+        } else {
+            Vec::new()
+        }
+    };
+    for n in 0..8 {
+        h.push(frame(n, &boxed(n), &[]));
+    }
+    h.next_result(Duration::from_secs(30)).expect("a result");
+    for n in 8..12 {
+        h.push(frame(n, &boxed(n), &[]));
+    }
+    let out = h.finish();
+    let carrying: Vec<u64> = out
+        .buffers
+        .iter()
+        .filter(|b| {
+            b.meta::<AnalyticsRelationMeta>()
+                .is_some_and(|m| m.iter::<AnalyticsClassificationMtd>().count() > 0)
+        })
+        .map(|b| b.pts().unwrap().nseconds() / FRAME_NS)
+        .collect();
+    assert_eq!(carrying.len(), 1, "{carrying:?}");
+    assert_eq!(carrying[0] % 2, 0, "a boxed frame: {carrying:?}");
+}

@@ -27,6 +27,10 @@ use super::worker::Shared;
 /// Step of the element's clock when a buffer has no timestamp (a 25 fps frame).
 const UNTIMED_STEP: u64 = 40_000_000;
 
+/// Buffers without any object detection after which a stream that never had one is warned
+/// about (10 s at 25 fps): objects mode with nothing upstream boxing objects classifies nothing.
+const NO_BOXES_WARNING: u64 = 250;
+
 /// What one buffer gave in objects mode.
 pub(super) struct ObjectsFrame {
     /// The last clips of the objects in `ended`.
@@ -52,6 +56,8 @@ pub(super) struct ObjectsState {
     /// The clock tracks time out by: the latest buffer's PTS, or counted on without one.
     clock: Option<u64>,
     warned: HashSet<&'static str>,
+    /// Buffers so far, while none had a detection (None once one had).
+    without_boxes: Option<u64>,
     /// Which results each buffer's analytics metadata carries.
     #[cfg(feature = "analytics")]
     pub(super) carrier: crate::analytics::ObjectCarrier,
@@ -66,6 +72,7 @@ impl ObjectsState {
             on_buffer: Vec::new(),
             clock: None,
             warned: HashSet::new(),
+            without_boxes: Some(0),
             #[cfg(feature = "analytics")]
             carrier: Default::default(),
         }
@@ -82,6 +89,7 @@ impl ObjectsState {
         self.on_buffer.clear();
         self.clock = None;
         self.warned.clear();
+        self.without_boxes = Some(0);
         #[cfg(feature = "analytics")]
         self.carrier.reset();
     }
@@ -103,6 +111,10 @@ impl ObjectsState {
     ) -> Result<ObjectsFrame, String> {
         let (width, height) = (info.width(), info.height());
         let (detections, unread) = self.detections(buf, width, height);
+        self.without_boxes = match self.without_boxes {
+            Some(n) if detections.is_empty() => Some(n + 1),
+            _ => None,
+        };
         let now = match (timing.pts, self.clock) {
             (Some(pts), _) => pts,
             (None, Some(last)) => last.saturating_add(timing.duration.unwrap_or(UNTIMED_STEP)),
@@ -151,6 +163,14 @@ impl ObjectsState {
                     "Ignoring {} (first seen at {}; later ones are ignored without a warning)",
                     refusal.describe(),
                     describe_time(timing.pts)
+                ),
+            );
+        }
+        if self.without_boxes == Some(NO_BOXES_WARNING) {
+            warn_once(
+                "no boxes",
+                format!(
+                    "regions=objects has found no object detection on the stream's first {NO_BOXES_WARNING} buffers: put a detector upstream (e.g. onnxinference ! ssdobjectdetector) or an application adding GstAnalytics object detections, or set regions=frame"
                 ),
             );
         }
@@ -250,12 +270,7 @@ impl NonLocalClassify {
         #[cfg(feature = "analytics")]
         {
             let mode = lock(&self.settings).output.analytics_meta;
-            for result in objects.carrier.carry(mode, fresh) {
-                let object = result.object.map(|o| o.id);
-                let Some(&(_, od)) = objects.on_buffer.iter().find(|(id, _)| Some(*id) == object)
-                else {
-                    continue;
-                };
+            for (result, od) in objects.carrier.carry(mode, fresh, &objects.on_buffer) {
                 if let Err(e) = analytics::add_object_result(buf, &result, od) {
                     gst::warning!(CAT, imp = self, "Cannot attach analytics meta: {}", e);
                 }
