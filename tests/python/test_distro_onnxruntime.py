@@ -2,7 +2,7 @@
 (API 23, ONNX Runtime 1.23; docs/analytics.md says why): an application starting the element with
 it gets one error that names the library, the version found, the version needed and what to
 install.
-tools/analytics-lane runs this inside its Debian 13 root, where apt installed that library."""
+tools/analytics-lane runs this in its trixie lane (Debian 13), where apt installed that library."""
 
 import os
 import subprocess
