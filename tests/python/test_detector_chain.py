@@ -1,10 +1,10 @@
-"""GStreamer's own detector chain, without this project's element, as the element's objects mode
-will consume it: frames with coloured squares ! onnxinference (tests/models/detector_ssd.onnx,
+"""GStreamer's own detector chain, as the element's objects mode consumes it: frames with coloured squares ! onnxinference (tests/models/detector_ssd.onnx,
 tools/make_detector_model.py: the boxes of the red, green and blue pixels) ! an SSD tensor decoder
 (ssdobjectdetector; ssdtensordec on GStreamer >= 1.28) ! ioutracker (GStreamer >= 1.28) !
 objectdetectionoverlay ! appsink. Checked through the GstAnalytics API: every object detection's
 box to the pixel, its score and its type, and with ioutracker each detection's tracking
-metadata (RELATE_TO), one track per square with the same id on every frame.
+metadata (RELATE_TO), one track per square with the same id on every frame. Then the whole
+chain with `nonlocalclassify regions=objects` before the overlay: each square gets its own action.
 
 tools/analytics-lane runs this with /usr/bin/python3 in its roots (trixie: GStreamer 1.26,
 forky: GStreamer 1.28). Elements a GStreamer lacks are skipped, naming them."""
@@ -185,3 +185,115 @@ def test_tracker_relates_each_detection_to_a_track_kept_across_frames(decoder):
     # Ids in the order the squares appeared: red and blue on the first frame, green at frame 6.
     assert track_of == {RED: 0, BLUE: 1, GREEN: 2}
     assert first_seen == {RED: 0, BLUE: 0, GREEN: 6 * FRAME_NS}
+
+
+PROBE = MODELS / "probe.onnx"
+
+
+def plane_means(structure):
+    """A probe result's mean R, G and B pixel over the clip: the probe model (tests/models) scores
+    each plane's normalised mean, labelled c{r,g,b}_t{0..3}, with mean (10, 20, 30), std (2, 4,
+    5)."""
+    labels = structure.get_value("labels")
+    scores = structure.get_value("scores")
+    by_label = dict(zip(labels, scores))
+    norm = {"r": (10, 2), "g": (20, 4), "b": (30, 5)}
+    return {c: sum(by_label[f"c{c}_t{t}"] * s + m for t in range(4)) / 4
+            for c, (m, s) in norm.items()}
+
+
+@pytest.mark.skipif(Gst.ElementFactory.find("nonlocalclassify") is None,
+                    reason="needs this project's plugin on GST_PLUGIN_PATH")
+@pytest.mark.parametrize("decoder", decoders())
+def test_each_detected_object_gets_its_own_action_drawn_by_the_overlay(decoder):
+    """The whole chain: onnxinference ! decoder ! [ioutracker, 1.28] ! nonlocalclassify
+    regions=objects ! objectdetectionoverlay. Each square is an object with its own clips and
+    results (the probe model sees the square's colour), and every buffer after a result carries
+    it as a classification related to that square's box, which the overlay draws."""
+    tracker = Gst.ElementFactory.find("ioutracker") is not None
+    desc = (
+        f"appsrc name=src format=time caps=video/x-raw,format=RGB,width={WIDTH},height={HEIGHT},"
+        f"framerate={FPS}/1,pixel-aspect-ratio=1/1 "
+        f"! videoconvert ! onnxinference model-file={MODEL} "
+        f"! {decoder} label-file={LABELS} "
+        + ("! ioutracker " if tracker else "")
+        + f"! nonlocalclassify model={PROBE} regions=objects top-k=12 analytics-meta=every-buffer "
+        "! objectdetectionoverlay ! videoconvert ! video/x-raw,format=RGB "
+        "! appsink name=sink sync=false"
+    )
+    pipeline = Gst.parse_launch(desc)
+    src, sink = pipeline.get_by_name("src"), pipeline.get_by_name("sink")
+    bus = pipeline.get_bus()
+    results, outputs = [], []
+
+    def push(frames):
+        for n in frames:
+            buffer = Gst.Buffer.new_wrapped(frame(n))
+            buffer.pts, buffer.duration = n * FRAME_NS, FRAME_NS
+            assert src.emit("push-buffer", buffer) == Gst.FlowReturn.OK
+
+    def pull(count):
+        for _ in range(count):
+            sample = sink.emit("try-pull-sample", 30 * Gst.SECOND)
+            assert sample is not None, "a frame within 30 s"
+            outputs.append(sample.get_buffer())
+
+    def messages(until_eos, wanted=0):
+        while until_eos or len(results) < wanted:
+            msg = bus.timed_pop_filtered(
+                60 * Gst.SECOND,
+                Gst.MessageType.ELEMENT | Gst.MessageType.ERROR | Gst.MessageType.EOS)
+            assert msg is not None, "a message within 60 s"
+            assert msg.type != Gst.MessageType.ERROR, msg.parse_error()
+            if msg.type == Gst.MessageType.EOS:
+                return
+            s = msg.get_structure()
+            if s.get_name() == "nonlocalclassify":
+                results.append(s.copy())
+
+    pipeline.set_state(Gst.State.PLAYING)
+    try:
+        # Clips of 4 frames every second one: red's and blue's first clips end on frame 6.
+        push(range(7))
+        pull(7)
+        messages(False, wanted=2)
+        push(range(7, FRAMES))
+        pull(FRAMES - 7)
+        src.emit("end-of-stream")
+        messages(True)
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+    # ioutracker numbers tracks from 0 in order of appearance; without it the element numbers
+    # its own from 1 (red and blue on frame 0, in the detector's order, then green).
+    ids = {RED: 0, BLUE: 1, GREEN: 2} if tracker else {RED: 1, BLUE: 2, GREEN: 3}
+    by_object = {}
+    for s in results:
+        by_object.setdefault(s.get_value("object-id"), []).append(s)
+    assert sorted(by_object) == sorted(ids.values()), results
+    for colour, object_id in ids.items():
+        for s in by_object[object_id]:
+            means = plane_means(s)
+            main = "rgb"[max(range(3), key=lambda c: colour[c])]
+            others = [means[c] for c in "rgb" if c != main]
+            assert means[main] > max(others) + 40, (colour, means)
+        # Its box: the square on the clip's last sampled frame.
+        x, y, w, h = s.get_value("object-box")
+        assert (w, h) == next((sw, sh) for c, _, _, sw, sh in squares(FRAMES - 1) if c == colour)
+    # Every buffer after the first results carries each object's latest result, related to
+    # its box (RELATE_TO, what objectdetectionoverlay draws as the box's label).
+    for buffer in outputs[7:]:
+        meta = GstAnalytics.buffer_get_analytics_relation_meta(buffer)
+        mtds = list(meta)
+        labelled = []
+        for od in (m for m in mtds if isinstance(m, GstAnalytics.ODMtd)):
+            ok, x, y, w, h, _ = od.get_location()
+            cls = [m for m in mtds if isinstance(m, GstAnalytics.ClsMtd)
+                   and meta.get_relation(od.id, m.id) & GstAnalytics.RelTypes.RELATE_TO]
+            if cls:
+                labelled.append((x, y))
+                top = GLib.quark_to_string(cls[0].get_quark(0))
+                assert top.startswith("c"), top
+        n = buffer.pts // FRAME_NS
+        # Green's only clip (frames 6, 8, 10) ends at end of stream: no buffer carries it.
+        red_and_blue = [(x, y) for c, x, y, _, _ in squares(n) if c != GREEN]
+        assert sorted(labelled) == sorted(red_and_blue), (n, labelled)
