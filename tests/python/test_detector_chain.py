@@ -1,5 +1,6 @@
-"""GStreamer's own detector chain, as the element's objects mode consumes it: frames with coloured squares ! onnxinference (tests/models/detector_ssd.onnx,
-tools/make_detector_model.py: the boxes of the red, green and blue pixels) ! an SSD tensor decoder
+"""GStreamer's own detector chain, as the element's objects mode consumes it: frames with
+coloured squares ! onnxinference (tests/models/detector_ssd.onnx, tools/make_detector_model.py:
+the boxes of the red, green and blue pixels) ! an SSD tensor decoder
 (ssdobjectdetector; ssdtensordec on GStreamer >= 1.28) ! ioutracker (GStreamer >= 1.28) !
 objectdetectionoverlay ! appsink. Checked through the GstAnalytics API: every object detection's
 box to the pixel, its score and its type, and with ioutracker each detection's tracking
