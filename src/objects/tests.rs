@@ -191,6 +191,14 @@ fn the_trackers_ids_are_the_objects_ids() {
     // The same id at another place: reported, so that its clips restart there.
     let f = t.update(680 * MS, &[det(1, 250, 150, 20, 40, Some(9))], 320, 240);
     assert_eq!(f.jumped, [9]);
+    // Gone for longer than the timeout, then back: the old track ended, a new one starts with
+    // the tracker's id.
+    let f = t.update(1400 * MS, &[], 320, 240);
+    assert_eq!(f.ended, [9]);
+    assert!(t.is_empty());
+    let f = t.update(1440 * MS, &[det(2, 10, 10, 20, 40, Some(9))], 320, 240);
+    assert!(f.ended.is_empty() && f.jumped.is_empty());
+    assert_eq!(f.objects.iter().map(|s| s.id).collect::<Vec<_>>(), [9]);
 }
 
 #[test]
