@@ -1,7 +1,7 @@
 //! Throughput and latency of one model: the engine alone against `nonlocalclassify` in pipelines,
 //! on the same machine in one run.
 //!
-//!     cargo bench --bench throughput -- --model MODEL.onnx [--provider cpu|cuda]
+//!     cargo bench --bench throughput -- --model MODEL.onnx [--provider cpu|openvino|cuda]
 //!         [--batches 1,8] [--streams 1,8] [--clips N] [--live-streams N --live-seconds S]
 //!         [--server HOST:PORT[,...] [--server-model NAME] [--server-requests N]]
 //!         [--json FILE]
@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use gst::prelude::*;
 use gstnonlocal::config::{ClipConfig, Overrides};
-use gstnonlocal::engine::{Batching, LocalBackend, ProviderChoice, RemoteSettings, SharedEngine};
+use gstnonlocal::engine::{
+    Batching, LocalBackend, LocalSettings, OpenVinoOptions, ProviderChoice, RemoteSettings,
+    SharedEngine,
+};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -38,9 +41,15 @@ struct Args {
     /// Short name of the model in the output [default: the file name]
     #[arg(long)]
     name: Option<String>,
-    /// Execution provider: cpu or cuda
+    /// Execution provider: cpu (ONNX Runtime's), openvino (OpenVINO's on the CPU) or cuda
     #[arg(long, default_value = "cpu")]
     provider: String,
+    /// The element's openvino-threads (0: OpenVINO's choice)
+    #[arg(long, default_value_t = 0)]
+    openvino_threads: u32,
+    /// The element's openvino-streams (0: OpenVINO's choice)
+    #[arg(long, default_value_t = 0)]
+    openvino_streams: u32,
     /// Batch sizes to measure the engine alone at (comma-separated)
     #[arg(long, default_value = "1,8", value_delimiter = ',')]
     batches: Vec<usize>,
@@ -326,8 +335,14 @@ fn main() -> anyhow::Result<()> {
     gstnonlocal::plugin_register_static()?;
     let choice = match args.provider.as_str() {
         "cuda" => ProviderChoice::Cuda,
+        "openvino" => ProviderChoice::OpenVino,
         "cpu" => ProviderChoice::Cpu,
-        other => anyhow::bail!("--provider takes cpu or cuda, not '{other}'"),
+        other => anyhow::bail!("--provider takes cpu, openvino or cuda, not '{other}'"),
+    };
+    let openvino = OpenVinoOptions {
+        threads: args.openvino_threads,
+        streams: args.openvino_streams,
+        cache_dir: None,
     };
     let path = std::path::Path::new(&args.model);
     let name = args.name.clone().unwrap_or_else(|| {
@@ -373,6 +388,13 @@ fn main() -> anyhow::Result<()> {
         )?),
         None => None,
     };
+    // The ONNX Runtime library this process runs on (none with servers).
+    let runtime = match &remote {
+        Some(_) => None,
+        None => Some(gstnonlocal::engine::runtime_info()?),
+    };
+    let ort_version = runtime.as_ref().map(|r| r.version.clone());
+    let ort_library = runtime.as_ref().map(|r| r.path.display().to_string());
     let backend = match &remote {
         Some(_) => "remote".to_string(),
         None => args.provider.clone(),
@@ -380,7 +402,8 @@ fn main() -> anyhow::Result<()> {
     let common = json!({
         "model": name, "provider": args.provider, "backend": backend,
         "server": args.server, "server_requests": args.server_requests, "date": date, "machine": machine(),
-        "card": card, "ort": gstnonlocal::engine::ORT_VERSION, "devices": devices.len(),
+        "card": card, "ort": ort_version, "ort_library": ort_library, "devices": devices.len(),
+        "openvino_threads": args.openvino_threads, "openvino_streams": args.openvino_streams,
         "engine_nice": std::env::var("NONLOCAL_ENGINE_NICE").ok(),
     });
     let mut record = |mut v: serde_json::Value| -> anyhow::Result<()> {
@@ -401,7 +424,15 @@ fn main() -> anyhow::Result<()> {
         Some(settings) => vec![SharedEngine::remote(settings.clone())?],
         None => devices
             .iter()
-            .map(|&d| SharedEngine::local(path, choice, d, 0))
+            .map(|&d| {
+                let settings = LocalSettings {
+                    choice,
+                    device: d,
+                    gpu_mem_limit_mib: 0,
+                    openvino: openvino.clone(),
+                };
+                SharedEngine::local(path, &settings)
+            })
             .collect::<Result<_, _>>()?,
     };
     let engine = &engines[0];
@@ -427,6 +458,13 @@ fn main() -> anyhow::Result<()> {
     }
     println!("date    : {date}");
     println!("devices : {devices:?}");
+    if let Some(r) = &runtime {
+        println!(
+            "runtime : ONNX Runtime {} ({})",
+            r.version,
+            r.path.display()
+        );
+    }
     println!("resample: {} (the element's)", args.resample);
     println!(
         "model   : {} ({name}: {} frames every {}, {}² crops, {:?} {:?}, provider {}{})",
@@ -573,9 +611,11 @@ fn main() -> anyhow::Result<()> {
             );
         }
         format!(
-            "nonlocalclassify model=\"{}\" execution-provider={} device-id={} max-batch={} batch-timeout={} resample={} {extra}",
+            "nonlocalclassify model=\"{}\" execution-provider={} openvino-threads={} openvino-streams={} device-id={} max-batch={} batch-timeout={} resample={} {extra}",
             args.model,
             args.provider,
+            args.openvino_threads,
+            args.openvino_streams,
             devices[i as usize % devices.len()],
             args.max_batch,
             args.batch_timeout,

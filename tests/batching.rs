@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gstnonlocal::engine::{Batch, Batching, ProviderChoice, SharedEngine, ValuesMut};
+use gstnonlocal::engine::{
+    Batch, Batching, LocalSettings, ProviderChoice, SharedEngine, ValuesMut,
+};
 
 /// One probe clip (3×4×8×8, NCTHW) whose values reveal which clip it is.
 fn clip(k: usize) -> Vec<f32> {
@@ -35,7 +37,7 @@ fn private_engine(
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::copy(model(name), &path).unwrap();
-    let engine = SharedEngine::local(&path, ProviderChoice::Cpu, 0, 0).unwrap();
+    let engine = SharedEngine::local(&path, &LocalSettings::on(ProviderChoice::Cpu)).unwrap();
     engine.register(Batching {
         max_batch,
         timeout: Duration::from_millis(300),
@@ -144,7 +146,7 @@ fn elements_sharing_a_model_are_batched_together() {
     std::fs::copy(model("probe.onnx"), &path).unwrap();
     let path_str = path.to_str().unwrap().to_string();
     // Held here so its counters outlive the pipelines; the elements get this same engine.
-    let engine = SharedEngine::local(&path, ProviderChoice::Cpu, 0, 0).unwrap();
+    let engine = SharedEngine::local(&path, &LocalSettings::on(ProviderChoice::Cpu)).unwrap();
     // Four streams in threads, 3 clips each, a generous batch timeout.
     let outs: Vec<Outcome> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
@@ -197,7 +199,11 @@ fn one_engine_per_model_file_and_settings() {
     let path = dir.join("probe.onnx");
     std::fs::copy(model("probe.onnx"), &path).unwrap();
     let open = |p: &std::path::Path, limit: u32| {
-        SharedEngine::local(p, ProviderChoice::Cpu, 0, limit).unwrap()
+        let settings = LocalSettings {
+            gpu_mem_limit_mib: limit,
+            ..LocalSettings::on(ProviderChoice::Cpu)
+        };
+        SharedEngine::local(p, &settings).unwrap()
     };
     let engine = open(&path, 0);
     // The same file by another spelling of its path: the same engine.

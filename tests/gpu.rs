@@ -10,7 +10,9 @@ mod common;
 
 use common::*;
 use gstnonlocal::config::{ClipConfig, InputType, Overrides};
-use gstnonlocal::engine::{Batch, LocalBackend, Provider, ProviderChoice, SharedEngine};
+use gstnonlocal::engine::{
+    Batch, LocalBackend, LocalSettings, Provider, ProviderChoice, SharedEngine,
+};
 
 fn gpu_models() -> Vec<String> {
     match std::env::var("NONLOCAL_GPU_MODELS") {
@@ -21,7 +23,7 @@ fn gpu_models() -> Vec<String> {
 
 /// An engine of its own for `path` on `choice`'s provider (device 0).
 fn open(path: &std::path::Path, choice: ProviderChoice) -> SharedEngine {
-    let backend = LocalBackend::open(path, choice, 0, 0).expect("engine");
+    let backend = LocalBackend::open(path, &LocalSettings::on(choice)).expect("engine");
     SharedEngine::new(Box::new(backend)).expect("engine threads")
 }
 
@@ -179,6 +181,24 @@ fn gpu_out_of_memory_is_one_clear_error() {
     );
     assert_eq!(e.matches("does not fit").count(), 1, "{e}");
     assert!(started.elapsed() < std::time::Duration::from_secs(120));
+}
+
+#[test]
+#[ignore = "needs a CUDA card: cargo test --test gpu -- --ignored"]
+fn an_int8_model_under_cuda_is_one_clear_error() {
+    // An int8 (QDQ) model: refused on CUDA, whether asked for or chosen by auto.
+    for provider in ["cuda", "auto"] {
+        let e = start_error(&[
+            ("model", v(model("qdq_colour.onnx"))),
+            ("execution-provider", v(provider)),
+        ]);
+        assert!(
+            e.starts_with("model '") && e.contains("qdq_colour.onnx' is quantized"),
+            "{provider}: {e}"
+        );
+        assert!(e.contains("execution-provider=openvino"), "{provider}: {e}");
+        assert_eq!(e.matches("is quantized").count(), 1, "{provider}: {e}");
+    }
 }
 
 #[test]

@@ -1101,9 +1101,7 @@ fn a_hundred_elements_around_one_shared_engine() {
     // The test holds the engine, so every element gets this one and its session stays open.
     let engine = gstnonlocal::engine::SharedEngine::local(
         std::path::Path::new(&path),
-        gstnonlocal::engine::ProviderChoice::Auto,
-        0,
-        0,
+        &gstnonlocal::engine::LocalSettings::default(),
     )
     .expect("engine");
     let (_, items_before) = engine.stats();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gstnonlocal::config::InputType;
 use gstnonlocal::engine::remote::{RemoteError, RemoteModel, RemoteSettings};
-use gstnonlocal::engine::{Batch, ProviderChoice, SharedEngine};
+use gstnonlocal::engine::{Batch, LocalSettings, ProviderChoice, SharedEngine};
 use half::f16;
 use triton::{Options, Server};
 
@@ -43,7 +43,11 @@ fn clip_values(n: usize) -> Vec<f32> {
 /// Remote scores of `values` (n items) equal in-process ONNX Runtime's, for one model.
 fn assert_same_scores(server: &Server, model: &str, file: &str, n: usize) {
     let remote = RemoteModel::open(settings(&server.grpc, model, 10_000)).unwrap();
-    let local = SharedEngine::local(&models().join(file), ProviderChoice::Cpu, 0, 0).unwrap();
+    let local = SharedEngine::local(
+        &models().join(file),
+        &LocalSettings::on(ProviderChoice::Cpu),
+    )
+    .unwrap();
     assert_eq!(remote.io.input_type, local.io.input_type);
     assert_eq!(remote.io.input_shape, local.io.input_shape);
     assert_eq!(

@@ -48,23 +48,7 @@ fn shared_library(name: &str, source: &str) -> PathBuf {
 
 /// Run the `child` test with ORT_DYLIB_PATH=`lib`; returns the error text it printed.
 fn error_with_runtime(lib: &Path) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("ORT_DYLIB_PATH", lib)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "the child process failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = ignored_in_child("child", true, Some(lib));
     stdout
         .split_once("ERROR<<")
         .and_then(|(_, rest)| rest.split_once(">>"))

@@ -21,6 +21,11 @@ sampling, channel order, cropping, normalisation, layout and element type end to
 - colour.onnx, colour_25fps.onnx (segments, timelines, sampling by time): clips of 8 frames, scores
   = the mean of R, G and B over the clip scaled to 0..1, labelled "red", "green", "blue": the label
   is the colour most of the clip's frames show. colour_25fps.onnx declares clip.fps 25.
+- qdq_colour.onnx (tests/openvino.rs): colour.onnx as an int8 exporter writes it, in
+  QuantizeLinear/DequantizeLinear pairs (QDQ) around a 1×1×1 convolution; the same scores.
+- hostile_qdq_scales.onnx: qdq_colour.onnx whose weights' per-channel scales are 2 for 3 channels;
+  hostile_openvino_refused.onnx: a model ONNX Runtime's CPU provider runs and its OpenVINO build
+  (1.24.1) refuses to compile (its partition of a Hardmax node leaves a cycle in the graph).
 
 Usage: python3 tools/make_test_models.py [OUT_DIR]    (needs the `onnx` and `numpy` packages)
 """
@@ -236,6 +241,13 @@ def slow_probe(rounds=24, width=256):
     return g.to_model("slow_probe", probe_meta(name="slow_probe"))
 
 
+def colour_meta(name, fps=None):
+    """colour.onnx's metadata: clips of 8 frames, 0..255 scaled to 0..1, red, green and blue."""
+    return metadata(clip_length=8, frame_stride=1, scale_size=S, crop_size=S, mean=(0, 0, 0),
+                    std=(255, 255, 255), output_kind="probabilities",
+                    labels=["red", "green", "blue"], name=name, weights="test", fps=fps)
+
+
 def colour(fps=None):
     g = Graph()
     x = g.input("video", ["N", 3, "T", S, S])
@@ -243,10 +255,38 @@ def colour(fps=None):
     g.nodes.append(_identity(out, "scores"))
     g.output("scores", ["N", 3])
     name = "colour" if fps is None else f"colour_{fps}fps"
-    props = metadata(clip_length=8, frame_stride=1, scale_size=S, crop_size=S, mean=(0, 0, 0),
-                     std=(255, 255, 255), output_kind="probabilities",
-                     labels=["red", "green", "blue"], name=name, weights="test", fps=fps)
-    return g.to_model(name, props)
+    return g.to_model(name, colour_meta(name, fps))
+
+
+def qdq_colour(weight_scale=1 / 127, name="qdq_colour"):
+    """colour.onnx in int8 QDQ form: the input quantized to uint8 with scale 1/255 (the 0..1
+    colours exactly), a 1×1×1 convolution whose int8 weights (127 × the identity, `weight_scale`
+    per tensor or per output channel) dequantize to the identity, then the channel means."""
+    g = Graph()
+    x = g.input("video", ["N", 3, "T", S, S])
+    scale, zero = g.const(np.float32(1 / 255)), g.const(np.uint8(0))
+    x = g.op("DequantizeLinear", [g.op("QuantizeLinear", [x, scale, zero]), scale, zero])
+    w = g.const((np.eye(3) * 127).astype(np.int8).reshape(3, 3, 1, 1, 1))
+    w_scale = g.const(np.asarray(weight_scale, np.float32))
+    w_zero = g.const(np.zeros(np.shape(weight_scale), np.int8))
+    w = g.op("DequantizeLinear", [w, w_scale, w_zero], axis=0)
+    out = channel_means(g, g.op("Conv", [x, w], kernel_shape=[1, 1, 1]), [2, 3, 4])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 3])
+    return g.to_model(name, colour_meta(name))
+
+
+def hostile_openvino_refused():
+    """colour.onnx's scores plus 0 × Hardmax(scores): ONNX Runtime's CPU provider runs it;
+    onnxruntime-openvino 1.24.1 fails to open it ("the graph is not acyclic")."""
+    g = Graph()
+    x = g.input("video", ["N", 3, "T", S, S])
+    c = channel_means(g, x, [2, 3, 4])
+    out = g.op("Add", [c, g.op("Mul", [g.op("Hardmax", [c], axis=1),
+                                       g.const(np.zeros((), np.float32))])])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 3])
+    return g.to_model("hostile_openvino_refused", colour_meta("hostile_openvino_refused"))
 
 
 def hostile_models():
@@ -261,6 +301,8 @@ def hostile_models():
         "hostile_lying_output.onnx": hostile_lying_output(),
         "hostile_nan.onnx": hostile_nan(),
         "slow_probe.onnx": slow_probe(),
+        "hostile_qdq_scales.onnx": qdq_colour([1 / 127, 1 / 127], "hostile_qdq_scales"),
+        "hostile_openvino_refused.onnx": hostile_openvino_refused(),
     }
 
 def main():
@@ -281,6 +323,7 @@ def main():
         "bad_one_class.onnx": bad("bad_one_class", ["N", 3, T, S, S], 1),
         "colour.onnx": colour(),
         "colour_25fps.onnx": colour(25),
+        "qdq_colour.onnx": qdq_colour(),
     }
     models.update(hostile_models())
     for name, model in models.items():

@@ -1,6 +1,7 @@
 # Source this from a shell: `source tools/setup.sh` (from any directory).
 # Installs what is missing (tools/install-prereqs), builds the plugin (release), and exports
-#   ORT_DYLIB_PATH   the ONNX Runtime library in the project's .venv
+#   ORT_DYLIB_PATH   ONNX Runtime's OpenVINO build (tools/install-prereqs installs it; the
+#                    element finds it without this too), unless already set
 #   GST_PLUGIN_PATH  target/release, where the plugin is built (prepended)
 #   PATH             the .venv's bin directory first (python, pytest)
 #   NONLOCAL_CACHE   where the default model is kept (.cache)

@@ -2,7 +2,9 @@
 element: PaddleHub's ``video_classification()`` and what happens when (``segments()``).
 
 Pure Python: it needs PyGObject with GStreamer (Debian: ``python3-gi python3-gst-1.0``), the
-plugin on ``GST_PLUGIN_PATH`` and ONNX Runtime (``ORT_DYLIB_PATH``), nothing to compile. Answers
+plugin on ``GST_PLUGIN_PATH`` and ONNX Runtime (found as the element finds it: ``ORT_DYLIB_PATH``,
+else the library path, an active virtual environment, or the OpenVINO build
+``tools/install-prereqs`` installs), nothing to compile. Answers
 are the same as the ``nonlocal-classify`` program's for the same settings::
 
     import nonlocalclassify as nl
@@ -169,12 +171,28 @@ def _seconds(stream, pts):
     return None if ns == TIME_NONE else ns / 1e9
 
 
-def _configure(element, model, top_k, use_gpu, crops, labels, clip_fps, hysteresis, margin,
+PROVIDERS = ("cpu", "openvino", "cuda", "auto")
+
+
+def _provider(use_gpu, provider):
+    """The element's execution-provider: ``provider`` when given, else cuda or cpu by
+    ``use_gpu`` (PaddleHub's switch)."""
+    if provider is None:
+        return "cuda" if use_gpu else "cpu"
+    if provider not in PROVIDERS:
+        raise ClassifyError(f"provider={provider!r}: give one of {', '.join(PROVIDERS)}")
+    if use_gpu and provider != "cuda":
+        raise ClassifyError(
+            f"use_gpu=True asks for cuda, provider={provider!r} for another: give one")
+    return provider
+
+
+def _configure(element, model, top_k, provider, crops, labels, clip_fps, hysteresis, margin,
                device_id):
     element.set_property("model", model)
     if labels:
         element.set_property("labels", str(labels))
-    Gst.util_set_object_arg(element, "execution-provider", "cuda" if use_gpu else "cpu")
+    Gst.util_set_object_arg(element, "execution-provider", provider)
     element.set_property("device-id", device_id)
     element.set_property("top-k", top_k)
     Gst.util_set_object_arg(element, "crops", crops)
@@ -185,7 +203,7 @@ def _configure(element, model, top_k, use_gpu, crops, labels, clip_fps, hysteres
 
 
 def classify(path, *, model=None, top_k=5, use_gpu=False, clips=10, crops="center", labels=None,
-             clip_fps=None, hysteresis=2, margin=0.0, device_id=0):
+             clip_fps=None, hysteresis=2, margin=0.0, device_id=0, provider=None):
     """Classify one video; returns a dict:
 
     - ``labels``: {label: probability} of the top-k, best first (the file-level answer: the mean
@@ -196,7 +214,13 @@ def classify(path, *, model=None, top_k=5, use_gpu=False, clips=10, crops="cente
 
     ``clips=N`` spreads N clips from the first frame to the last (as ``nonlocal-classify
     --clips N``); ``clips=0`` classifies consecutive clips over the whole video.
+
+    ``provider`` is the element's ``execution-provider``: ``"cpu"`` (ONNX Runtime's CPU
+    provider), ``"openvino"`` (OpenVINO's, on the CPU; needs ONNX Runtime's OpenVINO
+    build, which ``tools/install-prereqs`` installs), ``"cuda"`` or ``"auto"``; without it,
+    ``use_gpu`` picks cuda or cpu.
     """
+    provider = _provider(use_gpu, provider)
     _init()
     model = find_model(model)
     uri = _uri(path)
@@ -205,7 +229,7 @@ def classify(path, *, model=None, top_k=5, use_gpu=False, clips=10, crops="cente
     element = Gst.ElementFactory.make(ELEMENT)
     sink = Gst.ElementFactory.make("fakesink")
     sink.set_property("sync", False)
-    _configure(element, model, top_k, use_gpu, crops, labels, clip_fps, hysteresis, margin,
+    _configure(element, model, top_k, provider, crops, labels, clip_fps, hysteresis, margin,
                device_id)
     for e in (convert, element, sink):
         pipeline.add(e)
@@ -217,7 +241,7 @@ def classify(path, *, model=None, top_k=5, use_gpu=False, clips=10, crops="cente
     # set before the pipeline's classifier leaves NULL.
     keeper = Gst.Pipeline.new()
     probe = Gst.ElementFactory.make(ELEMENT)
-    _configure(probe, model, top_k, use_gpu, crops, labels, clip_fps, hysteresis, margin,
+    _configure(probe, model, top_k, provider, crops, labels, clip_fps, hysteresis, margin,
                device_id)
     keeper.add(probe)
     try:
@@ -292,7 +316,7 @@ def classify(path, *, model=None, top_k=5, use_gpu=False, clips=10, crops="cente
 
 
 def video_classification(data=None, *, paths=None, model=None, top_k=5, use_gpu=False, clips=10,
-                         crops="center", labels=None, clip_fps=None):
+                         crops="center", labels=None, clip_fps=None, provider=None):
     """PaddleHub's ``video_classification(data={"image": [paths]})``: one {label: probability}
     dict per video, best first, in input order (``paths=[...]`` works too). Raises
     ``ClassifyError`` naming the first video that cannot be classified."""
@@ -303,11 +327,11 @@ def video_classification(data=None, *, paths=None, model=None, top_k=5, use_gpu=
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     return [classify(p, model=model, top_k=top_k, use_gpu=use_gpu, clips=clips, crops=crops,
-                     labels=labels, clip_fps=clip_fps)["labels"] for p in paths]
+                     labels=labels, clip_fps=clip_fps, provider=provider)["labels"] for p in paths]
 
 
 def segments(path, *, model=None, use_gpu=False, clips=0, hysteresis=2, margin=0.0,
-             clip_fps=None, labels=None):
+             clip_fps=None, labels=None, provider=None):
     """What happens when in one video: its action segments, in order, as dicts with ``path``,
     ``segment`` (0, 1, …), ``label``, ``start`` and ``end`` (seconds of stream time), ``score``
     (the mean of the label's score over the segment's clips), ``clips``, ``first_clip`` and
@@ -315,4 +339,5 @@ def segments(path, *, model=None, use_gpu=False, clips=0, hysteresis=2, margin=0
     the whole video by default (``clips=0``); a new label must lead for ``hysteresis`` clips by more
     than ``margin`` before a segment changes."""
     return classify(path, model=model, use_gpu=use_gpu, clips=clips, hysteresis=hysteresis,
-                    margin=margin, clip_fps=clip_fps, labels=labels)["segments"]
+                    margin=margin, clip_fps=clip_fps, labels=labels,
+                    provider=provider)["segments"]

@@ -3,7 +3,7 @@
 
 use crate::config::ConfigError;
 
-use super::local::ORT_VERSION;
+use super::local::{OPENVINO_ORT_VERSION, ORT_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -27,6 +27,22 @@ pub enum EngineError {
         "CUDA was requested (execution-provider=cuda, device-id={device}) but ONNX Runtime could not create its CUDA execution provider: {reason}. Install onnxruntime-gpu=={ORT_VERSION} with CUDA 13 and cuDNN 9 and point ORT_DYLIB_PATH at it, or set execution-provider=cpu"
     )]
     CudaUnavailable { device: i32, reason: String },
+    #[error(
+        "execution-provider=openvino needs ONNX Runtime's OpenVINO build, but the ONNX Runtime loaded, {runtime} (version {version}), has no OpenVINO execution provider ({reason}). Install it with tools/install-prereqs, or 'python3 -m pip install --target ~/.local/share/nonlocalclassify/onnxruntime-openvino onnxruntime-openvino=={OPENVINO_ORT_VERSION}', where the element finds it when ORT_DYLIB_PATH is unset (else point ORT_DYLIB_PATH at its onnxruntime/capi/libonnxruntime.so.{OPENVINO_ORT_VERSION}); or set execution-provider=cpu"
+    )]
+    OpenVinoUnavailable {
+        runtime: String,
+        version: String,
+        reason: String,
+    },
+    #[error(
+        "OpenVINO cannot compile model '{path}' ({reason}); ONNX Runtime's CPU provider opens it: try execution-provider=cpu (auto falls back to it)"
+    )]
+    OpenVinoFailed { path: String, reason: String },
+    #[error(
+        "model '{path}' is quantized (int8: {nodes} quantization nodes), which ONNX Runtime's CUDA provider runs in float32 between extra conversions, slower than the float32 export: use the model's float32 export on CUDA, or run this one with execution-provider=openvino (or cpu)"
+    )]
+    QuantizedOnCuda { path: String, nodes: usize },
     #[error(
         "model '{path}' does not fit in the memory of CUDA device {device} ({reason}); free GPU memory, raise the gpu-memory-limit property, lower max-batch, or set execution-provider=cpu"
     )]

@@ -11,7 +11,8 @@
 //! - [`batch`]: clip data ([`Batch`], lent to backends as [`Items`]); [`fill`]: copying clips
 //!   into a model input with helper threads; `sheet`: batches in formation, which submitters
 //!   pack their clips into straight ([`Slot`]).
-//! - [`local`]: the ONNX Runtime backend, in this process, on CUDA or CPU.
+//! - [`local`]: the ONNX Runtime backend, in this process, on CUDA, OpenVINO (on the CPU) or ONNX
+//!   Runtime's CPU provider.
 //! - [`priority`]: the scheduling priority of the engine's threads (`NONLOCAL_ENGINE_NICE`).
 //! - [`remote`]: the KServe v2 gRPC backend: Triton (or another KServe v2 server) runs the model.
 //! - [`error`] holds [`EngineError`], what can go wrong.
@@ -80,5 +81,8 @@ pub use backend::{Backend, ModelInfo, RunTimes, SpanClips};
 pub use batch::{Batch, Clips, Items, ValuesMut};
 pub use batching::{Batching, EngineProfile, Scores, SharedEngine, Slot};
 pub use error::EngineError;
-pub use local::{runtime, LocalBackend, Provider, ProviderChoice, ORT_VERSION};
+pub use local::{
+    installed_dir, installed_runtime, runtime, runtime_info, LocalBackend, LocalSettings,
+    OpenVinoOptions, Provider, ProviderChoice, RuntimeInfo, OPENVINO_ORT_VERSION, ORT_VERSION,
+};
 pub use remote::{RemoteBackend, RemoteSettings};

@@ -7,7 +7,7 @@ use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-use super::local::{LocalBackend, ProviderChoice};
+use super::local::{LocalBackend, LocalSettings};
 use super::remote::{RemoteBackend, RemoteSettings};
 use super::{Backend, EngineError, SharedEngine};
 
@@ -19,29 +19,21 @@ static ENGINES: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 #[derive(PartialEq, Eq)]
 struct LocalKey {
     path: PathBuf,
-    choice: ProviderChoice,
-    device: i32,
-    gpu_mem_limit_mib: u32,
+    settings: LocalSettings,
 }
 
 impl SharedEngine {
     /// The shared engine running the model file `path` in this process (opened now, or the one
-    /// already open for it with the same provider choice, device and CUDA memory limit), with the
-    /// batching threads every element using it submits clips to. See [`LocalBackend::open`].
-    pub fn local(
-        path: &Path,
-        choice: ProviderChoice,
-        device: i32,
-        gpu_mem_limit_mib: u32,
-    ) -> Result<Arc<SharedEngine>, EngineError> {
+    /// already open for it with the same settings: provider choice, device, CUDA memory limit,
+    /// OpenVINO options), with the batching threads every element using it submits clips to. See
+    /// [`LocalBackend::open`].
+    pub fn local(path: &Path, settings: &LocalSettings) -> Result<Arc<SharedEngine>, EngineError> {
         let key = LocalKey {
             path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
-            choice,
-            device,
-            gpu_mem_limit_mib,
+            settings: settings.clone(),
         };
         SharedEngine::shared(key, || {
-            let backend = LocalBackend::open(path, choice, device, gpu_mem_limit_mib)?;
+            let backend = LocalBackend::open(path, settings)?;
             Ok(Box::new(backend))
         })
     }

@@ -42,12 +42,7 @@ impl NonLocalClassify {
             ));
         };
         let opened = match remote {
-            None => SharedEngine::local(
-                &PathBuf::from(&model),
-                settings.engine.provider(),
-                settings.engine.device_id,
-                settings.engine.gpu_memory_limit,
-            ),
+            None => SharedEngine::local(&PathBuf::from(&model), &settings.engine.local()),
             Some(Err(reason)) => Err(crate::engine::EngineError::Inference(reason)),
             // Blocks up to server-timeout (the state change, never the streaming thread).
             Some(Ok(remote)) => SharedEngine::remote(remote),
@@ -57,7 +52,10 @@ impl NonLocalClassify {
             let kind = match e {
                 E::ModelUnreadable { .. } => gst::ResourceError::OpenRead,
                 E::GpuOutOfMemory { .. } => gst::ResourceError::NoSpaceLeft,
-                E::RuntimeMissing { .. } | E::CudaUnavailable { .. } => gst::ResourceError::Failed,
+                E::RuntimeMissing { .. }
+                | E::CudaUnavailable { .. }
+                | E::OpenVinoUnavailable { .. }
+                | E::OpenVinoFailed { .. } => gst::ResourceError::Failed,
                 E::Remote(_) => gst::ResourceError::OpenReadWrite,
                 _ => gst::ResourceError::Settings,
             };
@@ -81,12 +79,16 @@ impl NonLocalClassify {
         .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{}", e)))?;
 
         let local = engine.backend::<LocalBackend>();
-        if let Some(reason) = local.and_then(|l| l.fallback_reason.as_ref()) {
-            // Nothing is wrong: auto means "CUDA if there is one". Asking for cuda is an error.
+        if let Some((local, reason)) =
+            local.and_then(|l| l.fallback_reason.as_ref().map(|r| (l, r)))
+        {
+            // Nothing is wrong: auto means "the fastest provider there is". Asking for cuda or
+            // openvino without it is an error.
             gst::info!(
                 CAT,
                 imp = self,
-                "CUDA is not available, running on CPU (execution-provider=auto could not create the CUDA execution provider: {})",
+                "execution-provider=auto runs on {} ({})",
+                local.provider.name(),
                 reason
             );
         }

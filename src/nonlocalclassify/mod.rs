@@ -6,7 +6,7 @@
  * @see_also: decodebin, videoconvert, objectdetectionoverlay
  *
  * Classifies clips of video into Kinetics-400 actions with a Non-local neural network or I3D,
- * run by ONNX Runtime on CUDA or the CPU. Video passes through unchanged. Each clip's result is
+ * run by ONNX Runtime on CUDA or the CPU (ONNX Runtime's CPU provider or OpenVINO's). Video passes through unchanged. Each clip's result is
  * posted as a `nonlocalclassify` element message and attached to the next buffer pushed as a
  * `NonLocalClassifyMeta` custom meta (results ready only after the last buffer travel as
  * serialized custom events before EOS); at end of stream a `nonlocalclassify-summary` message
@@ -104,9 +104,10 @@ property_enum! {
 
     /// Where inference runs.
     ExecutionProvider = "GstNonLocalClassifyExecutionProvider" {
-        Auto = "auto": "Auto: CUDA when it can be created, else CPU",
+        Auto = "auto": "Auto: CUDA when it can be created, else OpenVINO when the ONNX Runtime loaded has it, else the CPU provider",
         Cuda = "cuda": "CUDA",
-        Cpu = "cpu": "CPU",
+        Cpu = "cpu": "CPU: ONNX Runtime's own CPU provider",
+        OpenVino = "openvino": "OpenVINO: OpenVINO's provider on the CPU (needs ONNX Runtime's OpenVINO build)",
     }
 }
 

@@ -2,7 +2,7 @@
 //! frames and the tiny probe models of `tests/models/` (made by `tools/make_test_models.py`).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
 
@@ -296,6 +296,30 @@ pub fn v<T: ToValue>(x: T) -> glib::Value {
 }
 
 pub use gst::glib;
+
+/// Run this test binary's ignored tests whose names match `filter` (exactly when `exact`) in a
+/// child process with ORT_DYLIB_PATH=`runtime` (None: without ORT_DYLIB_PATH and VIRTUAL_ENV, so
+/// the element searches), ONNX Runtime being loaded once per process; its standard output, once
+/// every one of them has passed.
+pub fn ignored_in_child(filter: &str, exact: bool, runtime: Option<&Path>) -> String {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child.args(["--ignored", filter, "--nocapture", "--test-threads=1"]);
+    if exact {
+        child.arg("--exact");
+    }
+    match runtime {
+        Some(lib) => child.env("ORT_DYLIB_PATH", lib),
+        None => child.env_remove("ORT_DYLIB_PATH").env_remove("VIRTUAL_ENV"),
+    };
+    let out = child.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && !stdout.contains(" 0 passed"),
+        "the child process on {runtime:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
 
 /// Resident memory of this process, in KiB.
 pub fn rss_kib() -> u64 {

@@ -102,3 +102,31 @@ def test_errors_name_the_video(tmp_path):
         nl.video_classification(paths=[broken], model=str(MODELS / "probe.onnx"))
     with pytest.raises(nl.ClassifyError, match="model"):
         nl.video_classification(paths=[broken], model=str(tmp_path / "none.onnx"))
+
+
+def test_the_provider_reaches_the_element(videos, tmp_path):
+    """provider= is the element's execution-provider, as the program's --provider: on the OpenVINO
+    build tools/install-prereqs installs (in a child process: a process loads one ONNX Runtime)."""
+    r = subprocess.run(["bash", "-c", f"source {REPO}/tools/versions.sh; echo $OPENVINO_ORT_LIB"],
+                       capture_output=True, text=True, check=True)
+    openvino = Path(r.stdout.strip())
+    assert openvino.is_file(), f"{openvino} missing: run tools/install-prereqs"
+    env = dict(os.environ, ORT_DYLIB_PATH=str(openvino))
+    probe = MODELS / "probe.onnx"
+    out = subprocess.run([str(PROGRAM), "--model", str(probe), "--provider", "openvino",
+                          "--output", "json", str(videos["smpte"])], env=env,
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    want = [json.loads(line)["labels"] for line in out.stdout.splitlines()]
+    script = (f"import json, sys; sys.path.insert(0, {str(REPO / 'python')!r}); "
+              "import nonlocalclassify as nl; "
+              f"print(json.dumps(nl.video_classification(paths=[{str(videos['smpte'])!r}], "
+              f"model={str(probe)!r}, provider='openvino')))")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == want
+    with pytest.raises(nl.ClassifyError, match="provider='gpu': give one of cpu, openvino"):
+        nl.classify(videos["smpte"], model=str(probe), provider="gpu")
+    with pytest.raises(nl.ClassifyError, match="use_gpu=True asks for cuda"):
+        nl.classify(videos["smpte"], model=str(probe), use_gpu=True, provider="openvino")

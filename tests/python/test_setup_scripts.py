@@ -14,6 +14,28 @@ def bash(script, cwd=REPO, env=None):
                           text=True, env=env or dict(os.environ), timeout=300)
 
 
+def versions():
+    """The variables tools/versions.sh sets."""
+    r = subprocess.run(["bash", "-c", f"source {REPO}/tools/versions.sh; "
+                        "echo ORT_VERSION=$ORT_VERSION; echo OPENVINO_ORT_VERSION=$OPENVINO_ORT_VERSION; "
+                        "echo OPENVINO_ORT_LIB=$OPENVINO_ORT_LIB"],
+                       capture_output=True, text=True, check=True)
+    return dict(line.split("=", 1) for line in r.stdout.splitlines())
+
+
+def test_the_scripts_and_the_element_agree_on_the_runtimes():
+    v = versions()
+    runtime = (REPO / "src" / "engine" / "local" / "runtime.rs").read_text()
+    assert f'pub const ORT_VERSION: &str = "{v["ORT_VERSION"]}";' in runtime
+    assert f'pub const OPENVINO_ORT_VERSION: &str = "{v["OPENVINO_ORT_VERSION"]}";' in runtime
+    assert f"onnxruntime=={v['ORT_VERSION']}" in (REPO / "tools" / "requirements.txt").read_text()
+    # Where the element looks for the OpenVINO build (runtime.rs) is where the scripts put it.
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    assert v["OPENVINO_ORT_LIB"] == (f"{data}/nonlocalclassify/onnxruntime-openvino/onnxruntime/"
+                                     f"capi/libonnxruntime.so.{v['OPENVINO_ORT_VERSION']}")
+    assert '"nonlocalclassify/onnxruntime-openvino"' in runtime
+
+
 def test_env_sh_exports_and_changes_no_option(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("GST_PLUGIN_PATH", "ORT_DYLIB_PATH")}
     r = bash(f"""
@@ -31,6 +53,8 @@ def test_env_sh_exports_and_changes_no_option(tmp_path):
     assert f"GST_PLUGIN_PATH={REPO}/target/release\n" in out, out
     ort = next(l for l in out.splitlines() if l.startswith("ORT_DYLIB_PATH="))[15:]
     assert Path(ort).is_file(), ort
+    # The runtime the set-up installs for the element: ONNX Runtime's OpenVINO build.
+    assert ort == versions()["OPENVINO_ORT_LIB"], ort
     assert f"PATH={REPO}/.venv/bin:" in out or os.environ.get("NONLOCAL_VENV"), out
 
 

@@ -83,7 +83,9 @@ pub struct Args {
           value_parser = parse_bool)]
     pub use_gpu: Option<bool>,
 
-    /// Where inference runs (auto = CUDA when available, else CPU)
+    /// Where inference runs: cpu (ONNX Runtime's CPU provider), openvino (OpenVINO's, on the
+    /// CPU; needs ONNX Runtime's OpenVINO build, which tools/install-prereqs installs), cuda, or
+    /// auto (CUDA, else OpenVINO, else cpu)
     // The CPU, not the element's default (auto): like `hub run` without --use_gpu, the program
     // takes a GPU only when asked to.
     #[arg(long, value_enum, default_value_t = ExecutionProvider::Cpu)]

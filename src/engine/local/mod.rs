@@ -1,13 +1,16 @@
-//! The local backend: the model run by ONNX Runtime in this process, on CUDA or CPU.
+//! The local backend: the model run by ONNX Runtime in this process, on CUDA, on OpenVINO (on
+//! the CPU) or on ONNX Runtime's own CPU provider.
 //!
 //! ONNX Runtime is loaded at run time ([`runtime`]). Each model is read once and opened in one
 //! session per lane ([`runner`]); under CUDA there are several lanes, a session per batch size,
 //! inputs on the card ([`staging`]) that clips are copied into from page-locked clip buffers
-//! ([`host`]) on a stream of each lane ([`cudart`]), and the tuning of [`cuda`].
+//! ([`host`]) on a stream of each lane ([`cudart`]), and the tuning of [`cuda`]; under OpenVINO
+//! a lane per OpenVINO stream asked for ([`OpenVinoOptions`]).
 
 mod cuda;
 mod cudart;
 mod host;
+mod quantized;
 mod resample;
 mod runner;
 mod runtime;
@@ -20,7 +23,10 @@ use std::sync::{Arc, Mutex};
 
 use half::f16;
 
-pub use runtime::{runtime, ORT_VERSION};
+pub use runtime::{
+    installed_dir, installed_runtime, runtime, runtime_info, RuntimeInfo, OPENVINO_ORT_VERSION,
+    ORT_VERSION,
+};
 
 use super::{Backend, Batch, EngineError, Items, ModelInfo, RunTimes, SpanClips};
 use crate::config::InputType;
@@ -30,11 +36,16 @@ use runner::{Feed, Runner, TensorElement};
 use session::{model_info, SessionSource};
 
 /// Which execution provider to run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ProviderChoice {
-    /// CUDA when it can be created, else CPU (with a warning).
+    /// CUDA when it can be created, else OpenVINO when the loaded ONNX Runtime has it and it
+    /// compiles the model, else ONNX Runtime's CPU provider (the reason kept in
+    /// [`LocalBackend::fallback_reason`]).
+    #[default]
     Auto,
     Cuda,
+    /// OpenVINO's execution provider on the CPU (an OpenVINO build of ONNX Runtime).
+    OpenVino,
     Cpu,
 }
 
@@ -42,6 +53,7 @@ pub enum ProviderChoice {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Provider {
     Cuda,
+    OpenVino,
     Cpu,
 }
 
@@ -49,7 +61,52 @@ impl Provider {
     pub fn name(self) -> &'static str {
         match self {
             Provider::Cuda => "cuda",
+            Provider::OpenVino => "openvino",
             Provider::Cpu => "cpu",
+        }
+    }
+
+    /// The choice that opens more sessions on this provider.
+    fn choice(self) -> ProviderChoice {
+        match self {
+            Provider::Cuda => ProviderChoice::Cuda,
+            Provider::OpenVino => ProviderChoice::OpenVino,
+            Provider::Cpu => ProviderChoice::Cpu,
+        }
+    }
+}
+
+/// Options of OpenVINO's execution provider; 0 and None leave OpenVINO's own default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OpenVinoOptions {
+    /// Threads of OpenVINO's CPU inference (`num_of_threads`).
+    pub threads: u32,
+    /// OpenVINO streams (`num_streams`): the cores split into this many groups, each running one
+    /// inference; the engine runs as many lanes (batches in flight), each its own session.
+    pub streams: u32,
+    /// Where OpenVINO keeps the models it compiled (`cache_dir`), so that opening the model again
+    /// skips the compilation.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Where and how a model runs in this process; two elements with equal settings (and model)
+/// share one engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LocalSettings {
+    pub choice: ProviderChoice,
+    /// The CUDA device.
+    pub device: i32,
+    /// Most MiB each CUDA session's memory arena may hold (0: no limit).
+    pub gpu_mem_limit_mib: u32,
+    pub openvino: OpenVinoOptions,
+}
+
+impl LocalSettings {
+    /// `choice` with every other setting at its default (device 0, no limits).
+    pub fn on(choice: ProviderChoice) -> LocalSettings {
+        LocalSettings {
+            choice,
+            ..LocalSettings::default()
         }
     }
 }
@@ -67,7 +124,7 @@ pub struct LocalBackend {
     pub provider: Provider,
     /// The CUDA device (when the provider is CUDA).
     pub device: i32,
-    /// Why CUDA was not used when `auto` fell back to CPU.
+    /// Under `auto`, why a faster provider was not used (CUDA, then OpenVINO).
     pub fallback_reason: Option<String>,
     /// Under CUDA, where clip buffers are lent from (see [`Backend::clip_buffer`]).
     page_locked: Option<PageLocked>,
@@ -76,29 +133,28 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
-    /// Open a model file: one session per lane, on `choice`'s provider and CUDA device `device`,
-    /// with the CUDA memory arena limited to `gpu_mem_limit_mib` MiB (0: no limit).
-    pub fn open(
-        path: &Path,
-        choice: ProviderChoice,
-        device: i32,
-        gpu_mem_limit_mib: u32,
-    ) -> Result<LocalBackend, EngineError> {
+    /// Open a model file: one session per lane, on the provider and with the options of
+    /// `settings`.
+    pub fn open(path: &Path, settings: &LocalSettings) -> Result<LocalBackend, EngineError> {
+        let device = settings.device;
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| EngineError::ModelUnreadable {
             path: shown.clone(),
             reason: e.to_string(),
         })?;
+        let quantized_nodes = quantized::quantized_nodes(&bytes);
         let source = SessionSource {
             env: runtime()?,
             bytes: Arc::new(bytes),
             shown: shown.clone(),
             device,
-            gpu_mem_limit_mib,
+            gpu_mem_limit_mib: settings.gpu_mem_limit_mib,
+            openvino: settings.openvino.clone(),
+            quantized_nodes,
             fused: true.into(),
             graphs: cuda_graphs(),
         };
-        let (session, provider, fallback_reason) = source.session(choice)?;
+        let (session, provider, fallback_reason) = source.session(settings.choice)?;
         let model = model_info(&session, &shown)?;
         let io = &model.io;
         let source = Arc::new(source);
@@ -107,15 +163,14 @@ impl LocalBackend {
             .as_ref()
             .and_then(|_| PageLocked::new(&session, device));
         let mut runners = vec![Mutex::new(Runner::new(session, cuda.clone(), io))];
-        if let Some(source) = &cuda {
-            for _ in 1..cuda_lanes() {
-                let (session, _, _) = source.session(ProviderChoice::Cuda)?;
-                runners.push(Mutex::new(Runner::new(
-                    session,
-                    Some(Arc::clone(source)),
-                    io,
-                )));
-            }
+        let lanes = match provider {
+            Provider::Cuda => cuda_lanes(),
+            Provider::OpenVino => settings.openvino.streams.max(1) as usize,
+            Provider::Cpu => 1,
+        };
+        for _ in 1..lanes {
+            let (session, _, _) = source.session(provider.choice())?;
+            runners.push(Mutex::new(Runner::new(session, cuda.clone(), io)));
         }
         Ok(LocalBackend {
             runners,
@@ -267,10 +322,11 @@ impl Backend for LocalBackend {
 
     /// Under CUDA, once per batch size (kernel selection); under CUDA graphs three times, since
     /// ONNX Runtime captures after a regular run or two (so capture happens at start-up, not on
-    /// the first clips). None on the CPU, whose first runs are not slower.
+    /// the first clips). None on the CPU (either provider), where OpenVINO compiles the model
+    /// when the session opens and a warm-up run would cost as much as a clip.
     fn warm_up_runs(&self) -> usize {
         match self.provider {
-            Provider::Cpu => 0,
+            Provider::Cpu | Provider::OpenVino => 0,
             Provider::Cuda if self.graphs => 3,
             Provider::Cuda => 1,
         }

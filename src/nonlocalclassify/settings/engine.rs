@@ -1,8 +1,10 @@
 //! The model and where it runs: the provider and card, the shared engine's batching, and the
 //! queue of clips waiting for it.
 
+use std::path::PathBuf;
+
 use super::{Property, Range};
-use crate::engine::ProviderChoice;
+use crate::engine::{LocalSettings, OpenVinoOptions, ProviderChoice};
 use crate::nonlocalclassify::ExecutionProvider;
 
 pub const DEVICE_ID: Range<i32> = Range::new(0, 63, 0);
@@ -12,6 +14,10 @@ pub const MAX_BATCH: Range<u32> = Range::new(1, 256, 8);
 pub const BATCH_TIMEOUT: Range<u32> = Range::new(0, 10_000, 0);
 /// MiB; 0: no limit.
 pub const GPU_MEMORY_LIMIT: Range<u32> = Range::new(0, 1 << 20, 0);
+/// 0: OpenVINO's own choice (every core).
+pub const OPENVINO_THREADS: Range<u32> = Range::new(0, 1024, 0);
+/// 0: OpenVINO's own choice (one stream); each stream is a lane with its own session.
+pub const OPENVINO_STREAMS: Range<u32> = Range::new(0, 16, 0);
 
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -19,6 +25,9 @@ pub struct EngineSettings {
     pub execution_provider: ExecutionProvider,
     pub device_id: i32,
     pub gpu_memory_limit: u32,
+    pub openvino_threads: u32,
+    pub openvino_streams: u32,
+    pub openvino_cache_dir: Option<String>,
     pub max_batch: u32,
     pub batch_timeout_ms: u32,
     pub max_pending: u32,
@@ -31,6 +40,9 @@ impl Default for EngineSettings {
             execution_provider: ExecutionProvider::default(),
             device_id: DEVICE_ID.default,
             gpu_memory_limit: GPU_MEMORY_LIMIT.default,
+            openvino_threads: OPENVINO_THREADS.default,
+            openvino_streams: OPENVINO_STREAMS.default,
+            openvino_cache_dir: None,
             max_batch: MAX_BATCH.default,
             batch_timeout_ms: BATCH_TIMEOUT.default,
             max_pending: MAX_PENDING.default,
@@ -50,7 +62,7 @@ impl EngineSettings {
             Property::enumeration(
                 "execution-provider",
                 "Execution provider",
-                "Where inference runs: auto (CUDA if it can be created, else the CPU), cuda (an error without it) or cpu",
+                "Where inference runs: auto (CUDA if it can be created, else OpenVINO if the ONNX Runtime loaded has it and it compiles the model, else ONNX Runtime's CPU provider), cuda or openvino (an error without it), or cpu (ONNX Runtime's own CPU provider, in every build)",
                 false,
                 |s| &mut s.execution_provider,
             ),
@@ -67,6 +79,26 @@ impl EngineSettings {
                 "Most MiB of GPU memory each CUDA session's memory arena may hold (0 = no limit); elements with different limits use different engines",
                 GPU_MEMORY_LIMIT,
                 |s| &mut s.gpu_memory_limit,
+            ),
+            Property::uint(
+                "openvino-threads",
+                "OpenVINO threads",
+                "Threads of OpenVINO's CPU inference (0 = OpenVINO's choice, every core); elements with different values use different engines",
+                OPENVINO_THREADS,
+                |s| &mut s.openvino_threads,
+            ),
+            Property::uint(
+                "openvino-streams",
+                "OpenVINO streams",
+                "OpenVINO streams, the cores split into groups that each run one batch (0 = OpenVINO's choice, one); the engine keeps this many batches in flight, each stream with its own session",
+                OPENVINO_STREAMS,
+                |s| &mut s.openvino_streams,
+            ),
+            Property::string(
+                "openvino-cache-dir",
+                "OpenVINO cache directory",
+                "Directory where OpenVINO keeps the models it compiled, so that opening a model again skips compiling it (unset = no cache)",
+                |s| &mut s.openvino_cache_dir,
             ),
             Property::uint(
                 "max-batch",
@@ -97,7 +129,26 @@ impl EngineSettings {
         match self.execution_provider {
             ExecutionProvider::Auto => ProviderChoice::Auto,
             ExecutionProvider::Cuda => ProviderChoice::Cuda,
+            ExecutionProvider::OpenVino => ProviderChoice::OpenVino,
             ExecutionProvider::Cpu => ProviderChoice::Cpu,
+        }
+    }
+
+    /// Where and how the engine runs the model in this process.
+    pub fn local(&self) -> LocalSettings {
+        LocalSettings {
+            choice: self.provider(),
+            device: self.device_id,
+            gpu_mem_limit_mib: self.gpu_memory_limit,
+            openvino: OpenVinoOptions {
+                threads: self.openvino_threads,
+                streams: self.openvino_streams,
+                cache_dir: self
+                    .openvino_cache_dir
+                    .as_deref()
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from),
+            },
         }
     }
 
