@@ -437,6 +437,59 @@ fn user_errors_are_messages() {
 }
 
 #[test]
+fn dump_inputs_writes_every_clip_of_each_video_into_its_own_folder() {
+    let v = videos();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("classify-dumps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let probe = model("probe.onnx");
+    let dumps = dir.to_string_lossy().into_owned();
+    let out = run(&[
+        "--model",
+        &probe,
+        "--output",
+        "csv",
+        "--dump-inputs",
+        &dumps,
+        &v.ogv,
+        &v.short,
+    ]);
+    // The one-frame video has no clip: its error is the program's, its folder stays empty.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("short.ogv: too short"),
+        "{}",
+        stderr(&out)
+    );
+    // --output csv takes consecutive clips (--clips 0): six of the probe's, one file each.
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("clip"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let want: Vec<String> = (0..6).map(|k| format!("clip-{k:06}.npy")).collect();
+    assert_eq!(names, want);
+    let clips = stdout(&out).lines().filter(|l| l.contains(",1,c")).count();
+    assert_eq!(clips, 6, "{}", stdout(&out));
+    let (header, bytes) = common::read_npy(&dir.join("clip/clip-000005.npy"));
+    assert!(header.contains("'shape': (1, 3, 4, 8, 8)"), "{header}");
+    assert_eq!(bytes.len(), 3 * 4 * 8 * 8 * 4);
+
+    // Two videos of one name would share a folder: refused before any is classified.
+    let out = run(&["--model", &probe, "--dump-inputs", &dumps, &v.ogv, &v.avi]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "error: two videos would write {}",
+            dir.join("clip").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn arm_wrestling_with_the_default_model() {
     let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let video = manifest_dir().join("tests/data/arm_wrestling.mp4");

@@ -728,3 +728,132 @@ fn resampling_in_the_engine_says_what_it_needs() {
         );
     }
 }
+
+#[test]
+fn dump_inputs_writes_each_clips_input_as_the_engine_is_fed_it() {
+    let dir = std::env::temp_dir().join(format!("nl-dump-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = run_frames(
+        &caps("RGB", 16, 8),
+        &[
+            ("model", v(model("probe.onnx"))),
+            all12(),
+            ("dump-inputs", v(dir.join("new").to_string_lossy().as_ref())),
+        ],
+        24,
+        probe_rgb,
+    );
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.results.len(), 3);
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["clip-000000.npy", "clip-000001.npy", "clip-000002.npy"]
+    );
+    for (k, result) in out.results.iter().enumerate() {
+        let (header, bytes) = read_npy(&dir.join(format!("new/clip-{k:06}.npy")));
+        assert_eq!(
+            header,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 4, 8, 8), }"
+        );
+        let values = f32s(&bytes);
+        assert_eq!(values.len(), 3 * 4 * 8 * 8);
+        // NCTHW: plane (c, t) is 64 values; the centre 8 columns of 16 start at x = 4.
+        let frames = [0, 2, 4, 6].map(|i| 8 * k as u64 + i);
+        for (t, n) in frames.iter().enumerate() {
+            let plane = |c: usize| &values[(c * 4 + t) * 64..(c * 4 + t + 1) * 64];
+            let r = ((4 * n) % 256) as f32;
+            assert!(
+                plane(0).iter().all(|&x| x == (r - 10.0) / 2.0),
+                "clip {k} t{t}"
+            );
+            for (i, &g) in plane(1).iter().enumerate() {
+                let x = (4 + i % 8) as f32;
+                assert_eq!(g, (x * x - 20.0) / 4.0, "clip {k} t{t} value {i}");
+            }
+            assert!(plane(2).iter().all(|&x| x == (200.0 - 30.0) / 5.0));
+        }
+        // The probe's scores are the planes' means: the file holds what the model ran on.
+        let scores = scores_of(result);
+        for (c, name) in "rgb".chars().enumerate() {
+            for t in 0..4 {
+                let plane = &values[(c * 4 + t) * 64..(c * 4 + t + 1) * 64];
+                let mean = plane.iter().map(|&x| f64::from(x)).sum::<f64>() / 64.0;
+                let score = scores[&format!("c{name}_t{t}")];
+                assert!(
+                    (mean - score).abs() < 1e-4,
+                    "c{name}_t{t}: {mean} against {score}"
+                );
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dump_inputs_keeps_the_models_element_type_and_layout() {
+    let dir = std::env::temp_dir().join(format!("nl-dump-types-{}", std::process::id()));
+    for (name, header) in [
+        (
+            "probe_nthwc_f16.onnx",
+            "{'descr': '<f2', 'fortran_order': False, 'shape': (1, 4, 8, 8, 3), }",
+        ),
+        (
+            "probe_u8.onnx",
+            "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 3, 4, 8, 8), }",
+        ),
+    ] {
+        let sub = dir.join(name);
+        let out = run_frames(
+            &caps("RGB", 16, 8),
+            &[
+                ("model", v(model(name))),
+                ("dump-inputs", v(sub.to_string_lossy().as_ref())),
+            ],
+            8,
+            probe_rgb,
+        );
+        assert!(out.errors.is_empty(), "{name}: {:?}", out.errors);
+        let (got, bytes) = read_npy(&sub.join("clip-000000.npy"));
+        assert_eq!(got, header, "{name}");
+        if name == "probe_u8.onnx" {
+            // Raw pixels, planes of 4 × 8 × 8: frame 0's R is 0; G at column 4 is 16; B 200.
+            assert_eq!([bytes[0], bytes[256], bytes[512]], [0, 16, 200]);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dump_inputs_errors_name_the_directory_and_the_setting() {
+    let file = std::env::temp_dir().join(format!("nl-dump-file-{}", std::process::id()));
+    std::fs::write(&file, b"not a directory").unwrap();
+    let inside = file.join("dumps");
+    let err = start_error(&[
+        ("model", v(model("probe.onnx"))),
+        ("dump-inputs", v(inside.to_string_lossy().as_ref())),
+    ]);
+    assert!(
+        err.contains(&format!(
+            "Cannot create the dump-inputs directory {}: ",
+            inside.display()
+        )) && err.contains("set dump-inputs to a directory that can be written"),
+        "{err}"
+    );
+    std::fs::remove_file(&file).unwrap();
+    let err = start_error(&[
+        ("model", v(model("probe_u8.onnx"))),
+        ("resample", v("engine")),
+        ("dump-inputs", v("unused")),
+    ]);
+    assert!(
+        err.contains("dump-inputs writes the model input the element packs")
+            && err.contains("set resample=element"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new("unused").exists());
+}

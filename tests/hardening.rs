@@ -497,6 +497,32 @@ fn inference_failures_give_one_error_and_stop_cleanly() {
     }
 }
 
+/// An int8 QDQ model whose quantization scale is 0 (tools/export_model.py --int8 never writes
+/// one): ONNX Runtime's CPU provider runs it and every score comes out 0; whatever a provider
+/// makes of it, the element gives results or one error naming the model, and never panics.
+#[test]
+fn a_qdq_model_with_a_zero_scale_runs_or_fails_once_on_the_cpu() {
+    let _g = guard();
+    let props = [
+        ("model", v(model("hostile_qdq_scale.onnx"))),
+        ("execution-provider", v("cpu")),
+        ("top-k", v(12u32)),
+    ];
+    let out = run_frames(&caps("RGB", 16, 8), &props, 16, probe_rgb);
+    match out.errors.as_slice() {
+        [] => {
+            assert_eq!(out.results.len(), 2);
+            assert!(
+                out.scores(0).values().all(|&s| s == 0.0),
+                "{:?}",
+                out.scores(0)
+            );
+        }
+        [one] => assert!(one.contains("hostile_qdq_scale"), "{one}"),
+        many => panic!("more than one error: {many:?}"),
+    }
+}
+
 #[test]
 fn nan_scores_are_reported_not_fatal() {
     let _g = guard();

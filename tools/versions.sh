@@ -11,3 +11,5 @@ case ${XDG_DATA_HOME:-} in
   *) OPENVINO_ORT_DIR=$HOME/.local/share/nonlocalclassify/onnxruntime-openvino ;;
 esac
 OPENVINO_ORT_LIB=$OPENVINO_ORT_DIR/onnxruntime/capi/libonnxruntime.so.$OPENVINO_ORT_VERSION
+# NNCF, which quantizes int8 models (tools/export_model.py --int8); tools/requirements.txt pins it.
+NNCF_VERSION=3.4.0

@@ -6,6 +6,7 @@
 //! posts results as element messages; the streaming thread attaches finished results as
 //! `NonLocalClassifyMeta` to the next buffer it pushes.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::thread::JoinHandle;
@@ -18,6 +19,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use super::dump::InputDump;
 use super::frames::{formats, frame_view, pixel_format};
 use super::load::{model_info, Loaded};
 use super::objects::ObjectsState;
@@ -288,6 +290,21 @@ impl BaseTransformImpl for NonLocalClassify {
                 ("resample=engine needs a model with uint8 input run in this process ({} on {} is not): set resample=element", loaded.engine.name, loaded.engine.describe())
             ));
         }
+        let dump = match settings.engine.dump_inputs.as_deref() {
+            None => None,
+            Some(_) if engine_resample => {
+                return Err(gst::error_msg!(
+                    gst::LibraryError::Settings,
+                    ("dump-inputs writes the model input the element packs, which resample=engine leaves to the engine: set resample=element, or unset dump-inputs")
+                ))
+            }
+            Some(dir) => Some(InputDump::create(Path::new(dir)).map_err(|reason| {
+                gst::error_msg!(
+                    gst::ResourceError::OpenWrite,
+                    ("Cannot create the dump-inputs directory {}: set dump-inputs to a directory that can be written", reason)
+                )
+            })?),
+        };
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             cond: Condvar::new(),
@@ -308,6 +325,7 @@ impl BaseTransformImpl for NonLocalClassify {
             labels: Arc::clone(&loaded.labels),
             crops: settings.sampling.crop_positions(),
             top_k: settings.output.top_k(),
+            dump,
         };
         let worker_shared = Arc::clone(&shared);
         let element = self.obj().downgrade();

@@ -11,6 +11,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::dump::InputDump;
 use super::CAT;
 use crate::config::ClipConfig;
 use crate::engine::remote::model::is_lost;
@@ -237,6 +238,44 @@ pub(super) struct WorkerConfig {
     pub(super) labels: Arc<Vec<String>>,
     pub(super) crops: Vec<CropPosition>,
     pub(super) top_k: usize,
+    /// `dump-inputs`: where each clip's packed input is written.
+    pub(super) dump: Option<InputDump>,
+}
+
+/// Why a clip has no scores.
+pub(super) enum ClipError {
+    /// Packing it, running the model or reading its scores failed.
+    Inference(String),
+    /// Its input could not be written to `dump-inputs`.
+    Dump(String),
+}
+
+impl ClipError {
+    /// Post the element error of clip `index` of model `model`.
+    fn post(self, element: &super::NonLocalClassify, index: u64, model: &str) {
+        match self {
+            ClipError::Inference(reason) => gst::element_error!(
+                element,
+                gst::StreamError::Failed,
+                ("Inference failed on clip {}: model '{}': {}", index, model, reason)
+            ),
+            ClipError::Dump(reason) => gst::element_error!(
+                element,
+                gst::ResourceError::Write,
+                (
+                    "Cannot write the input of clip {} to dump-inputs: {}: free space there or set dump-inputs to another directory",
+                    index,
+                    reason
+                )
+            ),
+        }
+    }
+}
+
+impl From<String> for ClipError {
+    fn from(reason: String) -> Self {
+        ClipError::Inference(reason)
+    }
 }
 
 /// Pack the clip's crops (one per crop position) into `data`, `clip_elements` values each.
@@ -260,12 +299,10 @@ pub(super) fn pack_crops<T: TensorElement>(
     Ok(())
 }
 
-/// Pack a clip's crops straight into the batch the engine is forming and hand them over.
-pub(super) fn submit(
-    cfg: &WorkerConfig,
-    clip: &Clip<ScaledFrame>,
-    span: Option<CentreSpan>,
-) -> Result<Scores, String> {
+/// Pack a clip's crops straight into the batch the engine is forming and hand them over; with
+/// `dump-inputs`, the packed values are written to the clip's file first.
+pub(super) fn submit(cfg: &WorkerConfig, job: &Job) -> Result<Scores, ClipError> {
+    let (clip, span) = (&job.clip, job.span);
     let frames: Vec<&ScaledFrame> = clip.frames.iter().map(|f| f.as_ref()).collect();
     let shape = cfg.config.input_shape(1);
     if let Some(span) = span {
@@ -279,17 +316,19 @@ pub(super) fn submit(
             .span_slot(shape, what)
             .map_err(|e| e.to_string())?;
         let ValuesMut::U8(data) = slot.values() else {
-            return Err("resample=engine needs a model with uint8 input".into());
+            return Err(ClipError::Inference(
+                "resample=engine needs a model with uint8 input".into(),
+            ));
         };
         for (chunk, frame) in data
             .chunks_exact_mut(what.clip_len() / what.frames.max(1))
             .zip(&frames)
         {
             if (frame.width, frame.height) != (span.width, span.height) {
-                return Err(format!(
+                return Err(ClipError::Inference(format!(
                     "a frame of {}x{} source pixels in a clip of {}x{} spans",
                     frame.width, frame.height, span.width, span.height
-                ));
+                )));
             }
             chunk.copy_from_slice(&frame.data);
         }
@@ -303,6 +342,11 @@ pub(super) fn submit(
         ValuesMut::F32(v) => pack_crops(&frames, cfg, v)?,
         ValuesMut::F16(v) => pack_crops(&frames, cfg, v)?,
         ValuesMut::U8(v) => pack_crops(&frames, cfg, v)?,
+    }
+    if let Some(dump) = &cfg.dump {
+        let shape = cfg.config.input_shape(cfg.crops.len());
+        dump.write(clip.index, job.object.map(|o| o.id), &shape, &slot.values())
+            .map_err(ClipError::Dump)?;
     }
     Ok(slot.submit())
 }
@@ -323,7 +367,7 @@ pub(super) fn receive(cfg: &WorkerConfig, rx: Scores) -> Result<Vec<f64>, String
 
 /// Work handed to the engine: a clip with its pending scores, or an object's end.
 enum Submitted {
-    Clip(Box<Job>, Result<Scores, String>),
+    Clip(Box<Job>, Result<Scores, ClipError>),
     Ended(u64, u64),
 }
 
@@ -391,7 +435,7 @@ pub(super) fn worker_loop(
             .into_iter()
             .map(|work| match work {
                 Work::Clip(job) => {
-                    let rx = submit(&cfg, &job.clip, job.span);
+                    let rx = submit(&cfg, &job);
                     Submitted::Clip(Box::new(job), rx)
                 }
                 Work::Ended { object, generation } => Submitted::Ended(object, generation),
@@ -407,12 +451,12 @@ pub(super) fn worker_loop(
                     continue;
                 }
             };
-            let outcome = rx.and_then(|rx| receive(&cfg, rx));
+            let outcome = rx.and_then(|rx| Ok(receive(&cfg, rx)?));
             match (outcome, element.upgrade()) {
                 (Ok(scores), Some(element)) => publish(&shared, &cfg, &job, scores, &element),
                 // A live stream keeps flowing while the servers are lost: the clip is dropped
                 // and counted; results resume when a server answers again.
-                (Err(reason), Some(_))
+                (Err(ClipError::Inference(reason)), Some(_))
                     if is_lost(&reason) && shared.live.load(Ordering::SeqCst) =>
                 {
                     let dropped = shared.dropped.fetch_add(1, Ordering::SeqCst) + 1;
@@ -425,17 +469,8 @@ pub(super) fn worker_loop(
                     );
                 }
                 // One error per stream: the clips queued behind a failed one fail the same way.
-                (Err(reason), Some(element)) if !shared.failed.swap(true, Ordering::SeqCst) => {
-                    gst::element_error!(
-                        element,
-                        gst::StreamError::Failed,
-                        (
-                            "Inference failed on clip {}: model '{}': {}",
-                            job.clip.index,
-                            cfg.engine.name,
-                            reason
-                        )
-                    );
+                (Err(error), Some(element)) if !shared.failed.swap(true, Ordering::SeqCst) => {
+                    error.post(&element, job.clip.index, &cfg.engine.name);
                 }
                 _ => {}
             }

@@ -295,6 +295,23 @@ pub fn v<T: ToValue>(x: T) -> glib::Value {
     x.to_value()
 }
 
+/// A `.npy` file the element wrote (`dump-inputs`): its header dictionary and its values.
+pub fn read_npy(path: &std::path::Path) -> (String, Vec<u8>) {
+    let file = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&file[..8], b"\x93NUMPY\x01\x00", "{}", path.display());
+    let len = u16::from_le_bytes([file[8], file[9]]) as usize;
+    let header = String::from_utf8(file[10..10 + len].to_vec()).expect("ASCII header");
+    (header.trim_end().to_string(), file[10 + len..].to_vec())
+}
+
+/// Little-endian float32 values.
+pub fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
 pub use gst::glib;
 
 /// Run this test binary's ignored tests whose names match `filter` (exactly when `exact`) in a

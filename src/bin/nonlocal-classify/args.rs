@@ -142,6 +142,11 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: u32,
 
+    /// Write each clip's model input, exactly as the classifier packs it for the model, as
+    /// DIR/<video name>/clip-NNNNNN.npy (the element's dump-inputs; for calibrating int8 models)
+    #[arg(long, value_name = "DIR")]
+    pub dump_inputs: Option<PathBuf>,
+
     /// Print each video's frame count and clip stride (stderr; JSON: "frames", "clip_stride")
     #[arg(long, short = 'v')]
     pub verbose: bool,

@@ -1,8 +1,10 @@
 //! The videos to classify: arguments, `--input-path` and the lines of `--input-file` lists, each
-//! as given and as a URI.
+//! as given and as a URI, and the path each one's files get in a directory (`--timeline-dir`,
+//! `--dump-inputs`).
 
+use std::collections::HashSet;
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use gst::glib;
@@ -15,6 +17,8 @@ pub struct Input {
     pub shown: String,
     /// Why it has none: no such file, a directory.
     pub uri: Result<String, String>,
+    /// `--dump-inputs`: the directory its clips' model inputs are written to.
+    pub dump: Option<PathBuf>,
 }
 
 /// Every video the command line names, in order; an error when a list cannot be read or none is
@@ -28,7 +32,49 @@ pub fn gather(args: &Args) -> anyhow::Result<Vec<Input>> {
     if names.is_empty() {
         bail!("no videos given: the input files list none");
     }
-    Ok(names.iter().map(|n| to_input(n)).collect())
+    let mut inputs: Vec<Input> = names.iter().map(|n| to_input(n)).collect();
+    if let Some(dir) = &args.dump_inputs {
+        let dirs = per_video(dir, &inputs, None)?;
+        for (input, path) in inputs.iter_mut().zip(dirs) {
+            input.dump = Some(path);
+        }
+    }
+    Ok(inputs)
+}
+
+/// One path in `dir` for each video: its file name's stem, with `extension` (a folder without);
+/// an error when two videos would share one.
+pub fn per_video(
+    dir: &Path,
+    inputs: &[Input],
+    extension: Option<&str>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut seen = HashSet::new();
+    inputs
+        .iter()
+        .map(|input| {
+            let name = input
+                .shown
+                .rsplit(['/', '\\'])
+                .next()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("video");
+            let stem = Path::new(name)
+                .file_stem()
+                .map_or(name.into(), |s| s.to_string_lossy());
+            let path = match extension {
+                Some(ext) => dir.join(format!("{stem}.{ext}")),
+                None => dir.join(&*stem),
+            };
+            if !seen.insert(path.clone()) {
+                bail!(
+                    "two videos would write {}: give them different names or classify them separately",
+                    path.display()
+                );
+            }
+            Ok(path)
+        })
+        .collect()
 }
 
 fn to_input(text: &str) -> Input {
@@ -37,6 +83,7 @@ fn to_input(text: &str) -> Input {
         return Input {
             shown,
             uri: Ok(text.to_string()),
+            dump: None,
         };
     }
     let path = Path::new(text);
@@ -52,7 +99,11 @@ fn to_input(text: &str) -> Input {
                     .map_err(|e| e.to_string())
             }),
     };
-    Input { shown, uri }
+    Input {
+        shown,
+        uri,
+        dump: None,
+    }
 }
 
 /// The lines of a list: blank lines and `#` comments skipped.

@@ -2,10 +2,9 @@
 //! timeline (`--timeline`, written by timeline.rs) on stdout or one file per video
 //! (`--timeline-dir`); failures on stderr, counted for the exit status.
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -13,7 +12,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use crate::args::{Args, Output};
-use crate::inputs::Input;
+use crate::inputs::{per_video, Input};
 use crate::pipeline::Answer;
 use crate::timeline;
 
@@ -186,27 +185,5 @@ fn timeline_files(args: &Args, inputs: &[Input], shown: Shown) -> anyhow::Result
     };
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the timeline directory {}", dir.display()))?;
-    let mut seen = HashSet::new();
-    inputs
-        .iter()
-        .map(|input| {
-            let name = input
-                .shown
-                .rsplit(['/', '\\'])
-                .next()
-                .filter(|n| !n.is_empty())
-                .unwrap_or("video");
-            let stem = Path::new(name)
-                .file_stem()
-                .map_or(name.into(), |s| s.to_string_lossy());
-            let path = dir.join(format!("{stem}.{}", format.extension()));
-            if !seen.insert(path.clone()) {
-                bail!(
-                    "two videos would write {}: give them different names or classify them separately",
-                    path.display()
-                );
-            }
-            Ok(path)
-        })
-        .collect()
+    per_video(dir, inputs, Some(format.extension()))
 }

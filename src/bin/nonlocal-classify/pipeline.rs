@@ -92,7 +92,7 @@ fn classify(
     if verbose {
         report.note(format!("{shown}: {}", settings.geometry.describe(&plan)));
     }
-    let posted = run(&uri, shown, settings, &plan, report)?;
+    let posted = run(&uri, input, settings, &plan, report)?;
     let (labels, clips) = posted
         .summary
         .ok_or("the stream ended without a nonlocalclassify-summary message")?;
@@ -124,11 +124,12 @@ struct Posted {
 /// Run the classifying pipeline to its end.
 fn run(
     uri: &str,
-    shown: &str,
+    input: &Input,
     settings: &Settings,
     plan: &Plan,
     report: &dyn Report,
 ) -> Result<Posted, String> {
+    let shown = input.shown.as_str();
     let make = |factory: &str| {
         gst::ElementFactory::make(factory)
             .build()
@@ -143,6 +144,9 @@ fn run(
         .map_err(|e| e.to_string())?;
     settings.apply(&classifier);
     classifier.set_property("clip-stride", plan.clip_stride);
+    if let Some(dir) = &input.dump {
+        classifier.set_property("dump-inputs", dir.to_string_lossy().as_ref());
+    }
     pipeline
         .add_many([&convert, &classifier, &sink])
         .map_err(|e| e.to_string())?;

@@ -1,5 +1,5 @@
-//! The model and where it runs: the provider and card, the shared engine's batching, and the
-//! queue of clips waiting for it.
+//! The model and where it runs: the provider and card, the shared engine's batching, the queue
+//! of clips waiting for it, and where the model's inputs are written (`dump-inputs`).
 
 use std::path::PathBuf;
 
@@ -31,6 +31,8 @@ pub struct EngineSettings {
     pub max_batch: u32,
     pub batch_timeout_ms: u32,
     pub max_pending: u32,
+    /// The directory each clip's model input is written to (`dump-inputs`).
+    pub dump_inputs: Option<String>,
 }
 
 impl Default for EngineSettings {
@@ -46,6 +48,7 @@ impl Default for EngineSettings {
             max_batch: MAX_BATCH.default,
             batch_timeout_ms: BATCH_TIMEOUT.default,
             max_pending: MAX_PENDING.default,
+            dump_inputs: None,
         }
     }
 }
@@ -120,6 +123,12 @@ impl EngineSettings {
                 "Clips waiting for inference; live: further clips are dropped and counted, not live: upstream waits",
                 MAX_PENDING,
                 |s| &mut s.max_pending,
+            ),
+            Property::string(
+                "dump-inputs",
+                "Dump inputs",
+                "Directory (created if missing) into which each clip's model input, exactly as packed for the engine, is written as a NumPy .npy file: clip-NNNNNN.npy, object-ID-clip-NNNNNN.npy in objects mode (unset = none; for calibrating int8 models, tools/export_model.py --int8)",
+                |s| &mut s.dump_inputs,
             ),
         ]
     }
