@@ -3,7 +3,7 @@
 
 use super::{Property, Range};
 use crate::engine::ProviderChoice;
-use crate::nonlocalclassify::ExecutionProvider;
+use crate::nonlocalclassify::{ExecutionProvider, Leaky};
 
 pub const DEVICE_ID: Range<i32> = Range::new(0, 63, 0);
 pub const MAX_PENDING: Range<u32> = Range::new(1, 1024, 2);
@@ -22,6 +22,7 @@ pub struct EngineSettings {
     pub max_batch: u32,
     pub batch_timeout_ms: u32,
     pub max_pending: u32,
+    pub leaky: Leaky,
 }
 
 impl Default for EngineSettings {
@@ -34,6 +35,7 @@ impl Default for EngineSettings {
             max_batch: MAX_BATCH.default,
             batch_timeout_ms: BATCH_TIMEOUT.default,
             max_pending: MAX_PENDING.default,
+            leaky: Leaky::default(),
         }
     }
 }
@@ -85,9 +87,16 @@ impl EngineSettings {
             Property::uint(
                 "max-pending",
                 "Max pending",
-                "Clips waiting for inference; live: further clips are dropped and counted, not live: upstream waits",
+                "Clips waiting for inference; live: clips beyond it are dropped and counted (which ones: leaky; with leaky=oldest the clips being classified count too), not live: upstream waits",
                 MAX_PENDING,
                 |s| &mut s.max_pending,
+            ),
+            Property::enumeration(
+                "leaky",
+                "Leaky",
+                "Which clip a live stream drops when max-pending clips are pending: oldest (the default, for cameras that want the freshest answer: the oldest waiting one goes, a clip waits behind at most max-pending - 1 others) or newest (the clip just finished goes: the clips already waiting are classified, however late); not live: nothing is dropped",
+                false,
+                |s| &mut s.leaky,
             ),
         ]
     }
