@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use gst::prelude::*;
 use gstnonlocal::engine::{ProviderChoice, SharedEngine};
-use live::{one_clip_inference, percentile, stamp_buffers, stamp_results, Posted, RunTimes};
+use live::{one_clip_inference, percentile, stamp_buffers, stamp_results, Posted, Run, RunTimes};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -40,8 +40,7 @@ struct Bursts {
     frames: u64,
     /// The longest a burst's frames took to come out of the element.
     slowest_burst_out: Duration,
-    /// Model runs: (clips, duration).
-    runs: Vec<(u64, Duration)>,
+    runs: Vec<Run>,
 }
 
 impl Bursts {
@@ -49,7 +48,7 @@ impl Bursts {
         self.results.iter().map(|r| r.clip).collect()
     }
 
-    /// One clip's inference time: the median run of one clip.
+    /// One clip's inference time: the mean run of one clip.
     fn inference(&self) -> Duration {
         one_clip_inference(&self.runs)
     }
@@ -159,7 +158,7 @@ fn checked_bursts(leaky: &str) -> Bursts {
     let latencies = run.latencies();
     eprintln!(
         "leaky={leaky}: {} clips classified, {} dropped; latency median {:?}, max {:?}; one \
-         clip's inference (median) {:?}; slowest burst out {:?}; published {:?}; results \
+         clip's inference {:?}; slowest burst out {:?}; published {:?}; results \
          posted ahead {:?}",
         run.classified,
         run.dropped,

@@ -53,11 +53,19 @@ pub fn stamp_buffers(pad: &gst::Pad) -> Arc<Mutex<Vec<Instant>>> {
     times
 }
 
-/// The model runs of an engine as they finish, read from its profile every millisecond: each
-/// run seen alone between two readings, as (clips, duration).
+/// A model run of the engine: how many clips it classified, how long it took and when it ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    pub clips: u64,
+    pub took: Duration,
+    pub ended: Instant,
+}
+
+/// The model runs of an engine as they finish, read from its profile every millisecond (each run
+/// seen alone between two readings).
 pub struct RunTimes {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<(u64, Duration)>>>,
+    thread: Option<std::thread::JoinHandle<Vec<Run>>>,
 }
 
 impl RunTimes {
@@ -71,7 +79,11 @@ impl RunTimes {
                 std::thread::sleep(Duration::from_millis(1));
                 let now = engine.profile();
                 if now.runs == last.runs + 1 {
-                    runs.push((now.items - last.items, now.run - last.run));
+                    runs.push(Run {
+                        clips: now.items - last.items,
+                        took: now.run - last.run,
+                        ended: Instant::now(),
+                    });
                 }
                 last = now;
             }
@@ -83,7 +95,7 @@ impl RunTimes {
         }
     }
 
-    pub fn finish(mut self) -> Vec<(u64, Duration)> {
+    pub fn finish(mut self) -> Vec<Run> {
         self.stop.store(true, Ordering::SeqCst);
         self.thread
             .take()
@@ -92,21 +104,31 @@ impl RunTimes {
     }
 }
 
-/// The median duration of the runs of one clip among `runs`.
-pub fn one_clip_inference(runs: &[(u64, Duration)]) -> Duration {
+/// One clip's inference time: the mean duration of the runs of one clip among `runs`.
+pub fn one_clip_inference(runs: &[Run]) -> Duration {
     let one: Vec<Duration> = runs
         .iter()
-        .filter(|(clips, _)| *clips == 1)
-        .map(|(_, d)| *d)
+        .filter(|r| r.clips == 1)
+        .map(|r| r.took)
         .collect();
     assert!(!one.is_empty(), "no run of one clip seen: {runs:?}");
-    percentile(&one, 50)
+    one.iter().sum::<Duration>() / one.len() as u32
+}
+
+/// Each clip the runs classified, in order: when its run ended and its share of the run's time.
+pub fn per_clip(runs: &[Run]) -> Vec<(Instant, Duration)> {
+    runs.iter()
+        .flat_map(|r| {
+            let share = r.took / r.clips.max(1) as u32;
+            (0..r.clips).map(move |_| (r.ended, share))
+        })
+        .collect()
 }
 
 /// The `p`th percentile of `values` (nearest rank).
-pub fn percentile(values: &[Duration], p: usize) -> Duration {
+pub fn percentile<T: PartialOrd + Copy>(values: &[T], p: usize) -> T {
     let mut sorted = values.to_vec();
-    sorted.sort();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let rank = (sorted.len() * p).div_ceil(100).max(1);
     sorted[rank - 1]
 }
