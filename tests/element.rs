@@ -491,16 +491,7 @@ fn caps_change_restarts_the_clip() {
 #[test]
 fn live_source_faster_than_inference_drops_and_counts() {
     // slow.onnx takes tens of ms per clip; a clip per frame pushed as fast as possible.
-    let h = Harness::new(
-        &caps("RGB", 16, 8),
-        &[
-            ("model", v(model("slow.onnx"))),
-            ("clip-stride", v(1u32)),
-            ("frame-stride", v(1u32)),
-            ("max-pending", v(1u32)),
-        ],
-        true,
-    );
+    let h = slow_clip_per_frame(&[("max-pending", v(1u32))]);
     h.start().unwrap();
     let frames = 120u64;
     let start = std::time::Instant::now();

@@ -946,16 +946,7 @@ fn live_flood_keeps_flowing_with_flat_memory() {
     let _g = guard();
     const FRAMES: u64 = 10_000;
     const CHECKPOINT: u64 = 2_000;
-    let h = Harness::new(
-        &caps("RGB", 16, 8),
-        &[
-            ("model", v(model("slow.onnx"))),
-            ("clip-stride", v(1u32)),
-            ("frame-stride", v(1u32)),
-            ("max-pending", v(1u32)),
-        ],
-        true,
-    );
+    let h = slow_clip_per_frame(&[("max-pending", v(1u32))]);
     h.start().unwrap();
     // Pull buffers and pop messages as they come, so nothing accumulates outside the element.
     let sink = h.sink.clone();

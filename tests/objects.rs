@@ -355,6 +355,19 @@ fn hostile_boxes_are_ignored_with_one_warning_per_kind() {
     assert!(channel(&results[&1][0], 'r') > 50.0);
 }
 
+/// Frames 0..count through `h`, started: object 6 (green) boxed on every frame, object 5 (red)
+/// on frames 0..leaves only; then EOS.
+fn one_leaves(h: &Harness, count: u64, leaves: u64) -> Outcome {
+    for n in 0..count {
+        let mut objects = vec![person(40, 20, GREEN, Some(6))];
+        if n < leaves {
+            objects.push(person(4, 8, RED, Some(5)));
+        }
+        h.push(frame(n, &objects, &[]));
+    }
+    h.finish()
+}
+
 #[test]
 fn a_track_unseen_for_the_timeout_ends_and_its_summary_comes_then() {
     let _serial = serial();
@@ -366,14 +379,7 @@ fn a_track_unseen_for_the_timeout_ends_and_its_summary_comes_then() {
         false,
     );
     h.start().expect("starts");
-    for n in 0..40u64 {
-        let mut objects = vec![person(40, 20, GREEN, Some(6))];
-        if n < 8 {
-            objects.push(person(4, 8, RED, Some(5)));
-        }
-        h.push(frame(n, &objects, &[]));
-    }
-    let out = h.finish();
+    let out = one_leaves(&h, 40, 8);
     let first_summary = out.summaries.first().expect("summaries");
     assert_eq!(
         first_summary.get::<u64>("object-id").unwrap(),
@@ -390,6 +396,55 @@ fn a_track_unseen_for_the_timeout_ends_and_its_summary_comes_then() {
         "unpainted after frame 7"
     );
     assert_eq!(results[&6].len(), 5);
+}
+
+#[test]
+fn a_live_stream_dropping_its_oldest_clips_keeps_each_tracks_last_clip_and_end() {
+    let _serial = serial();
+    // Live, a clip per frame for each object, each run of slow_probe.onnx tens of ms, the frames
+    // pushed at once: most clips are dropped. Object 5 is boxed on frames 0..20 only (its track
+    // ends 200 ms later), object 6 throughout.
+    let h = Harness::new(
+        &rgb_caps(),
+        &[
+            ("model", v(model("slow_probe.onnx"))),
+            ("regions", v("objects")),
+            ("top-k", v(12u32)),
+            ("clip-stride", v(1u32)),
+            ("frame-stride", v(1u32)),
+            ("track-timeout", v(200u32)),
+        ],
+        true,
+    );
+    h.start().expect("starts");
+    let out = one_leaves(&h, 60, 20);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.buffers.len(), 60, "every frame came out");
+    // Each track's end reached the worker, whatever was dropped around it: object 5's summary
+    // when its track ended, object 6's at EOS.
+    assert_eq!(u64s(&out.summaries, "object-id"), [5, 6]);
+    let dropped = out.summaries[1].get::<u64>("dropped").unwrap();
+    assert!(dropped > 0, "nothing dropped");
+    let results = by_object(&out);
+    for (id, rs) in &results {
+        let clips: Vec<u64> = rs.iter().map(|r| r.clip_index).collect();
+        assert!(
+            clips.windows(2).all(|w| w[0] < w[1]),
+            "object {id}: {clips:?}"
+        );
+    }
+    // Clips of 4 frames: object 5's track takes frames 0..=24 (boxed up to 19, then in its last
+    // box until the track ends at frame 25), so clips 0..=21 complete in the stream and the
+    // track's end completes clips 22 and 23 (3 and 2 of their 4 frames). The last one is kept:
+    // object 6's newer clips replace their own older ones, not another track's last.
+    let last = results[&5].last().expect("object 5's results");
+    assert_eq!(last.clip_index, 23, "{:?}", results[&5]);
+    let classified: u64 = out
+        .summaries
+        .iter()
+        .map(|s| s.get::<u64>("clips").unwrap())
+        .sum();
+    assert_eq!(classified, out.results.len() as u64);
 }
 
 #[test]

@@ -114,6 +114,7 @@ impl NonLocalClassify {
             running_time,
             arrived: Instant::now(),
             object,
+            last: false,
         }
     }
 }
@@ -318,12 +319,15 @@ impl BaseTransformImpl for NonLocalClassify {
             objects_dropped: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             live: AtomicBool::new(false),
+            leaky: settings.engine.leaky,
         });
+        let crops = settings.sampling.crop_positions();
         let worker_cfg = WorkerConfig {
             engine: Arc::clone(&loaded.engine),
             config: config.clone(),
             labels: Arc::clone(&loaded.labels),
-            crops: settings.sampling.crop_positions(),
+            batch_clips: (settings.engine.batching().max_batch / crops.len().max(1)).max(1),
+            crops,
             top_k: settings.output.top_k(),
             dump,
         };
@@ -418,7 +422,7 @@ impl BaseTransformImpl for NonLocalClassify {
         drop(guard);
         if let Some((clips, ended, shared, max)) = ending {
             // A flush interrupting this drops them, as it drops every clip.
-            if self.hand_over(&shared, clips, false, max).is_ok() {
+            if self.hand_over(&shared, clips, true, false, max).is_ok() {
                 for id in ended {
                     let _ = shared.end_object(id, max);
                 }
@@ -588,7 +592,7 @@ impl NonLocalClassify {
         // Each object's last clips, then its end: its last segment and summary.
         let objects_mode = objects.is_some();
         if let Some((clips, ended)) = objects {
-            if self.hand_over(shared, clips, false, max).is_err()
+            if self.hand_over(shared, clips, true, false, max).is_err()
                 || ended
                     .into_iter()
                     .any(|id| shared.end_object(id, max).is_err())

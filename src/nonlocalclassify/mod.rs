@@ -22,7 +22,7 @@
  * ]| A camera, a new clip every 16 frames, scores smoothed over 4 clips.
  * |[
  * gst-launch-1.0 -m rtspsrc location=rtsp://camera/stream ! decodebin ! videoconvert ! nonlocalclassify model=i3d.onnx execution-provider=cuda max-pending=2 ! fakesink
- * ]| A live stream on the GPU: clips beyond max-pending are dropped and counted, never stalling the source.
+ * ]| A live stream on the GPU: clips beyond max-pending are dropped and counted, the oldest waiting first (leaky=oldest), so results stay fresh and the source never stalls.
  *
  * Since: plugins-nonlocal-0.1.0
  */
@@ -36,6 +36,7 @@ mod frames;
 mod imp;
 mod load;
 mod objects;
+mod queue;
 pub mod settings;
 mod worker;
 
@@ -103,6 +104,12 @@ property_enum! {
         Objects = "objects": "Objects: each object boxed upstream (GstAnalytics object detections), cropped and classified on its own",
     }
 
+    /// Which clip a live stream drops when `max-pending` clips are pending.
+    Leaky = "GstNonLocalClassifyLeaky" {
+        Oldest = "oldest": "Oldest: the oldest clip waiting, so that results stay fresh (a clip being classified counts as pending)",
+        Newest = "newest": "Newest: the clip just finished, so that the clips already waiting are classified",
+    }
+
     /// Where inference runs.
     ExecutionProvider = "GstNonLocalClassifyExecutionProvider" {
         Auto = "auto": "Auto: CUDA when it can be created, else OpenVINO when the ONNX Runtime loaded has it, else the CPU provider",
@@ -119,6 +126,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
         ExecutionProvider::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
         Resample::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
         Regions::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+        Leaky::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
         #[cfg(feature = "analytics")]
         crate::analytics::AnalyticsMeta::static_type()
             .mark_as_plugin_api(gst::PluginAPIFlags::empty());

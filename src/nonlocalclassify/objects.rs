@@ -288,23 +288,25 @@ impl NonLocalClassify {
                 .fetch_add(frame.dropped, Ordering::SeqCst);
         }
         let live = state.live.unwrap_or(false);
-        // A clip queue as deep as max-pending for each live object.
-        let max = state.max_pending * objects.live().max(1);
+        // A clip queue as deep as max-pending for each live object, and for each object whose
+        // track ends on this buffer while its last clips go over.
+        let max = state.max_pending * (objects.live() + frame.ended.len()).max(1);
         let shared = Arc::clone(&state.shared);
         drop(guard);
-        self.hand_over(&shared, frame.finished, live, max)?;
+        self.hand_over(&shared, frame.finished, true, live, max)?;
         for id in frame.ended {
             shared.end_object(id, max)?;
         }
-        self.hand_over(&shared, frame.clips, live, max)?;
+        self.hand_over(&shared, frame.clips, false, live, max)?;
         Ok(gst::FlowSuccess::Ok)
     }
 
-    /// Queue objects' clips for the worker.
+    /// Queue objects' clips for the worker; `last`: the last clips of tracks that ended.
     pub(super) fn hand_over(
         &self,
         shared: &Shared,
         clips: Vec<ObjectClip>,
+        last: bool,
         live: bool,
         max: usize,
     ) -> Result<(), gst::FlowError> {
@@ -317,7 +319,8 @@ impl NonLocalClassify {
                 w,
                 h,
             };
-            let job = self.make_job(c.clip, None, Some(object), shared);
+            let mut job = self.make_job(c.clip, None, Some(object), shared);
+            job.last = last;
             shared.enqueue(job, live, max)?;
         }
         Ok(())

@@ -2,7 +2,7 @@
 //! into the batch the shared engine is forming, submits them, waits for its scores and publishes them
 //! (smoothing, ranking, segments, the result meta queue and element messages), in clip order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -12,7 +12,8 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::dump::InputDump;
-use super::CAT;
+use super::queue::Item;
+use super::{Leaky, CAT};
 use crate::config::ClipConfig;
 use crate::engine::remote::model::is_lost;
 use crate::engine::{Scores, SharedEngine, SpanClips, ValuesMut};
@@ -32,11 +33,13 @@ pub(super) struct Job {
     pub(super) arrived: Instant,
     /// The object the clip was cropped around (objects mode).
     pub(super) object: Option<ObjectRef>,
+    /// The last clip of the object's track (objects mode: completed when the track ended).
+    pub(super) last: bool,
 }
 
 /// What the worker is handed, in order.
 pub(super) enum Work {
-    Clip(Job),
+    Clip(Box<Job>),
     /// An object's track ended: its last segment and its summary are posted, its results
     /// forgotten.
     Ended {
@@ -45,16 +48,25 @@ pub(super) enum Work {
     },
 }
 
-#[derive(Default)]
-pub(super) struct Queue {
-    pub(super) jobs: VecDeque<Work>,
-    /// The worker is running a job.
-    pub(super) busy: bool,
-    pub(super) flushing: bool,
-    pub(super) stop: bool,
-    /// Bumped by every flush: results of older generations are discarded.
-    pub(super) generation: u64,
+impl Item for Work {
+    fn is_clip(&self) -> bool {
+        matches!(self, Work::Clip(_))
+    }
+
+    fn object(&self) -> Option<u64> {
+        match self {
+            Work::Clip(job) => job.object.map(|o| o.id),
+            Work::Ended { .. } => None,
+        }
+    }
+
+    fn is_last(&self) -> bool {
+        matches!(self, Work::Clip(job) if job.last)
+    }
 }
+
+/// The queue of work for the worker.
+pub(super) type Queue = super::queue::Queue<Work>;
 
 /// The results of the whole frame, or of one object: smoothing, the summary and segments.
 pub(super) struct Results {
@@ -170,6 +182,8 @@ pub(super) struct Shared {
     pub(super) failed: AtomicBool,
     /// Whether the stream is live (known from its first buffer).
     pub(super) live: AtomicBool,
+    /// Which clip a live stream drops when `max-pending` clips are pending.
+    pub(super) leaky: Leaky,
 }
 
 impl Shared {
@@ -181,15 +195,24 @@ impl Shared {
         self.objects_dropped.store(0, Ordering::SeqCst);
     }
 
-    /// Hand a clip to the worker: live streams drop it when `max` clips wait, others wait.
+    /// Hand a clip to the worker: live streams drop a clip when `max` are pending (which one:
+    /// `leaky`, see [`super::queue::Queue::offer`]), others wait.
     pub(super) fn enqueue(&self, job: Job, live: bool, max: usize) -> Result<(), gst::FlowError> {
-        let q = lock(&self.queue);
-        if live && q.jobs.len() >= max {
-            let dropped = self.dropped.fetch_add(1, Ordering::SeqCst) + 1;
-            gst::debug!(CAT, "Dropped clip {} ({} so far)", job.clip.index, dropped);
-            return Ok(());
+        let mut q = lock(&self.queue);
+        if !live {
+            return self.push(q, Work::Clip(Box::new(job)), max);
         }
-        self.push(q, Work::Clip(job), max)
+        if q.flushing || q.stop {
+            return Err(gst::FlowError::Flushing);
+        }
+        for work in q.offer(Work::Clip(Box::new(job)), max, self.leaky) {
+            if let Work::Clip(job) = work {
+                let dropped = self.dropped.fetch_add(1, Ordering::SeqCst) + 1;
+                gst::debug!(CAT, "Dropped clip {} ({} so far)", job.clip.index, dropped);
+            }
+        }
+        self.cond.notify_all();
+        Ok(())
     }
 
     /// Tell the worker that an object's track ended (after its clips already handed over).
@@ -238,6 +261,8 @@ pub(super) struct WorkerConfig {
     pub(super) labels: Arc<Vec<String>>,
     pub(super) crops: Vec<CropPosition>,
     pub(super) top_k: usize,
+    /// Clips of this element that fill one of its batches (`max-batch` over the crops per clip).
+    pub(super) batch_clips: usize,
     /// `dump-inputs`: where each clip's packed input is written.
     pub(super) dump: Option<InputDump>,
 }
@@ -416,7 +441,9 @@ pub(super) fn worker_loop(
 ) {
     loop {
         // Every clip waiting now goes to the batcher at once, so one stream's clips can share a
-        // batch too; results are published in clip order.
+        // batch too; results are published in clip order. A live stream dropping its oldest
+        // clips hands over one batch at a time: a clip in the engine can no longer make way for
+        // a newer one.
         let works: Vec<Work> = {
             let mut q = lock(&shared.queue);
             loop {
@@ -426,7 +453,10 @@ pub(super) fn worker_loop(
                 if !q.jobs.is_empty() {
                     q.busy = true;
                     shared.cond.notify_all();
-                    break q.jobs.drain(..).collect();
+                    let live = shared.live.load(Ordering::SeqCst);
+                    let one_batch =
+                        (live && shared.leaky == Leaky::Oldest).then_some(cfg.batch_clips);
+                    break q.take(one_batch);
                 }
                 q = shared.cond.wait(q).unwrap_or_else(|e| e.into_inner());
             }
@@ -436,7 +466,7 @@ pub(super) fn worker_loop(
             .map(|work| match work {
                 Work::Clip(job) => {
                     let rx = submit(&cfg, &job);
-                    Submitted::Clip(Box::new(job), rx)
+                    Submitted::Clip(job, rx)
                 }
                 Work::Ended { object, generation } => Submitted::Ended(object, generation),
             })
@@ -474,6 +504,7 @@ pub(super) fn worker_loop(
                 }
                 _ => {}
             }
+            lock(&shared.queue).done();
         }
         let mut q = lock(&shared.queue);
         q.busy = false;

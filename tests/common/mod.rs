@@ -22,6 +22,22 @@ pub fn init() {
     });
 }
 
+/// The default model (DeepMind I3D, Kinetics-400): NONLOCAL_MODEL (tools/run-tests builds it
+/// and sets it), else the one in .cache/models; the test fails when it is missing.
+pub fn default_model() -> PathBuf {
+    let model = std::env::var_os("NONLOCAL_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/models/i3d-kinetics400.onnx")
+        });
+    assert!(
+        model.exists(),
+        "default model {} missing: run tools/run-tests or tools/default-model",
+        model.display()
+    );
+    model
+}
+
 pub fn model(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/models")
@@ -257,6 +273,26 @@ impl Drop for Harness {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+/// A live `appsrc ! nonlocalclassify ! appsink` on slow.onnx (tens of ms per clip on a CPU)
+/// making a clip of every frame (4 frames, stride 1), with `props` besides.
+pub fn slow_clip_per_frame(props: &[(&str, glib::Value)]) -> Harness {
+    let mut all = vec![
+        ("model", v(model("slow.onnx"))),
+        ("clip-stride", v(1u32)),
+        ("frame-stride", v(1u32)),
+    ];
+    all.extend(props.iter().cloned());
+    Harness::new(&caps("RGB", 16, 8), &all, true)
+}
+
+/// The `field` of each structure.
+pub fn u64s(structures: &[gst::Structure], field: &str) -> Vec<u64> {
+    structures
+        .iter()
+        .map(|s| s.get::<u64>(field).expect("a guint64 field"))
+        .collect()
 }
 
 /// Run frames 0..count through the element and wait for EOS.

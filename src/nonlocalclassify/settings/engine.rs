@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::{Property, Range};
 use crate::engine::{LocalSettings, OpenVinoOptions, ProviderChoice};
-use crate::nonlocalclassify::ExecutionProvider;
+use crate::nonlocalclassify::{ExecutionProvider, Leaky};
 
 pub const DEVICE_ID: Range<i32> = Range::new(0, 63, 0);
 pub const MAX_PENDING: Range<u32> = Range::new(1, 1024, 2);
@@ -33,6 +33,7 @@ pub struct EngineSettings {
     pub max_pending: u32,
     /// The directory each clip's model input is written to (`dump-inputs`).
     pub dump_inputs: Option<String>,
+    pub leaky: Leaky,
 }
 
 impl Default for EngineSettings {
@@ -49,6 +50,7 @@ impl Default for EngineSettings {
             batch_timeout_ms: BATCH_TIMEOUT.default,
             max_pending: MAX_PENDING.default,
             dump_inputs: None,
+            leaky: Leaky::default(),
         }
     }
 }
@@ -120,7 +122,7 @@ impl EngineSettings {
             Property::uint(
                 "max-pending",
                 "Max pending",
-                "Clips waiting for inference; live: further clips are dropped and counted, not live: upstream waits",
+                "Clips waiting for inference; live: clips beyond it are dropped and counted (which ones: leaky; with leaky=oldest the clips being classified count too), not live: upstream waits",
                 MAX_PENDING,
                 |s| &mut s.max_pending,
             ),
@@ -129,6 +131,13 @@ impl EngineSettings {
                 "Dump inputs",
                 "Directory (created if missing) into which each clip's model input, exactly as packed for the engine, is written as a NumPy .npy file: clip-NNNNNN.npy, object-ID-clip-NNNNNN.npy in objects mode (unset = none; for calibrating int8 models, tools/export_model.py --int8)",
                 |s| &mut s.dump_inputs,
+            ),
+            Property::enumeration(
+                "leaky",
+                "Leaky",
+                "Which clip a live stream drops when max-pending clips are pending: oldest (the default, for cameras that want the freshest answer: the oldest waiting one goes, a clip waits behind at most max-pending - 1 others) or newest (the clip just finished goes: the clips already waiting are classified, however late); not live: nothing is dropped",
+                false,
+                |s| &mut s.leaky,
             ),
         ]
     }

@@ -32,6 +32,7 @@ fn every_property_is_declared_once_with_the_default_its_settings_start_with() {
         "clip-length",
         "top-k",
         "max-pending",
+        "leaky",
         "server",
         "server-token",
     ] {
@@ -64,6 +65,11 @@ fn values_set_are_read_back_from_the_group_that_holds_them() {
         crate::nonlocalclassify::Crops::Three.to_value(),
     );
     set(&mut s, "model", Some("m.onnx").to_value());
+    set(
+        &mut s,
+        "leaky",
+        crate::nonlocalclassify::Leaky::Newest.to_value(),
+    );
     assert_eq!(s.sampling.clip_length, 16);
     assert_eq!(s.output.top_k, 3);
     assert_eq!(s.engine.max_batch, 32);
@@ -73,6 +79,7 @@ fn values_set_are_read_back_from_the_group_that_holds_them() {
     assert_eq!(s.server.timeout_ms, 5);
     assert_eq!(s.engine.model.as_deref(), Some("m.onnx"));
     assert_eq!(s.sampling.crops, crate::nonlocalclassify::Crops::Three);
+    assert_eq!(s.engine.leaky, crate::nonlocalclassify::Leaky::Newest);
     assert_eq!(
         s.server.token.as_ref().map(|t| t.expose().to_string()),
         Some("secret".to_string())
