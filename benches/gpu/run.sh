@@ -36,6 +36,11 @@
 #                  backend, ONNX Runtime's CUDA provider) beside the in-process engine and element,
 #                  same model, streams and clips: clips/s and latency median / p99 (settings
 #                  REMOTE_*; needs benches/gpu/remote-install.sh first)
+#   decode-files   the end-to-end benchmark's inputs: H.264 files at 480p and 1080p, 25 fps, made
+#                  with nvh264enc where GStreamer has it, else x264enc (settings DECODE_*; runs
+#                  without a card too)
+#   decode-path    which decode path this machine measures: NVDEC into CUDA memory (the driver's
+#                  libnvcuvid.so.1 and nvh264dec), else a CPU decoder (benches/gpu/decode-path.sh)
 #   all            check, then bench
 #
 # Expects, under $BIN (default .gpu-run; benches/gpu/stage.sh builds it): libgstnonlocal.so, the
@@ -102,6 +107,8 @@ case "$PHASE" in
   prio-table) clips_table prio ;;
   steps) steps_engine; steps_torch; steps_table; steps_element; steps_check ;;
   remote) remote ;;
+  decode-files) decode_files ;;
+  decode-path) decode_check ;;
   all) check; bench ;;
   *) echo "run.sh: no phase '$PHASE'" >&2; usage >&2; exit 2 ;;
 esac
