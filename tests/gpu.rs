@@ -311,3 +311,98 @@ fn spans_resampled_on_the_card_agree_with_the_cpu() {
         }
     }
 }
+
+/// The element's results of a `gst-launch`-style pipeline holding `nonlocalclassify name=c`
+/// (top-k every class), and the caps its sink negotiated.
+fn element_run(launch: &str) -> (Vec<Vec<(String, f64)>>, gst::Caps) {
+    use gst::prelude::*;
+    init();
+    let pipeline = gst::parse::launch(launch)
+        .unwrap_or_else(|e| panic!("{launch}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let mut results = Vec::new();
+    loop {
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_seconds(120))
+            .expect("EOS within 120 s");
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{launch}: {} | {:?}", e.error(), e.debug()),
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure().filter(|s| s.name() == "nonlocalclassify") {
+                    let mut scores: Vec<(String, f64)> = scores_of(s).into_iter().collect();
+                    scores.sort_by(|a, b| a.0.cmp(&b.0));
+                    results.push(scores);
+                }
+            }
+            _ => {}
+        }
+    }
+    let caps = pipeline
+        .by_name("c")
+        .and_then(|c| c.static_pad("sink"))
+        .and_then(|p| p.current_caps())
+        .expect("negotiated caps");
+    pipeline.set_state(gst::State::Null).unwrap();
+    (results, caps)
+}
+
+/// Frames uploaded to the card (`cudaupload`, CUDA memory) score as the same frames in system
+/// memory: exactly with the CPU provider (the same pixels reach the same engine), within float16
+/// tolerance on CUDA. Skipped without GStreamer's nvcodec elements (cudaupload).
+#[test]
+#[ignore = "needs a CUDA card: cargo test --test gpu -- --ignored"]
+fn cuda_memory_from_cudaupload_scores_as_system_memory() {
+    use gstnonlocal::nonlocalclassify::cuda_memory::CUDA_MEMORY_FEATURE;
+    init();
+    if gst::ElementFactory::find("cudaupload").is_none() {
+        println!("skipped: no cudaupload (gst-plugins-bad's nvcodec, with a card it can open)");
+        return;
+    }
+    for path in gpu_models() {
+        for provider in ["cpu", "cuda"] {
+            // NV12 as nvh264dec sends it, and RGBA; 80x60 frames are scaled up to the crop.
+            for format in ["NV12", "RGBA"] {
+                let source = format!(
+                    "videotestsrc num-buffers=48 pattern=ball ! video/x-raw,format={format},width=80,height=60,framerate=25/1"
+                );
+                let element = format!(
+                    "nonlocalclassify name=c model={path} execution-provider={provider} top-k=1000 ! fakesink"
+                );
+                let (host, host_caps) = element_run(&format!("{source} ! {element}"));
+                let (card, card_caps) = element_run(&format!("{source} ! cudaupload ! {element}"));
+                let features = |c: &gst::Caps| {
+                    c.features(0)
+                        .is_some_and(|f| f.contains(CUDA_MEMORY_FEATURE))
+                };
+                assert!(!features(&host_caps), "{host_caps}");
+                assert!(features(&card_caps), "cudaupload gave {card_caps}");
+                assert!(!host.is_empty());
+                assert_eq!(host.len(), card.len(), "{path} {provider} {format}");
+                if provider == "cpu" {
+                    assert_eq!(host, card, "{path} {provider} {format}");
+                } else {
+                    let values = |r: &[Vec<(String, f64)>]| -> Vec<Vec<f32>> {
+                        r.iter()
+                            .map(|s| s.iter().map(|(_, x)| *x as f32).collect())
+                            .collect()
+                    };
+                    for (a, b) in host.iter().zip(&card) {
+                        let labels = |s: &[(String, f64)]| {
+                            s.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>()
+                        };
+                        assert_eq!(labels(a), labels(b), "{path} {provider} {format}");
+                    }
+                    assert_agree(std::path::Path::new(&path), &values(&card), &values(&host));
+                }
+                println!(
+                    "{path} {provider} {format}: {} clips, CUDA memory scores as system memory",
+                    host.len()
+                );
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@
 #   benches/gpu/run.sh PHASE          (no PHASE, or help: this text)
 #
 # Phases (each in benches/gpu/phases/, their shared helpers in benches/gpu/lib.sh):
-#   check          the pipeline, error and batching tests with the CUDA provider, then
+#   check          the pipeline, error, batching and CUDA-memory tests with the CUDA provider, then
 #                  tests/gpu.rs (CUDA and CPU agree within float16 tolerance on every model; a GPU
 #                  out-of-memory is one clear error)
 #   bench          PyTorch eager (fp16, channels_last, every form) and the throughput benchmark on
@@ -36,13 +36,18 @@
 #                  backend, ONNX Runtime's CUDA provider) beside the in-process engine and element,
 #                  same model, streams and clips: clips/s and latency median / p99 (settings
 #                  REMOTE_*; needs benches/gpu/remote-install.sh first)
+#   decode-files   the end-to-end benchmark's inputs: H.264 files at 480p and 1080p, 25 fps, made
+#                  with nvh264enc where GStreamer has it, else x264enc (settings DECODE_*; runs
+#                  without a card too)
+#   decode-path    which decode path this machine measures: NVDEC into CUDA memory (the driver's
+#                  libnvcuvid.so.1 and nvh264dec), else a CPU decoder (benches/gpu/decode-path.sh)
 #   all            check, then bench
 #
 # Expects, under $BIN (default .gpu-run; benches/gpu/stage.sh builds it): libgstnonlocal.so, the
-# release test binaries element, errors, batching and gpu (`cargo test --release --no-run`), the
-# throughput bench binary, and optionally models/*.onnx to add; ONNX Runtime with CUDA on
-# ORT_DYLIB_PATH, GStreamer on the library path, and a Python with torch, numpy and onnx ($PY,
-# default python3). The Non-local models (random weights, seed 0) are exported here. Logs go to
+# release test binaries element, errors, batching, cuda_memory and gpu (`cargo test --release
+# --no-run`), the throughput bench binary, and optionally models/*.onnx to add; ONNX Runtime with
+# CUDA on ORT_DYLIB_PATH, GStreamer on the library path, and a Python with torch, numpy and onnx
+# ($PY, default python3). The Non-local models (random weights, seed 0) are exported here. Logs go to
 # $OUT (default ./gpu-out); each phase's file says what it writes and which settings it reads.
 set -u
 GPU_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -102,6 +107,8 @@ case "$PHASE" in
   prio-table) clips_table prio ;;
   steps) steps_engine; steps_torch; steps_table; steps_element; steps_check ;;
   remote) remote ;;
+  decode-files) decode_files ;;
+  decode-path) decode_check ;;
   all) check; bench ;;
   *) echo "run.sh: no phase '$PHASE'" >&2; usage >&2; exit 2 ;;
 esac

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds what benches/gpu/run.sh expects under $BIN, for a CUDA machine without Rust:
 #   benches/gpu/stage.sh [DIR]      (default .gpu-run)
-# the release plugin (libgstnonlocal.so), the release test binaries element, errors, batching
-# and gpu, and the throughput bench binary, each copied into DIR (stripped of debug symbols, so
-# that a build fits beside the runtime parts a machine session carries).
+# the release plugin (libgstnonlocal.so), the release test binaries element, errors, batching,
+# cuda_memory and gpu, and the throughput bench binary, each copied into DIR (stripped of debug
+# symbols, so that a build fits beside the runtime parts a machine session carries).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=${1:-.gpu-run}
@@ -23,7 +23,8 @@ for line in sys.stdin:
         print(m["target"]["name"], m["executable"])'
 }
 {
-  cargo test --release --no-run --test element --test errors --test batching --test gpu \
+  cargo test --release --no-run --test element --test errors --test batching --test cuda_memory \
+    --test gpu \
     --message-format=json
   cargo bench --no-run --bench throughput --message-format=json
 } | executables | while read -r name path; do

@@ -17,6 +17,29 @@ pub(super) fn formats() -> impl Iterator<Item = gst_video::VideoFormat> {
         .map(|f| gst_video::VideoFormat::from_string(f.name()))
 }
 
+/// Map a sampled frame for reading (the only place the element maps video). `cuda_memory`: the
+/// caps carry `memory:CUDAMemory`, whose frames are pitched on the card: their layout is read
+/// from the buffer's GstVideoMeta (the CUDA buffer pool always adds one), never guessed from the
+/// caps, so a buffer without one is refused. A plain read map of CUDA memory copies the frame to
+/// a host staging buffer (GstCudaMemory, gst-plugins-bad 1.22 to 1.28).
+pub(super) fn map_readable<'a>(
+    buf: &'a gst::BufferRef,
+    info: &gst_video::VideoInfo,
+    cuda_memory: bool,
+) -> Result<gst_video::VideoFrameRef<&'a gst::BufferRef>, String> {
+    if cuda_memory && buf.meta::<gst_video::VideoMeta>().is_none() {
+        return Err("a frame in CUDA memory has no GstVideoMeta, so its rows' pitch is unknown: put cudadownload before nonlocalclassify".to_string());
+    }
+    gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
+        if cuda_memory {
+            "cannot map the frame (CUDA memory) for reading: the copy to the host failed"
+                .to_string()
+        } else {
+            "cannot map the frame for reading".to_string()
+        }
+    })
+}
+
 /// Convert a mapped video frame into the preprocessing module's view.
 pub(super) fn frame_view<'a>(
     frame: &'a gst_video::VideoFrameRef<&'a gst::BufferRef>,

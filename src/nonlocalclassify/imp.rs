@@ -19,8 +19,9 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use super::cuda_memory::{self, context_card, context_device, CUDA_CONTEXT_TYPE};
 use super::dump::InputDump;
-use super::frames::{formats, frame_view, pixel_format};
+use super::frames::{frame_view, map_readable, pixel_format};
 use super::load::{model_info, Loaded};
 use super::objects::ObjectsState;
 use super::settings::Settings;
@@ -37,6 +38,8 @@ use crate::sampling::{Clip, ClipSampler, FrameTiming, Sampling};
 /// Streaming state, from READY→PAUSED to PAUSED→READY.
 pub(super) struct State {
     pub(super) info: Option<gst_video::VideoInfo>,
+    /// The negotiated caps carry `memory:CUDAMemory` (see [`cuda_memory`]).
+    pub(super) cuda_memory: bool,
     pub(super) sampler: ClipSampler<ScaledFrame>,
     pub(super) scaler: Scaler,
     pub(super) scale_size: u32,
@@ -78,6 +81,15 @@ impl NonLocalClassify {
         if let Some(objects) = state.objects.as_mut() {
             objects.reset();
         }
+    }
+
+    /// The card of the CUDA context upstream shares (a `gst.cuda.context` context query), if any.
+    fn cuda_card(&self) -> Option<u32> {
+        let mut q = gst::query::Context::new(CUDA_CONTEXT_TYPE);
+        if !self.obj().sink_pad().peer_query(&mut q) {
+            return None;
+        }
+        q.context().and_then(context_device)
     }
 
     fn query_live(&self) -> bool {
@@ -218,9 +230,8 @@ impl ElementImpl for NonLocalClassify {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst_video::VideoCapsBuilder::new()
-                .format_list(formats())
-                .build();
+            // CUDA memory only where GStreamer's CUDA library is (docs/design.md, "Video in CUDA memory").
+            let caps = cuda_memory::template_caps(cuda_memory::cuda_library_loadable());
             ["src", "sink"]
                 .into_iter()
                 .filter_map(|name| {
@@ -349,6 +360,7 @@ impl BaseTransformImpl for NonLocalClassify {
         };
         *lock(&self.state) = Some(State {
             info: None,
+            cuda_memory: false,
             sampler: ClipSampler::with_rate(sampling, config.clip_fps),
             scaler: Scaler::new(),
             scale_size: config.scale_size,
@@ -405,9 +417,16 @@ impl BaseTransformImpl for NonLocalClassify {
                 incaps
             ));
         }
+        let cuda = cuda_memory::is_cuda_memory(incaps);
+        if cuda {
+            let device_id = lock(&self.settings).engine.device_id;
+            let card = context_card(device_id, self.cuda_card());
+            gst::info!(CAT, imp = self, "Video in CUDA memory: {}", card.describe());
+        }
         let mut guard = lock(&self.state);
         let mut ending = None;
         if let Some(state) = guard.as_mut() {
+            state.cuda_memory = cuda;
             if state.info.as_ref().is_some_and(|old| *old != info) {
                 gst::debug!(CAT, imp = self, "Caps changed: restarting clips");
                 // Objects' clips so far are finished as at a track's end.
@@ -502,18 +521,15 @@ impl BaseTransformImpl for NonLocalClassify {
 
         let (info, timing) = self.frame_timing(state, buf)?;
         let frame = if state.sampler.wants(timing) {
-            let mapped =
-                gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info).map_err(|_| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Decode,
-                        (
-                            "Cannot map frame {} for reading",
-                            state.sampler.next_index()
-                        )
-                    );
-                    gst::FlowError::Error
-                })?;
+            // Only sampled frames are mapped (CUDA memory: copied to the host here, and only here).
+            let mapped = map_readable(buf, &info, state.cuda_memory).map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Decode,
+                    ("Cannot read frame {}: {}", state.sampler.next_index(), e)
+                );
+                gst::FlowError::Error
+            })?;
             let view = frame_view(&mapped).ok_or_else(|| {
                 gst::element_imp_error!(
                     self,

@@ -31,6 +31,7 @@ use std::sync::LazyLock;
 use gst::glib;
 use gst::prelude::*;
 
+pub mod cuda_memory;
 mod dump;
 mod frames;
 mod imp;

@@ -18,7 +18,7 @@ use crate::preprocess::Scaler;
 use crate::results::{ClipResult, ObjectRef};
 use crate::sampling::FrameTiming;
 
-use super::frames::frame_view;
+use super::frames::{frame_view, map_readable};
 use super::imp::{NonLocalClassify, State};
 #[cfg(feature = "analytics")]
 use super::worker::lock;
@@ -101,13 +101,15 @@ impl ObjectsState {
     }
 
     /// The next buffer: its boxes read, tracked, and the frames its objects' clips sample
-    /// cropped with `scaler`. Errors name the frame's trouble (mapping, layout, cropping).
+    /// cropped with `scaler`; the frame is mapped only when a clip samples it (`cuda_memory`:
+    /// [`map_readable`]). Errors name the frame's trouble (mapping, layout, cropping).
     pub(super) fn frame(
         &mut self,
         buf: &gst::BufferRef,
         info: &gst_video::VideoInfo,
         timing: FrameTiming,
         scaler: &mut Scaler,
+        cuda_memory: bool,
     ) -> Result<ObjectsFrame, String> {
         let (width, height) = (info.width(), info.height());
         let (detections, unread) = self.detections(buf, width, height);
@@ -127,10 +129,7 @@ impl ObjectsState {
             .stream
             .frame(now, timing, &detections, width, height, |square| {
                 if mapped.is_none() {
-                    mapped = Some(
-                        gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info)
-                            .map_err(|_| "cannot map the frame for reading".to_string())?,
-                    );
+                    mapped = Some(map_readable(buf, info, cuda_memory)?);
                 }
                 let frame = mapped.as_ref().ok_or("cannot map the frame for reading")?;
                 let view = frame_view(frame)
@@ -252,21 +251,24 @@ impl NonLocalClassify {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let (info, timing) = self.frame_timing(state, buf)?;
+        let cuda_memory = state.cuda_memory;
         let (Some(objects), scaler) = (state.objects.as_mut(), &mut state.scaler) else {
             return Err(gst::FlowError::Error);
         };
-        let frame = objects.frame(buf, &info, timing, scaler).map_err(|e| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Format,
-                (
-                    "Cannot crop the objects of the frame at {}: {}",
-                    describe_time(buf.pts().map(|t| t.nseconds())),
-                    e
-                )
-            );
-            gst::FlowError::Error
-        })?;
+        let frame = objects
+            .frame(buf, &info, timing, scaler, cuda_memory)
+            .map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "Cannot crop the objects of the frame at {}: {}",
+                        describe_time(buf.pts().map(|t| t.nseconds())),
+                        e
+                    )
+                );
+                gst::FlowError::Error
+            })?;
         #[cfg(feature = "analytics")]
         {
             let mode = lock(&self.settings).output.analytics_meta;

@@ -10,8 +10,9 @@ check() {
   } > "$OUT/machine.txt" 2>&1
   gst-inspect-1.0 nonlocalclassify > "$OUT/inspect.txt" 2>&1
   echo "inspect rc=$?" >> "$OUT/summary.txt"
-  # The pipeline tests run with execution-provider=auto, which is CUDA here.
-  for t in element errors batching; do
+  # The pipeline tests run with execution-provider=auto, which is CUDA here; cuda_memory checks
+  # the caps the element offers with the machine's GStreamer CUDA library.
+  for t in element errors batching cuda_memory; do
     NONLOCAL_EXPECT_CUDA=1 timeout 300 "$BIN/$t" --test-threads=2 > "$OUT/$t-tests.txt" 2>&1
     echo "$t tests rc=$? $(grep 'test result' "$OUT/$t-tests.txt")" >> "$OUT/summary.txt"
   done
