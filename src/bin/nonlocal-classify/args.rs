@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use clap::builder::RangedI64ValueParser;
 use clap::{CommandFactory, Parser, ValueEnum};
-use gstnonlocal::nonlocalclassify::settings::{engine, output, server, Range};
-use gstnonlocal::nonlocalclassify::{Crops, ExecutionProvider};
+use gstnonlocal::nonlocalclassify::settings::{engine, objects, output, server, Range};
+use gstnonlocal::nonlocalclassify::{Crops, ExecutionProvider, Regions};
 
 use crate::output::Shown;
 use crate::timeline;
@@ -45,6 +45,16 @@ nonlocalclassify-segment messages): one JSON object per segment and line, or Web
 subtitles ('mpv --sub-file=video.vtt video.mp4' shows them). With --timeline-dir DIR each video's
 timeline is written to DIR/<name>.jsonl|vtt|srt and stdout keeps --output. A new label must lead
 for --hysteresis clips (by more than --margin) before a segment changes.
+
+Who is doing what: --regions objects classifies each object (person) on its own, in a square
+cropped around its box, with its own clips, results, segments and summary. The boxes come from
+--boxes FILE, one per video in the order of the videos: MOT-challenge text, one box a line,
+'frame,id,x,y,w,h[,conf,...]' (frames from 1 in decoding order, pixels of the decoded frame,
+id -1: no identity, the element associates such boxes itself; further columns are ignored), or
+from --detector MODEL.onnx run by GStreamer's own onnxinference and SSD decoder (GStreamer 1.26
+or newer; ioutracker, 1.28, tracks them when present). Either implies --regions objects. Each
+answer names its object: 'person ID' with its last box (x,y,w,h) in the table, \"object_id\" and
+\"box\" in JSON, CSV and timelines. Needs GStreamer 1.24 or newer (GstAnalytics).
 
 PaddleHub spellings: --input_path, --input_file and --use_gpu [True|False] work as in 'hub run'.
 
@@ -137,6 +147,40 @@ pub struct Args {
           value_parser = parse_margin)]
     pub margin: f64,
 
+    /// What clips show: the whole frame, or each object boxed by --boxes or --detector, cropped
+    /// and classified on its own [default: objects with --boxes or --detector, else frame]
+    #[arg(long, value_enum)]
+    pub regions: Option<Regions>,
+
+    /// The boxes of a video's objects, MOT-challenge text (frame,id,x,y,w,h[,conf,...]; see
+    /// below); repeatable, one per video in the order of the videos
+    #[arg(long, value_name = "FILE", conflicts_with = "detector")]
+    pub boxes: Vec<PathBuf>,
+
+    /// Find the objects with this ONNX detector: onnxinference ! ssdobjectdetector (GStreamer
+    /// 1.26 or newer; see docs/analytics.md for the outputs it reads) ! ioutracker if present
+    #[arg(long, value_name = "MODEL")]
+    pub detector: Option<PathBuf>,
+
+    /// The detector's class names, one a line (the SSD decoder's label-file)
+    #[arg(long, value_name = "FILE", requires = "detector")]
+    pub detector_labels: Option<PathBuf>,
+
+    /// Only these object types are objects, separated by commas (e.g. person; the element's
+    /// object-types) [default: every type]
+    #[arg(long, value_name = "TYPES")]
+    pub object_types: Option<String>,
+
+    /// Milliseconds an object may go without a box before its track ends (track-timeout)
+    #[arg(long, value_name = "MS", default_value_t = objects::TRACK_TIMEOUT.default,
+          value_parser = within(objects::TRACK_TIMEOUT))]
+    pub track_timeout: u32,
+
+    /// Objects classified at once per video; further ones are dropped (max-objects)
+    #[arg(long, value_name = "N", default_value_t = objects::MAX_OBJECTS.default,
+          value_parser = within(objects::MAX_OBJECTS))]
+    pub max_objects: u32,
+
     /// Videos classified at once (each in its own pipeline; the model is loaded once)
     #[arg(long, short = 'j', value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -205,6 +249,11 @@ impl Args {
                 )
                 .exit();
         }
+        if let Err(text) = args.check_regions() {
+            Args::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, text)
+                .exit();
+        }
         let shown = match (args.timeline, &args.timeline_dir, args.output) {
             (Some(_), None, Some(_)) => Args::command()
                 .error(
@@ -228,10 +277,36 @@ impl Args {
     }
 
     /// Clips per video: `--clips`, else the reference protocol's 10, or 0 (consecutive clips over
-    /// the whole video) when every clip is printed (a timeline or CSV).
+    /// the whole video, or over each object's track) when every clip is printed (a timeline or
+    /// CSV) or in objects mode.
     pub fn clips(&self) -> u32 {
-        let per_clip = self.timeline.is_some() || self.output == Some(Output::Csv);
+        let per_clip = self.timeline.is_some()
+            || self.output == Some(Output::Csv)
+            || self.regions() == Regions::Objects;
         self.clips.unwrap_or(if per_clip { 0 } else { 10 })
+    }
+
+    /// `--regions`, else objects when boxes or a detector are given.
+    pub fn regions(&self) -> Regions {
+        match self.regions {
+            Some(regions) => regions,
+            None if !self.boxes.is_empty() || self.detector.is_some() => Regions::Objects,
+            None => Regions::Frame,
+        }
+    }
+
+    /// Boxes or a detector go with objects mode, and objects mode needs one of them.
+    fn check_regions(&self) -> Result<(), &'static str> {
+        let boxed = !self.boxes.is_empty() || self.detector.is_some();
+        match (self.regions, boxed) {
+            (Some(Regions::Frame), true) => Err(
+                "--boxes and --detector give objects to classify, but --regions frame classifies the whole frame: drop --regions frame (or pass --regions objects)",
+            ),
+            (Some(Regions::Objects), false) => Err(
+                "--regions objects needs the objects' boxes: pass --boxes FILE (MOT text, one per video) or --detector MODEL.onnx",
+            ),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -19,10 +19,12 @@ pub struct Input {
     pub uri: Result<String, String>,
     /// `--dump-inputs`: the directory its clips' model inputs are written to.
     pub dump: Option<PathBuf>,
+    /// Objects mode: where its objects' boxes come from.
+    pub objects: Option<crate::objects::Source>,
 }
 
-/// Every video the command line names, in order; an error when a list cannot be read or none is
-/// named.
+/// Every video the command line names, in order, with its boxes in objects mode; an error when a
+/// list or a boxes file cannot be read, none is named, or objects mode cannot run.
 pub fn gather(args: &Args) -> anyhow::Result<Vec<Input>> {
     let mut names = args.videos.clone();
     names.extend(args.input_path.iter().cloned());
@@ -33,6 +35,10 @@ pub fn gather(args: &Args) -> anyhow::Result<Vec<Input>> {
         bail!("no videos given: the input files list none");
     }
     let mut inputs: Vec<Input> = names.iter().map(|n| to_input(n)).collect();
+    let sources = crate::objects::sources(args, inputs.len())?;
+    for (input, source) in inputs.iter_mut().zip(sources) {
+        input.objects = source;
+    }
     if let Some(dir) = &args.dump_inputs {
         let dirs = per_video(dir, &inputs, None)?;
         for (input, path) in inputs.iter_mut().zip(dirs) {
@@ -84,6 +90,7 @@ fn to_input(text: &str) -> Input {
             shown,
             uri: Ok(text.to_string()),
             dump: None,
+            objects: None,
         };
     }
     let path = Path::new(text);
@@ -103,6 +110,7 @@ fn to_input(text: &str) -> Input {
         shown,
         uri,
         dump: None,
+        objects: None,
     }
 }
 

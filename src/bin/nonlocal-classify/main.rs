@@ -30,7 +30,13 @@
 //! unknown, the element's default is used too (with a warning). When the element samples by time
 //! (the model's `clip.fps` or `--clip-fps`), frames are model frames: F = duration × that rate.
 //!
+//! Objects mode (`--regions objects`, GStreamer 1.24+): each object boxed by `--boxes FILE` (MOT
+//! text, attached to the decoded frames as GstAnalytics object detections) or found by
+//! `--detector MODEL.onnx` (GStreamer's detector chain before the classifier) gets its own
+//! answer, named by its id and box, and its own timeline cues.
+//!
 //! The program by concern: `args` (the options and `--help`), `inputs` (the videos named),
+//! `boxes` (MOT boxes files), `objects` (where each video's objects come from),
 //! `settings` (the element's properties, the model opened once) with `remote` (the `--server*`
 //! options), `clips` (the clip-stride for N clips), `pipeline` (one video's pipelines and the
 //! `--jobs` threads), `output` (table, JSON lines, CSV, timeline files; the exit status) with
@@ -38,9 +44,11 @@
 //! `common` (model lookup and error text, shared with examples/live.rs).
 
 mod args;
+mod boxes;
 mod clips;
 mod common;
 mod inputs;
+mod objects;
 mod output;
 mod pipeline;
 mod progress;

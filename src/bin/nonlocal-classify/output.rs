@@ -1,6 +1,7 @@
 //! The answers on stdout, in input order: a table, JSON lines or per-clip CSV (`--output`), or a
 //! timeline (`--timeline`, written by timeline.rs) on stdout or one file per video
-//! (`--timeline-dir`); failures on stderr, counted for the exit status.
+//! (`--timeline-dir`); failures on stderr, counted for the exit status. In objects mode every
+//! object gets its own answer, named by its id and its last box.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -13,7 +14,7 @@ use serde::Serialize;
 
 use crate::args::{Args, Output};
 use crate::inputs::{per_video, Input};
-use crate::pipeline::Answer;
+use crate::pipeline::{Answer, ObjectAnswer};
 use crate::timeline;
 
 /// Where each video's answer goes.
@@ -32,6 +33,8 @@ pub struct Printer {
     timeline: Option<timeline::Format>,
     files: Vec<PathBuf>,
     verbose: bool,
+    /// Objects mode: the CSV has the object columns.
+    objects: bool,
     videos: usize,
     failed: usize,
 }
@@ -45,6 +48,7 @@ impl Printer {
             timeline: args.timeline,
             files: timeline_files(args, inputs, shown)?,
             verbose: args.verbose,
+            objects: args.regions() == gstnonlocal::nonlocalclassify::Regions::Objects,
             videos: inputs.len(),
             failed: 0,
         })
@@ -77,9 +81,13 @@ impl Printer {
             }
             Shown::Answer(output) => {
                 if output == Output::Csv && index == 0 {
-                    let _ = writeln!(out, "{}", timeline::CSV_HEADER.join(","));
+                    let mut header = timeline::CSV_HEADER.to_vec();
+                    if self.objects {
+                        header.extend(timeline::CSV_OBJECT_HEADER);
+                    }
+                    let _ = writeln!(out, "{}", header.join(","));
                 }
-                let text = render(&answer, &input.shown, output, self.verbose);
+                let text = render(&answer, &input.shown, output, self.verbose, self.objects);
                 let text = text.trim_end_matches('\n');
                 if !text.is_empty() {
                     let _ = writeln!(out, "{text}");
@@ -123,6 +131,10 @@ impl Serialize for Ranked<'_> {
 #[derive(Serialize)]
 struct JsonLine<'a> {
     path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object_id: Option<u64>,
+    #[serde(rename = "box", skip_serializing_if = "Option::is_none")]
+    bbox: Option<[i32; 4]>,
     labels: Ranked<'a>,
     clips: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,14 +143,51 @@ struct JsonLine<'a> {
     clip_stride: Option<u32>,
 }
 
-/// One video's answer as `output` prints it.
-fn render(answer: &Answer, shown: &str, output: Output, verbose: bool) -> String {
+/// How the table names an object: `person ID, box x,y,w,h`.
+fn object_title(o: &ObjectAnswer) -> String {
+    match o.bbox {
+        Some([x, y, w, h]) => format!("person {}, box {x},{y},{w},{h}", o.id),
+        None => format!("person {}", o.id),
+    }
+}
+
+/// The table of one answer (a video's, or one of its objects').
+fn table(title: &str, clips: u64, labels: &[(String, f64)]) -> String {
+    let mut text = format!(
+        "{title}  ({clips} clip{})\n  probability  label\n",
+        if clips == 1 { "" } else { "s" }
+    );
+    for (label, p) in labels {
+        let _ = writeln!(text, "  {p:>11.4}  {label}");
+    }
+    text
+}
+
+/// One video's answer as `output` prints it (in objects mode, each object's).
+fn render(answer: &Answer, shown: &str, output: Output, verbose: bool, objects: bool) -> String {
+    let json = |object_id, bbox, labels, clips| {
+        let line = JsonLine {
+            path: shown,
+            object_id,
+            bbox,
+            labels: Ranked(labels),
+            clips,
+            frames: verbose.then_some(answer.frames),
+            clip_stride: verbose.then_some(answer.clip_stride),
+        };
+        serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    };
     match output {
         Output::Csv => {
             let mut writer = csv::Writer::from_writer(Vec::new());
             for result in &answer.results {
+                let object = timeline::csv_object(result);
                 for row in timeline::csv_rows(shown, result) {
-                    let _ = writer.write_record(&row);
+                    let _ = if objects {
+                        writer.write_record(row.iter().chain(&object))
+                    } else {
+                        writer.write_record(&row)
+                    };
                 }
             }
             writer
@@ -146,27 +195,19 @@ fn render(answer: &Answer, shown: &str, output: Output, verbose: bool) -> String
                 .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
                 .unwrap_or_default()
         }
-        Output::Json => {
-            let line = JsonLine {
-                path: shown,
-                labels: Ranked(&answer.labels),
-                clips: answer.clips,
-                frames: verbose.then_some(answer.frames),
-                clip_stride: verbose.then_some(answer.clip_stride),
-            };
-            serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-        }
-        Output::Text => {
-            let mut text = format!(
-                "{shown}  ({} clip{})\n  probability  label\n",
-                answer.clips,
-                if answer.clips == 1 { "" } else { "s" }
-            );
-            for (label, p) in &answer.labels {
-                let _ = writeln!(text, "  {p:>11.4}  {label}");
-            }
-            text
-        }
+        Output::Json if objects => answer
+            .objects
+            .iter()
+            .map(|o| json(Some(o.id), o.bbox, &o.labels, o.clips) + "\n")
+            .collect(),
+        Output::Json => json(None, None, &answer.labels, answer.clips),
+        Output::Text if objects => answer
+            .objects
+            .iter()
+            .map(|o| table(&format!("{shown}  {}", object_title(o)), o.clips, &o.labels))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Output::Text => table(shown, answer.clips, &answer.labels),
     }
 }
 

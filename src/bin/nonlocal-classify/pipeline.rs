@@ -1,6 +1,8 @@
 //! One video's pipelines: a decode-only preroll for its duration and frame rate (`--clips N`),
 //! then `uridecodebin ! videoconvert ! nonlocalclassify ! fakesink` whose bus gives its clips,
-//! segments and summary; and the `--jobs` threads that run them, answers kept in input order.
+//! segments and summary (in objects mode, each object's; with `--detector` the detector chain
+//! comes before the classifier, with `--boxes` a probe on the classifier's sink pad attaches
+//! them); and the `--jobs` threads that run them, answers kept in input order.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,20 +16,35 @@ use gstnonlocal::ClipResult;
 use crate::clips::Plan;
 use crate::common::with_detail;
 use crate::inputs::Input;
+use crate::objects::Source;
 use crate::progress::Report;
 use crate::settings::Settings;
+use crate::timeline::Span;
 
 /// How long reading a video may take to give its first frame.
 const DISCOVER_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(120);
 
-/// The element's file-level answer, its clips and its segments.
+/// The element's file-level answer (in objects mode each object's), its clips and its segments.
 pub struct Answer {
+    /// The summary's labels (none in objects mode: see `objects`).
     pub labels: Vec<(String, f64)>,
+    /// Clips classified (in objects mode, of every object).
     pub clips: u64,
     pub frames: Option<u64>,
     pub clip_stride: u32,
     pub results: Vec<ClipResult>,
-    pub segments: Vec<Segment>,
+    pub segments: Vec<Span>,
+    /// Objects mode: each object with at least one clip, by id.
+    pub objects: Vec<ObjectAnswer>,
+}
+
+/// One object's summary (objects mode).
+pub struct ObjectAnswer {
+    pub id: u64,
+    /// Its box on its last classified clip's last sampled frame (x, y, width, height).
+    pub bbox: Option<[i32; 4]>,
+    pub labels: Vec<(String, f64)>,
+    pub clips: u64,
 }
 
 /// Classify every input, `jobs` at once, handing each outcome to `show` in input order as soon
@@ -93,8 +110,14 @@ fn classify(
         report.note(format!("{shown}: {}", settings.geometry.describe(&plan)));
     }
     let posted = run(&uri, input, settings, &plan, report)?;
+    if settings.objects {
+        return objects_answer(posted, plan);
+    }
     let (labels, clips) = posted
-        .summary
+        .summaries
+        .into_iter()
+        .find(|s| s.object.is_none())
+        .map(|s| (s.labels, s.clips))
         .ok_or("the stream ended without a nonlocalclassify-summary message")?;
     if clips == 0 {
         return Err(format!(
@@ -109,16 +132,66 @@ fn classify(
         clip_stride: plan.clip_stride,
         results: posted.results,
         segments: posted.segments,
+        objects: Vec::new(),
     })
+}
+
+/// Objects mode's answer: each object's summary with its last box, by id; an error when no
+/// object had a clip.
+fn objects_answer(posted: Posted, plan: Plan) -> Result<Answer, String> {
+    let mut objects: Vec<ObjectAnswer> = posted
+        .summaries
+        .into_iter()
+        .filter_map(|s| {
+            let id = s.object?;
+            let bbox = posted
+                .results
+                .iter()
+                .rev()
+                .filter_map(|r| r.object)
+                .find(|o| o.id == id)
+                .map(|o| [o.x, o.y, o.w, o.h]);
+            Some(ObjectAnswer {
+                id,
+                bbox,
+                labels: s.labels,
+                clips: s.clips,
+            })
+        })
+        .filter(|o| o.clips > 0)
+        .collect();
+    objects.sort_by_key(|o| o.id);
+    if objects.is_empty() {
+        return Err(
+            "no object was classified: no object had a box on enough frames for one clip (check the boxes' frame numbers, or the detector's objects and --object-types)"
+                .into(),
+        );
+    }
+    Ok(Answer {
+        labels: Vec::new(),
+        clips: objects.iter().map(|o| o.clips).sum(),
+        frames: plan.frames,
+        clip_stride: plan.clip_stride,
+        results: posted.results,
+        segments: posted.segments,
+        objects,
+    })
+}
+
+/// A `nonlocalclassify-summary`: its labels with their probability, its clip count, and its
+/// object (objects mode).
+struct Summary {
+    labels: Vec<(String, f64)>,
+    clips: u64,
+    object: Option<u64>,
 }
 
 /// What the element posted on a video's bus.
 #[derive(Default)]
 struct Posted {
-    /// The summary's labels with their probability, and its clip count.
-    summary: Option<(Vec<(String, f64)>, u64)>,
+    summaries: Vec<Summary>,
     results: Vec<ClipResult>,
-    segments: Vec<Segment>,
+    segments: Vec<Span>,
 }
 
 /// Run the classifying pipeline to its end.
@@ -137,6 +210,10 @@ fn run(
     };
     let pipeline = gst::Pipeline::new();
     let convert = make("videoconvert")?;
+    let detector = match &input.objects {
+        Some(Source::Detector(d)) => d.elements()?,
+        _ => Vec::new(),
+    };
     let classifier = make("nonlocalclassify")?;
     let sink = gst::ElementFactory::make("fakesink")
         .property("sync", false)
@@ -147,10 +224,19 @@ fn run(
     if let Some(dir) = &input.dump {
         classifier.set_property("dump-inputs", dir.to_string_lossy().as_ref());
     }
-    pipeline
-        .add_many([&convert, &classifier, &sink])
-        .map_err(|e| e.to_string())?;
-    gst::Element::link_many([&convert, &classifier, &sink]).map_err(|e| e.to_string())?;
+    let chain: Vec<&gst::Element> = std::iter::once(&convert)
+        .chain(&detector)
+        .chain([&classifier, &sink])
+        .collect();
+    pipeline.add_many(&chain).map_err(|e| e.to_string())?;
+    gst::Element::link_many(&chain).map_err(|e| e.to_string())?;
+    #[cfg(feature = "analytics")]
+    if let Some(Source::Boxes(boxes)) = &input.objects {
+        let pad = classifier
+            .static_pad("sink")
+            .ok_or("the classifier has no sink pad")?;
+        crate::objects::attach(&pad, &classifier, std::sync::Arc::clone(boxes));
+    }
     add_decoder(&pipeline, uri, &convert).map_err(|e| e.to_string())?;
     let pipeline = Stopper(pipeline);
     let bus = pipeline.0.bus().ok_or("pipeline without bus")?;
@@ -168,10 +254,20 @@ fn run(
                     }
                 }
                 Some(s) if s.name() == "nonlocalclassify-segment" => {
-                    posted.segments.extend(Segment::from_structure(s));
+                    posted
+                        .segments
+                        .extend(Segment::from_structure(s).map(|segment| Span {
+                            object: s.get::<u64>("object-id").ok(),
+                            segment,
+                        }));
                 }
                 Some(s) if s.name() == "nonlocalclassify-summary" => {
-                    posted.summary = Some(summary_of(s)?);
+                    let (labels, clips) = summary_of(s)?;
+                    posted.summaries.push(Summary {
+                        labels,
+                        clips,
+                        object: s.get::<u64>("object-id").ok(),
+                    });
                 }
                 _ => {}
             },

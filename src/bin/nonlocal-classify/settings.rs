@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 use gst::prelude::*;
-use gstnonlocal::nonlocalclassify::{Crops, ExecutionProvider};
+use gstnonlocal::nonlocalclassify::{Crops, ExecutionProvider, Regions};
 
 use crate::args::Args;
 use crate::clips::ClipGeometry;
@@ -25,6 +25,10 @@ struct Properties {
     clip_fps: Option<gst::Fraction>,
     hysteresis: u32,
     margin: f64,
+    regions: Regions,
+    object_types: Option<String>,
+    track_timeout: u32,
+    max_objects: u32,
     remote: Option<Remote>,
 }
 
@@ -50,6 +54,12 @@ impl Properties {
         }
         element.set_property("segment-hysteresis", self.hysteresis);
         element.set_property("segment-margin", self.margin);
+        element.set_property("regions", self.regions);
+        if let Some(types) = &self.object_types {
+            element.set_property("object-types", types);
+        }
+        element.set_property("track-timeout", self.track_timeout);
+        element.set_property("max-objects", self.max_objects);
     }
 }
 
@@ -62,6 +72,8 @@ pub struct Settings {
     pub geometry: ClipGeometry,
     /// The rate the element samples at (its model-info), `None` by frame count.
     pub sampling_rate: Option<gst::Fraction>,
+    /// Objects mode: a result per object.
+    pub objects: bool,
 }
 
 impl Settings {
@@ -104,6 +116,10 @@ pub fn open(args: &Args) -> anyhow::Result<Opened> {
         clip_fps: args.clip_fps,
         hysteresis: args.hysteresis,
         margin: args.margin,
+        regions: args.regions(),
+        object_types: args.object_types.clone(),
+        track_timeout: args.track_timeout,
+        max_objects: args.max_objects,
         remote,
     };
 
@@ -150,6 +166,7 @@ pub fn open(args: &Args) -> anyhow::Result<Opened> {
     let settings = Settings {
         properties,
         clips: args.clips(),
+        objects: args.regions() == Regions::Objects,
         geometry,
         sampling_rate,
     };
