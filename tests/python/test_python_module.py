@@ -130,3 +130,25 @@ def test_the_provider_reaches_the_element(videos, tmp_path):
         nl.classify(videos["smpte"], model=str(probe), provider="gpu")
     with pytest.raises(nl.ClassifyError, match="use_gpu=True asks for cuda"):
         nl.classify(videos["smpte"], model=str(probe), use_gpu=True, provider="openvino")
+
+
+def test_objects_mode_needs_gstreamer_1_24(videos, tmp_path):
+    """Without GstAnalytics (GStreamer 1.22, or the plugin built without --features analytics)
+    objects() says what it needs; where it has them, tests/python/test_python_objects.py runs."""
+    boxes = tmp_path / "one.mot"
+    boxes.write_text("1,1,0,0,16,16\n")
+    try:
+        nl._analytics()
+    except nl.ClassifyError:
+        pass
+    else:
+        pytest.skip("this GStreamer and plugin run objects mode (test_python_objects.py)")
+    with pytest.raises(nl.ClassifyError, match="objects mode needs (GStreamer 1.24 or newer|the plugin built with --features analytics)"):
+        nl.objects(videos["smpte"], boxes=str(boxes), model=str(MODELS / "probe.onnx"))
+    # The program says it too.
+    out = subprocess.run([str(PROGRAM), "--model", str(MODELS / "probe.onnx"), "--boxes",
+                          str(boxes), str(videos["smpte"])], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 1
+    assert "objects mode (--regions objects, --boxes, --detector) needs GStreamer 1.24 or newer" \
+        in out.stderr, out.stderr
