@@ -174,3 +174,83 @@ fn two_people_get_their_own_actions_where_the_frame_gets_one() {
         );
     }
 }
+
+/// The program on the two people: tools/two-people's composition (encoded here the same way:
+/// tests/data's clips side by side, 240 frames, Theora) with tests/data/two_people.mot, as the
+/// README shows it. Each person's answer is their own action, named by their id and box.
+#[test]
+#[cfg(all(feature = "analytics", feature = "cli"))]
+fn the_program_gives_each_boxed_person_their_action() {
+    init();
+    let model = default_model();
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let video = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("two_people-{}.ogv", std::process::id()));
+    let branch = |file: &str, pad: u32| {
+        format!(
+            "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! videorate ! video/x-raw,format=I420,width=340,height=256,framerate=30/1 ! mix.sink_{pad}",
+            data.join(file).display()
+        )
+    };
+    let desc = format!(
+        "compositor name=mix sink_1::xpos=340 ! video/x-raw,width=680,height=256,framerate=30/1 ! identity eos-after=240 ! videoconvert ! theoraenc quality=48 ! oggmux ! filesink location=\"{}\" {} {}",
+        video.display(),
+        branch("arm_wrestling.mp4", 0),
+        branch("cleaning_pool.mp4", 1),
+    );
+    let pipeline = gst::parse::launch(&desc).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(300),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the composition ends");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(msg.view(), gst::MessageView::Eos(..)), "{msg:?}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nonlocal-classify"))
+        .arg("--model")
+        .arg(&model)
+        .arg("--boxes")
+        .arg(data.join("two_people.mot"))
+        .args(["--output", "json", "--top-k", "3"])
+        .arg(&video)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&video);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    eprintln!("{lines:#?}");
+    let people: Vec<(u64, serde_json::Value, String, f64)> = lines
+        .iter()
+        .map(|l| {
+            let (label, score) = l["labels"].as_object().unwrap().iter().next().unwrap();
+            (
+                l["object_id"].as_u64().unwrap(),
+                l["box"].clone(),
+                label.clone(),
+                score.as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(people.len(), 2, "{lines:?}");
+    assert_eq!(
+        (people[0].0, &people[0].1, people[0].2.as_str()),
+        (1, &serde_json::json!([0, 0, 340, 256]), "arm wrestling")
+    );
+    assert_eq!(
+        (people[1].0, &people[1].1, people[1].2.as_str()),
+        (2, &serde_json::json!([340, 0, 340, 256]), "cleaning pool")
+    );
+    assert!(people.iter().all(|p| p.3 > 0.8), "{people:?}");
+}
