@@ -838,3 +838,29 @@ fn installed_program_runs_from_its_prefix() {
         format!("nonlocal-classify {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// Without GstAnalytics (GStreamer 1.22, no `analytics` feature) objects mode is one message;
+/// usage errors about boxes come first, as everywhere.
+#[test]
+#[cfg(not(feature = "analytics"))]
+fn objects_mode_says_it_needs_gstreamer_1_24() {
+    let v = videos();
+    let boxes = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/two_people.mot");
+    let boxes = boxes.to_str().unwrap();
+    let out = run(&["--model", &model("probe.onnx"), "--boxes", boxes, &v.ogv]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(
+            "error: objects mode (--regions objects, --boxes, --detector) needs GStreamer 1.24 or newer"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "");
+    let out = run(&["--regions", "frame", "--boxes", boxes, &v.ogv]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--regions frame classifies the whole frame"));
+    let out = run(&["--regions", "objects", &v.ogv]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--regions objects needs the objects' boxes"));
+}
