@@ -104,10 +104,14 @@ fn answers(lines: &[Value]) -> Vec<(u64, Vec<i64>, String, f64)> {
     lines
         .iter()
         .map(|l| {
+            // serde_json's maps are sorted by key: the best label is the highest score.
             let (label, score) = l["labels"]
                 .as_object()
-                .and_then(|m| m.iter().next())
-                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+                .and_then(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+                        .max_by(|a, b| a.1.total_cmp(&b.1))
+                })
                 .expect("labels");
             let b = l["box"]
                 .as_array()

@@ -234,12 +234,19 @@ fn the_program_gives_each_boxed_person_their_action() {
     let people: Vec<(u64, serde_json::Value, String, f64)> = lines
         .iter()
         .map(|l| {
-            let (label, score) = l["labels"].as_object().unwrap().iter().next().unwrap();
+            // serde_json's maps are sorted by key: the best label is the highest score.
+            let (label, score) = l["labels"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
             (
                 l["object_id"].as_u64().unwrap(),
                 l["box"].clone(),
-                label.clone(),
-                score.as_f64().unwrap(),
+                label,
+                score,
             )
         })
         .collect();
