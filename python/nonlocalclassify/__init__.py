@@ -544,7 +544,9 @@ def _objects_answer(path, results, segs, summaries):
     if not objects:
         raise ClassifyError(
             f"{path}: no object was classified: no object had a box on enough frames for one clip")
-    segs.sort(key=lambda g: (g["start"] is None, g["start"] or 0, g["object_id"], g["segment"]))
+    # As the program orders them: an unknown start first, then by start, object and index.
+    segs.sort(key=lambda g: (g["start"] is not None, g["start"] or 0, g["object_id"],
+                             g["segment"]))
     return {
         "labels": {},
         "clips": sum(o["clips"] for o in objects),
