@@ -34,6 +34,7 @@ The model is ``model=``, else the ``NONLOCAL_MODEL`` environment variable, else 
 default model (``tools/default-model`` next to this package in a source checkout).
 """
 
+import contextlib
 import math
 import os
 import subprocess
@@ -92,18 +93,38 @@ def _uri(path):
     return Gst.filename_to_uri(str(p.resolve()))
 
 
+@contextlib.contextmanager
+def _first_structure(caps):
+    """The first structure of ``caps`` (which must have one): gst-python 1.26 hands it out as a
+    context manager (``StructureWrapper``, which writes changes back), older versions directly."""
+    structure = caps.get_structure(0)
+    if hasattr(structure, "__enter__"):
+        with structure as inner:
+            yield inner
+    else:
+        yield structure
+
+
+def _caps_name(caps):
+    """The media type of ``caps``' first structure, "" when it has none."""
+    if caps is None or caps.get_size() == 0:
+        return ""
+    with _first_structure(caps) as s:
+        return s.get_name()
+
+
 def _decoder(pipeline, uri, sink):
     """uridecodebin for the first video stream, linked to ``sink``; other streams not decoded."""
     decoder = Gst.ElementFactory.make("uridecodebin")
     decoder.set_property("uri", uri)
 
     def autoplug_continue(_bin, _pad, caps):
-        name = caps.get_structure(0).get_name() if caps.get_size() else ""
+        name = _caps_name(caps)
         return not name.startswith(("audio/", "text/", "subpicture/"))
 
     def pad_added(_bin, pad):
         caps = pad.get_current_caps() or pad.query_caps(None)
-        if caps.get_size() and caps.get_structure(0).get_name() == "video/x-raw":
+        if _caps_name(caps) == "video/x-raw":
             target = sink.get_static_pad("sink")
             if not target.is_linked():
                 pad.link(target)
@@ -144,7 +165,8 @@ def _discover(uri):
         caps = pad.get_current_caps()
         rate = None
         if caps is not None and caps.get_size():
-            ok_rate, num, den = caps.get_structure(0).get_fraction("framerate")
+            with _first_structure(caps) as s:
+                ok_rate, num, den = s.get_fraction("framerate")
             rate = (num, den) if ok_rate else None
         return (duration if ok and duration >= 0 else None), rate
     finally:
@@ -320,13 +342,19 @@ def _detector_chain(detector, detector_labels):
     return chain
 
 
-def _boxes_relay(pipeline, boxes, analytics):
+def _boxes_relay(pipeline, boxes, analytics, element):
     """appsink -> appsrc: each decoded frame (counted from 1) gets its boxes as GstAnalytics
     object detections of type ``person``, related to a tracking mtd with its id when it has one
-    (a copy of the frame is written: buffers a pad probe sees are not writable from Python).
+    (on a new buffer sharing the frame's memory: buffers a pad probe sees are not writable from
+    Python).
     Returns (appsink, appsrc)."""
+    # Not waiting for a preroll: the appsink gets its first frame only once PLAYING, and
+    # everything after the appsrc waits for it.
     sink = Gst.ElementFactory.make("appsink")
-    for name, value in (("sync", False), ("emit-signals", True), ("max-buffers", 4)):
+    # The formats the classifier takes, so that videoconvert converts before the appsink.
+    caps = element.get_static_pad("sink").query_caps(None)
+    for name, value in (("sync", False), ("async", False), ("emit-signals", True),
+                        ("max-buffers", 4), ("caps", caps)):
         sink.set_property(name, value)
     src = Gst.ElementFactory.make("appsrc")
     for name, value in (("format", Gst.Format.TIME), ("block", True), ("max-buffers", 4)):
@@ -341,7 +369,12 @@ def _boxes_relay(pipeline, boxes, analytics):
         count[0] += 1
         if count[0] == 1:
             src.set_property("caps", sample.get_caps())
-        buffer = sample.get_buffer().copy()
+        # A new buffer sharing the frame's memory (Gst.Buffer.copy() is PyGObject's boxed copy,
+        # a second reference, which is not writable).
+        frame = sample.get_buffer()
+        buffer = frame.copy_region(Gst.BufferCopyFlags.FLAGS | Gst.BufferCopyFlags.TIMESTAMPS
+                                   | Gst.BufferCopyFlags.META | Gst.BufferCopyFlags.MEMORY,
+                                   0, frame.get_size())
         on_frame = boxes.get(count[0], [])
         if on_frame:
             meta = analytics.buffer_add_analytics_relation_meta(buffer)
@@ -430,7 +463,8 @@ def classify(path, *, model=None, top_k=5, use_gpu=False, clips=10, crops="cente
         pipeline.add(e)
     if per_frame is not None:
         # Decoded frames go to an appsink, and come back with their boxes from an appsrc.
-        frames_sink, frames_src = _boxes_relay(pipeline, per_frame, analytics)
+        frames_sink, frames_src = _boxes_relay(pipeline, per_frame, analytics, element)
+        sink.set_property("async", False)
         convert.link(frames_sink)
         frames_src.link(element)
     else:
