@@ -698,7 +698,7 @@ fn first_buffer_results_wait_for_a_buffer_with_the_objects_box() {
     let h = Harness::new(&rgb_caps(), &objects_props(&[]), false);
     h.start().expect("starts");
     let boxed = |n: u64| {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             vec![person(4, 8, RED, Some(4))]
         } else {
             Vec::new()
