@@ -4,7 +4,8 @@
 #   benches/compare-builds.sh --forms FORMS_FILE [ROUNDS] [CLIPS] > OUT.jsonl
 # OLD_BENCH and NEW_BENCH are bench executables, or git revisions of this repository: the bench of
 # a revision is built (release) from its files (git archive) with this tree's target folder, so
-# that only the crate itself is compiled again, and kept as target/compare-builds/throughput-REV.
+# that the dependencies it shares with this tree are not compiled again, and kept as
+# target/compare-builds/throughput-REV.
 # Two builds: each round runs the old build then the new one (`--model MODEL --provider cpu
 # --batches 1 --streams 1 --max-batch 1 --clips CLIPS`: the engine alone at batch 1 and one element
 # stream). The same build under two environments compares a setting: OLD_ENV and NEW_ENV
