@@ -2,7 +2,8 @@
 //! on the same machine in one run.
 //!
 //!     cargo bench --bench throughput -- --model MODEL.onnx [--provider cpu|openvino|cuda]
-//!         [--batches 1,8] [--streams 1,8] [--clips N] [--live-streams N --live-seconds S]
+//!         [--batches 1,8] [--streams 1,8] [--objects 1,4,16] [--clips N]
+//!         [--live-streams N --live-seconds S]
 //!         [--server HOST:PORT[,...] [--server-model NAME] [--server-requests N]]
 //!         [--json FILE]
 //!
@@ -15,6 +16,10 @@
 //! * element: N parallel `videotestsrc ! nonlocalclassify ! fakesink` pipelines (non-live, as fast
 //!   as they go) sharing that engine; clips/s over all streams, the latency from a clip's last
 //!   frame to its result (median, p99), the mean batch the engine formed.
+//! * objects (cargo feature `analytics`, GStreamer >= 1.24): one pipeline
+//!   `videotestsrc ! nonlocalclassify regions=objects ! fakesink` whose buffers get N object
+//!   boxes (GstAnalytics object detections, each related to a tracking id, as a detector and a
+//!   tracker upstream would add them) from a pad probe: every object gets its own clips.
 //! * live: N live 30 fps sources for S seconds; clips expected, classified and dropped.
 //! * the source alone, for scale: what the test pipelines cost without the element.
 //!
@@ -50,13 +55,17 @@ struct Args {
     /// The element's openvino-streams (0: OpenVINO's choice)
     #[arg(long, default_value_t = 0)]
     openvino_streams: u32,
-    /// Batch sizes to measure the engine alone at (comma-separated)
+    /// Batch sizes to measure the engine alone at (comma-separated; 0 skips)
     #[arg(long, default_value = "1,8", value_delimiter = ',')]
     batches: Vec<usize>,
     /// Numbers of parallel element pipelines to measure (comma-separated; 0 skips)
     #[arg(long, default_value = "1", value_delimiter = ',')]
     streams: Vec<u64>,
-    /// Clips per measurement (engine: at least this many; element: over all streams)
+    /// Numbers of objects to measure one stream in objects mode with (comma-separated; 0
+    /// skips; needs the cargo feature `analytics`)
+    #[arg(long, default_value = "0", value_delimiter = ',')]
+    objects: Vec<u32>,
+    /// Clips per measurement (engine: at least this many; element: over all streams or objects)
     #[arg(long, default_value_t = 16)]
     clips: u64,
     /// The element's max-batch
@@ -220,17 +229,21 @@ struct PipelineRun {
     dropped: u64,
 }
 
+/// What is done to each pipeline once it is made, before it starts.
+type Setup<'a> = &'a dyn Fn(&gst::Pipeline) -> anyhow::Result<()>;
+
 fn run_pipeline(desc: &str, stop_after: Option<Duration>) -> anyhow::Result<PipelineRun> {
-    run_pipelines(&[desc.to_string()], Duration::ZERO, stop_after)
+    run_pipelines(&[desc.to_string()], Duration::ZERO, stop_after, &|_| Ok(()))
 }
 
-/// Run pipelines `descs`, the i-th started i × `spread` / N after the first (independent
-/// cameras do not start their clips in step); each gets EOS `stop_after` after its start, if
-/// given. Counts the element messages of all of them.
+/// Run pipelines `descs`, each passed to `setup` first, the i-th started i × `spread` / N after
+/// the first (independent cameras do not start their clips in step); each gets EOS `stop_after`
+/// after its start, if given. Counts the element messages of all of them.
 fn run_pipelines(
     descs: &[String],
     spread: Duration,
     stop_after: Option<Duration>,
+    setup: Setup,
 ) -> anyhow::Result<PipelineRun> {
     struct Stream {
         pipeline: gst::Pipeline,
@@ -248,6 +261,7 @@ fn run_pipelines(
             let pipeline = gst::parse::launch(desc)?
                 .downcast::<gst::Pipeline>()
                 .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+            setup(&pipeline)?;
             pipeline.set_state(gst::State::Paused)?;
             let _ = pipeline.state(gst::ClockTime::NONE);
             let bus = pipeline.bus().ok_or_else(|| anyhow::anyhow!("no bus"))?;
@@ -327,6 +341,70 @@ fn run_pipelines(
         latencies_ms,
         dropped: dropped.values().sum(),
     })
+}
+
+/// `n` person-shaped boxes (x, y, width, height) in a `w`×`h` frame: a fifth of the frame's
+/// width by two fifths of its height, eight to a row over two rows, the rows' boxes spread
+/// evenly (overlapping where more than four share a row).
+fn object_boxes(n: u32, w: u32, h: u32) -> Vec<(i32, i32, i32, i32)> {
+    let (bw, bh) = ((w / 5) as i32, (h * 2 / 5) as i32);
+    let per_row = n.min(8);
+    (0..n)
+        .map(|i| {
+            let (col, row) = ((i % 8) as i32, (i / 8 % 2) as i32);
+            let step = (w as i32 - bw) / per_row.max(2) as i32;
+            let x = col * step + step / 2;
+            let y = h as i32 / 10 + row * h as i32 / 2;
+            (x.min(w as i32 - bw), y.min(h as i32 - bh), bw, bh)
+        })
+        .collect()
+}
+
+/// Give every buffer entering `element` of `pipeline` the object detections `boxes` (type
+/// `person`), each related to a tracking id (1, 2, …), as a detector and a tracker upstream
+/// would.
+#[cfg(feature = "analytics")]
+fn attach_boxes(
+    pipeline: &gst::Pipeline,
+    element: &str,
+    boxes: &[(i32, i32, i32, i32)],
+) -> anyhow::Result<()> {
+    use gst_analytics::prelude::*;
+    use gst_analytics::{AnalyticsRelationMeta, RelTypes};
+    let pad = pipeline
+        .by_name(element)
+        .and_then(|e| e.static_pad("sink"))
+        .ok_or_else(|| anyhow::anyhow!("no element {element} with a sink pad"))?;
+    let boxes = boxes.to_vec();
+    let person = gst::glib::Quark::from_str("person");
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
+            let mut meta = AnalyticsRelationMeta::add(buffer.make_mut());
+            for (i, &(x, y, w, h)) in boxes.iter().enumerate() {
+                let Ok(od) = meta.add_od_mtd(person, x, y, w, h, 0.9) else {
+                    continue;
+                };
+                let od = od.id();
+                if let Ok(track) = meta.add_tracking_mtd(i as u64 + 1, gst::ClockTime::ZERO) {
+                    let track = track.id();
+                    let _ = meta.set_relation(RelTypes::RELATE_TO, od, track);
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+#[cfg(not(feature = "analytics"))]
+fn attach_boxes(
+    _pipeline: &gst::Pipeline,
+    _element: &str,
+    _boxes: &[(i32, i32, i32, i32)],
+) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "--objects needs GstAnalytics: build the bench with --features analytics (GStreamer >= 1.24)"
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -509,9 +587,10 @@ fn main() -> anyhow::Result<()> {
     for (b, locked) in args
         .batches
         .iter()
+        .filter(|&&b| b > 0)
         .flat_map(|&b| memories.iter().map(move |&l| (b, l)))
     {
-        let b = engine.fixed_batch().unwrap_or(b.max(1));
+        let b = engine.fixed_batch().unwrap_or(b);
         let batch = if locked {
             engine.page_locked_buffer(per * b)
         } else {
@@ -692,6 +771,51 @@ fn main() -> anyhow::Result<()> {
         )?;
     }
 
+    // One stream in objects mode: each buffer gets N boxes from a probe on the element's sink
+    // pad, each box its own clips.
+    for &objects in args.objects.iter().filter(|&&n| n > 0) {
+        let clips = args.clips.div_ceil(u64::from(objects)).max(1);
+        let frames = clips * u64::from(config.clip_stride);
+        let desc = format!(
+            "videotestsrc num-buffers={frames} pattern={pattern} ! {caps} ! {} ! fakesink sync=false",
+            element(
+                0,
+                &format!(
+                    "name=classify regions=objects max-objects={}",
+                    objects.max(16)
+                )
+            )
+        );
+        let boxes = object_boxes(objects, w, h);
+        let before = profile();
+        let cpu_before = process_cpu_secs();
+        let run = run_pipelines(&[desc], Duration::ZERO, None, &|p| {
+            attach_boxes(p, "classify", &boxes)
+        })?;
+        let cpu = process_cpu_secs() - cpu_before;
+        let after = profile();
+        let rate = run.clips as f64 / run.secs;
+        let (runs, items) = (after.runs - before.runs, after.items - before.items);
+        let mean_batch = items as f64 / runs.max(1) as f64;
+        let busy = (after.run - before.run).as_secs_f64() / run.secs;
+        println!(
+            "| objects, one {w}×{h} stream, {objects} objects | {rate:.1} | {:.1} / {:.1} | {} clips, mean batch {mean_batch:.2}, engine busy {:.0} %, process CPU {:.1} cores |",
+            percentile(&run.latencies_ms, 0.5),
+            percentile(&run.latencies_ms, 0.99),
+            run.clips,
+            busy * 100.0,
+            cpu / run.secs,
+        );
+        record(
+            json!({"kind": "objects", "streams": 1, "objects": objects, "clips": run.clips,
+            "clips_per_s": rate, "latency_ms_p50": percentile(&run.latencies_ms, 0.5),
+            "latency_ms_p99": percentile(&run.latencies_ms, 0.99), "mean_batch": mean_batch,
+            "engine_busy": busy, "process_cpu_cores": cpu / run.secs,
+            "max_batch": args.max_batch, "size": args.size, "format": args.format,
+            "pattern": args.pattern, "boxes": boxes.iter().map(|b| [b.0, b.1, b.2, b.3]).collect::<Vec<_>>()}),
+        )?;
+    }
+
     // Live sources at 30 fps: every clip should be classified, none dropped.
     if args.live_streams > 0 {
         let stride = args.live_clip_stride.unwrap_or(config.clip_stride);
@@ -706,7 +830,9 @@ fn main() -> anyhow::Result<()> {
         let run = if args.live_stagger {
             // One pipeline per stream, started over one clip period.
             let period = Duration::from_secs_f64(f64::from(stride) / 30.0);
-            run_pipelines(&descs.collect::<Vec<_>>(), period, Some(seconds))?
+            run_pipelines(&descs.collect::<Vec<_>>(), period, Some(seconds), &|_| {
+                Ok(())
+            })?
         } else {
             run_pipeline(&descs.collect::<Vec<_>>().join(" "), Some(seconds))?
         };
