@@ -793,18 +793,19 @@ fn installed_program_runs_from_its_prefix() {
         .expect("target/<profile>/nonlocal-classify")
         .to_path_buf();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // With the features these tests were built with: the install writes the program where
+    // `CARGO_BIN_EXE_nonlocal-classify` points, which later test targets (objects mode) run.
+    let features: &[&str] = if cfg!(feature = "analytics") {
+        &["--features", "analytics"]
+    } else {
+        &[]
+    };
     let status = Command::new(cargo)
         .current_dir(manifest_dir())
         .env("CARGO_TARGET_DIR", &target)
-        .args([
-            "install",
-            "--path",
-            ".",
-            "--locked",
-            "--offline",
-            "--debug",
-            "--root",
-        ])
+        .args(["install", "--path", ".", "--locked", "--offline", "--debug"])
+        .args(features)
+        .arg("--root")
         .arg(&root)
         .status()
         .expect("cargo runs");
