@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use gst::prelude::*;
 use serde_json::Value;
 
 fn binary() -> PathBuf {
@@ -56,18 +55,7 @@ fn halves() -> &'static str {
             half("0xffff0000", 0),
             half("0xff00ff00", 1)
         );
-        let pipeline = gst::parse::launch(&desc).expect("encoding pipeline");
-        pipeline.set_state(gst::State::Playing).unwrap();
-        let msg = pipeline
-            .bus()
-            .unwrap()
-            .timed_pop_filtered(
-                gst::ClockTime::from_seconds(60),
-                &[gst::MessageType::Eos, gst::MessageType::Error],
-            )
-            .expect("encoding ends");
-        pipeline.set_state(gst::State::Null).unwrap();
-        assert!(matches!(msg.view(), gst::MessageView::Eos(..)), "{msg:?}");
+        common::play_to_eos(&desc, 60, "encoding");
         path.to_string_lossy().into_owned()
     })
 }

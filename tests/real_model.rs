@@ -198,18 +198,7 @@ fn the_program_gives_each_boxed_person_their_action() {
         branch("arm_wrestling.mp4", 0),
         branch("cleaning_pool.mp4", 1),
     );
-    let pipeline = gst::parse::launch(&desc).unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(300),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("the composition ends");
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(matches!(msg.view(), gst::MessageView::Eos(..)), "{msg:?}");
+    common::play_to_eos(&desc, 300, "the composition");
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nonlocal-classify"))
         .arg("--model")

@@ -22,6 +22,26 @@ pub fn init() {
     });
 }
 
+/// Run a `gst-launch`-style pipeline to its end; panics, naming `what`, on an error or when it
+/// has not ended within `seconds`.
+pub fn play_to_eos(description: &str, seconds: u64, what: &str) {
+    let pipeline = gst::parse::launch(description).expect("the pipeline parses");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(seconds),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .unwrap_or_else(|| panic!("{what} did not end within {seconds} s"));
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(msg.view(), gst::MessageView::Eos(..)),
+        "{what}: {msg:?}"
+    );
+}
+
 /// The default model (DeepMind I3D, Kinetics-400): NONLOCAL_MODEL (tools/run-tests builds it
 /// and sets it), else the one in .cache/models; the test fails when it is missing.
 pub fn default_model() -> PathBuf {
